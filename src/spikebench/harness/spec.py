@@ -1,0 +1,83 @@
+"""Experiment specs: one dataclass per run, with a stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+ARCHS = ("ff", "rec")
+# fields that say where things are, not what the experiment is: left out of the id
+NOT_IN_ID = ("suite", "data_dir")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """Everything that defines one training run."""
+
+    dataset: str = "nmnist-sim"
+    arch: str = "ff"  # "ff" or "rec" (explicit recurrent weights on hidden layers)
+    neuron: str = "lif"
+    rule: str = "bptt"
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3  # Adam
+    n_steps: int = 30  # time steps T
+    dt_ms: float = 10.0  # bin width of event frames
+    hidden: tuple[int, ...] = ()  # () = the data set's preset (N-MNIST: 120, 84)
+    n_train: int | None = None  # None = all training samples
+    n_test: int | None = None
+    burn_in: int = 0
+    alpha: float = 0.8  # synaptic decay per step
+    beta: float = 0.9  # membrane decay per step
+    threshold: float = 1.0
+    reset: str = "subtract"
+    surrogate: str = "fast_sigmoid"
+    slope: float = 5.0
+    kappa: float = 0.9  # readout decay per step
+    weight_scale: float = 3.0
+    suite: str = "default"
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        from spikebench.datasets import DATASETS
+        from spikebench.learning_rules import RULES
+        from spikebench.neurons import NEURONS
+
+        RULES.get(self.rule)
+        DATASETS.get(self.dataset)
+        NEURONS.get(self.neuron)
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
+        for name in ("epochs", "batch_size", "n_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.dt_ms <= 0:
+            raise ValueError("lr and dt_ms must be positive")
+        if self.burn_in >= self.n_steps:
+            raise ValueError(f"burn_in={self.burn_in} must be < n_steps={self.n_steps}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExperimentSpec:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown spec fields {sorted(unknown)}")
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+    @property
+    def run_id(self) -> str:
+        """Readable prefix + hash of every field that defines the experiment."""
+        core = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_ID}
+        digest = hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.dataset}-{self.arch}-{self.rule}-s{self.seed}-{digest}"

@@ -1,0 +1,213 @@
+"""Training and evaluation of one run, with checkpoints that let it resume.
+
+A run directory holds ``spec.json``, ``checkpoint.pt`` (model, optimiser, rule state,
+epoch; loadable with ``torch.load(..., weights_only=True)``), ``metrics.json`` (the
+per-epoch records so far) and, once the run has ended, ``status.json``
+(``done`` or ``diverged`` with its message). An interrupted run restarts from its last
+finished epoch; an ended one is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from spikebench.datasets import DATASETS, SampleData, time_major_loader
+from spikebench.harness.spec import ExperimentSpec
+from spikebench.learning_rules import LearningRule, evaluate_batch, make_rule
+from spikebench.models import PRESETS, SpikingMLP
+from spikebench.neurons import LIFParams
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class RunResult:
+    spec: ExperimentSpec
+    status: str  # "done" | "diverged"
+    metrics: list[dict]
+    message: str = ""
+    skipped: bool = False  # finished before; read from disk
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(spec: ExperimentSpec) -> SpikingMLP:
+    info = DATASETS.get(spec.dataset)
+    sizes = list(PRESETS[info.preset])
+    if spec.hidden:
+        sizes = [sizes[0], *spec.hidden, sizes[-1]]
+    params = LIFParams(
+        alpha=spec.alpha,
+        beta=spec.beta,
+        threshold=spec.threshold,
+        reset=spec.reset,
+        surrogate=spec.surrogate,
+        slope=spec.slope,
+    )
+    return SpikingMLP(
+        sizes,
+        recurrent=spec.arch == "rec",
+        neuron=spec.neuron,
+        params=params,
+        kappa=spec.kappa,
+        weight_scale=spec.weight_scale,
+    )
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_json(path: Path, obj) -> None:
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=2)
+
+    _atomic_write(path, write)
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, rule: LearningRule, epoch: int,
+                    spec: ExperimentSpec) -> None:
+    state = {
+        "spec": spec.to_dict(),
+        "model_config": model.config(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rule": rule.name,
+        "rule_config": rule.config(),
+        "rule_state": rule.state_dict(),
+        "epoch": epoch,
+    }
+    _atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
+
+
+def load_trained(run_dir: str | Path) -> tuple[SpikingMLP, LearningRule, ExperimentSpec]:
+    """Rebuild a trained model and its rule from a run directory, whatever the rule."""
+    ck = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    model = SpikingMLP.from_config(ck["model_config"])
+    model.load_state_dict(ck["model"])
+    rule = make_rule(ck["rule"], **ck["rule_config"])
+    rule.prepare(model)
+    rule.load_state_dict(ck["rule_state"])
+    return model, rule, ExperimentSpec.from_dict(ck["spec"])
+
+
+def evaluate(model, data: SampleData, spec: ExperimentSpec) -> tuple[float, float]:
+    """(mean loss, accuracy) on ``data`` with the common decision rule."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for x, y in time_major_loader(data, spec.batch_size):
+        out = evaluate_batch(model, x[: spec.n_steps], y, spec.burn_in)
+        loss_sum += out.loss * out.count
+        correct += out.correct
+        count += out.count
+    return loss_sum / max(count, 1), correct / max(count, 1)
+
+
+def train_run(
+    spec: ExperimentSpec,
+    run_dir: str | Path,
+    train: SampleData,
+    test: SampleData,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``spec`` in ``run_dir`` (resuming or skipping as the directory says)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    status_path, metrics_path = run_dir / "status.json", run_dir / "metrics.json"
+    if status_path.is_file():
+        st = json.loads(status_path.read_text())
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else []
+        return RunResult(spec, st["status"], metrics, st.get("message", ""), skipped=True)
+    _write_json(run_dir / "spec.json", spec.to_dict())
+
+    seed_everything(spec.seed)
+    model = build_model(spec)
+    rule = make_rule(spec.rule, burn_in=spec.burn_in)
+    rule.prepare(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    start, metrics = 1, []
+    if (run_dir / CHECKPOINT).is_file() and metrics_path.is_file():
+        ck = load_checkpoint(run_dir / CHECKPOINT)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        rule.load_state_dict(ck["rule_state"])
+        start = int(ck["epoch"]) + 1
+        metrics = [m for m in json.loads(metrics_path.read_text()) if m["epoch"] < start]
+        log.info("%s: resuming after epoch %d", spec.run_id, start - 1)
+
+    for epoch in range(start, spec.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum, correct, count, n_batches = 0.0, 0, 0, 0
+        # the shuffle depends on (seed, epoch) only, so a resumed run sees the same order
+        loader = time_major_loader(train, spec.batch_size, shuffle=True,
+                                   seed=spec.seed * 100_003 + epoch)
+        bar = tqdm(loader, desc=f"{spec.rule}/{spec.arch} epoch {epoch}/{spec.epochs}",
+                   disable=not progress, leave=False)
+        for x, y in bar:
+            out = rule.backward(model, x[: spec.n_steps], y)
+            if not math.isfinite(out.loss):
+                message = (
+                    f"training diverged: loss is {out.loss} at epoch {epoch}, batch "
+                    f"{n_batches + 1} (lr={spec.lr}); results up to epoch {epoch - 1} are kept"
+                )
+                _write_json(metrics_path, metrics)
+                _write_json(status_path, {"status": "diverged", "message": message})
+                log.error("%s: %s", spec.run_id, message)
+                return RunResult(spec, "diverged", metrics, message)
+            optimizer.step()
+            loss_sum += out.loss
+            correct += out.correct
+            count += out.count
+            n_batches += 1
+            bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", acc=f"{correct / count:.3f}")
+        train_time = time.perf_counter() - t0
+        test_loss, test_acc = evaluate(model, test, spec)
+        record = {
+            "train_loss": loss_sum / max(n_batches, 1),
+            "train_acc": correct / max(count, 1),
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "epoch_time_s": train_time,
+        }
+        metrics += [{"epoch": epoch, "metric": k, "value": v} for k, v in record.items()]
+        save_checkpoint(run_dir, model, optimizer, rule, epoch, spec)
+        _write_json(metrics_path, metrics)
+        log.info("%s epoch %d: train acc %.3f, test acc %.3f (%.1fs)", spec.run_id, epoch,
+                 record["train_acc"], test_acc, train_time)
+    _write_json(status_path, {"status": "done"})
+    return RunResult(spec, "done", metrics)

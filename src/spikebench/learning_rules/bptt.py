@@ -1,0 +1,22 @@
+"""Backpropagation through time: unroll the model's step function, autograd the loss."""
+
+from __future__ import annotations
+
+import torch
+
+from spikebench.learning_rules.base import LearningRule, StepOutput, count_correct, objective
+
+
+class BPTT(LearningRule):
+    """Global rule: exact gradient of the objective through the unrolled network
+    (with the neuron's surrogate derivative in place of the Heaviside's)."""
+
+    name = "bptt"
+
+    def backward(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        model.zero_grad(set_to_none=True)
+        outputs = model(x)
+        loss = objective(outputs, y, self.burn_in)
+        loss.backward()
+        correct, count = count_correct(outputs.detach(), y, self.burn_in)
+        return StepOutput(float(loss.detach()), outputs.detach(), correct, count)

@@ -1,0 +1,146 @@
+"""Spiking multi-layer perceptron: FF or REC hidden layers of spiking neurons and a
+non-spiking leaky readout.
+
+The model exposes its layers (``hidden``: each with ``weight`` W and, in REC, ``rec_weight``
+V; ``readout`` with ``weight`` and ``bias``) and a single-step function ``step`` so that
+online rules can drive it step by step; ``forward`` unrolls the very same ``step``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from spikebench.neurons import NEURONS, LIFParams
+
+
+class LeakyReadout(nn.Module):
+    """Non-spiking leaky integrator: y[t] = kappa y[t-1] + W s[t] + b."""
+
+    def __init__(self, n_in: int, n_out: int, kappa: float = 0.9) -> None:
+        super().__init__()
+        if not 0.0 <= kappa < 1.0:
+            raise ValueError(f"readout kappa must lie in [0, 1), got {kappa}")
+        self.n_in, self.n_out, self.kappa = n_in, n_out, kappa
+        self.weight = nn.Parameter(torch.empty(n_out, n_in))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+        bound = 1.0 / math.sqrt(n_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def step(self, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.kappa * y + s @ self.weight.t() + self.bias
+
+
+class MLPState(NamedTuple):
+    layers: tuple  # one neuron state per hidden layer
+    y: torch.Tensor  # readout value
+
+
+class SpikingMLP(nn.Module):
+    """``sizes`` = (n_in, hidden..., n_classes)."""
+
+    def __init__(
+        self,
+        sizes: tuple[int, ...] | list[int],
+        recurrent: bool = False,
+        neuron: str = "lif",
+        params: LIFParams | None = None,
+        kappa: float = 0.9,
+        weight_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        sizes = tuple(int(s) for s in sizes)
+        if len(sizes) < 3 or min(sizes) < 1:
+            raise ValueError(
+                f"sizes must be (n_in, hidden..., n_out) with at least one hidden layer, "
+                f"got {sizes}"
+            )
+        self.sizes, self.recurrent, self.neuron = sizes, recurrent, neuron
+        self.params = params or LIFParams()
+        self.kappa, self.weight_scale = kappa, weight_scale
+        layer_cls = NEURONS.get(neuron)
+        self.hidden = nn.ModuleList(
+            layer_cls(a, b, recurrent=recurrent, params=self.params, weight_scale=weight_scale)
+            for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)
+        )
+        self.readout = LeakyReadout(sizes[-2], sizes[-1], kappa)
+
+    # -- configuration, so that analyses can rebuild any saved model ------------------
+    def config(self) -> dict:
+        return {
+            "sizes": list(self.sizes),
+            "recurrent": self.recurrent,
+            "neuron": self.neuron,
+            "params": asdict(self.params),
+            "kappa": self.kappa,
+            "weight_scale": self.weight_scale,
+        }
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> SpikingMLP:
+        cfg = dict(cfg)
+        cfg["params"] = LIFParams(**cfg["params"])
+        return cls(**cfg)
+
+    # -- dynamics --------------------------------------------------------------------
+    def flatten_input(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, B, ...] -> [T, B, n_in], with a clear error on a shape mismatch."""
+        if x.dim() < 3:
+            raise ValueError(f"input must be time-major [T, B, ...], got shape {tuple(x.shape)}")
+        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        if flat.shape[-1] != self.sizes[0]:
+            raise ValueError(
+                f"input has {flat.shape[-1]} features per time step (shape {tuple(x.shape)}), "
+                f"but the model expects {self.sizes[0]} (sizes {self.sizes})"
+            )
+        return flat.to(self.readout.weight.dtype)
+
+    def initial_state(self, batch: int, like: torch.Tensor) -> MLPState:
+        layers = tuple(layer.initial_state(batch, like) for layer in self.hidden)
+        y = torch.zeros(batch, self.sizes[-1], dtype=like.dtype, device=like.device)
+        return MLPState(layers, y)
+
+    def step(self, x_t: torch.Tensor, state: MLPState) -> tuple[torch.Tensor, MLPState]:
+        """One time step: ``x_t`` [B, n_in] -> readout [B, C] and the new state."""
+        h = x_t
+        new_layers = []
+        for layer, st in zip(self.hidden, state.layers, strict=True):
+            h, st = layer.step(h, st)
+            new_layers.append(st)
+        y = self.readout.step(h, state.y)
+        return y, MLPState(tuple(new_layers), y)
+
+    def forward(
+        self, x: torch.Tensor, record: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Unroll ``step`` over [T, B, ...]; returns readout [T, B, C] (and, with
+        ``record``, the spikes [T, B, n_k] of every hidden layer)."""
+        x = self.flatten_input(x)
+        state = self.initial_state(x.shape[1], x)
+        ys, spikes = [], [[] for _ in self.hidden]
+        for x_t in x:
+            y, state = self.step(x_t, state)
+            ys.append(y)
+            if record:
+                for k, st in enumerate(state.layers):
+                    spikes[k].append(st.s)
+        out = torch.stack(ys)
+        if record:
+            return out, [torch.stack(s) for s in spikes]
+        return out
+
+
+PRESETS: dict[str, tuple[int, ...]] = {
+    "nmnist": (2 * 34 * 34, 120, 84, 10),  # the locality paper's N-MNIST network
+    "timit": (39, 400, 61),  # the locality paper's TIMIT network
+}
+
+
+def preset(name: str, recurrent: bool = False, **kw) -> SpikingMLP:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    return SpikingMLP(PRESETS[name], recurrent=recurrent, **kw)
