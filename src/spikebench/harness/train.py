@@ -34,10 +34,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
 @dataclass
 class RunResult:
     spec: ExperimentSpec

@@ -1,0 +1,160 @@
+"""The ``spikebench`` command line.
+
+    spikebench run [SUITE] [options]   train a suite's runs and write results + report
+    spikebench list                    suites, learning rules, neurons and data sets
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("spikebench")
+
+EPILOG = """\
+examples:
+  spikebench run                                  # default suite on the embedded data
+  spikebench run locality-nmnist --data-dir ~/data/nmnist --epochs 20 --seeds 0 1 2
+  spikebench run --rules bptt --archs rec --n-train 1000
+  spikebench list
+
+Rerunning the same command skips finished runs and resumes interrupted ones.
+"""
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="spikebench",
+        description="Benchmark spiking-network learning rules of varying locality "
+        "(BPTT, e-prop, DECOLLE) on one common harness.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="train a suite and write results.csv and report.md",
+        description="Train every run of SUITE (skipping finished ones, resuming interrupted "
+        "ones) and write OUT/results.csv (tidy: one row per run, epoch and metric), "
+        "OUT/report.md and its PNG plots.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    run.add_argument("suite", nargs="?", default="default",
+                     help="suite name (default: %(default)s; see `spikebench list`)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: ./spikebench-runs/SUITE)")
+    run.add_argument("--data-dir", default=None,
+                     help="folder of a real data set (e.g. N-MNIST); without it, suites use "
+                     "the embedded data")
+    run.add_argument("--dataset", default=None, help="override the suite's data set by name")
+    run.add_argument("--epochs", type=int, default=None, help="training epochs per run")
+    run.add_argument("--seeds", type=int, nargs="+", default=[0],
+                     help="seeds; several give mean ± std in the report (default: 0)")
+    run.add_argument("--n-train", type=int, default=None,
+                     help="use a fixed random subset of N training samples")
+    run.add_argument("--n-test", type=int, default=None, help="subset of N test samples")
+    run.add_argument("--batch-size", type=int, default=None, help="mini-batch size")
+    run.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    run.add_argument("--steps", type=int, default=None, dest="n_steps",
+                     help="time steps T per sample (event bins of 10 ms by default)")
+    run.add_argument("--rules", type=_csv, default=None,
+                     help="comma-separated learning rules (default: the suite's)")
+    run.add_argument("--archs", type=_csv, default=None,
+                     help="comma-separated architectures: ff, rec (default: both)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
+    return p
+
+
+def cmd_list() -> int:
+    from spikebench.datasets import DATASETS
+    from spikebench.harness.suites import SUITES
+    from spikebench.learning_rules import RULES
+    from spikebench.neurons import NEURONS
+
+    out = ["suites:"]
+    out += [f"  {n:18s} {s.description}" for n, s in SUITES.items()]
+    out += ["learning rules:"]
+    out += [f"  {n:18s} {(cls.__doc__ or '').strip().splitlines()[0]}" for n, cls in RULES.items()]
+    out += ["neurons:"]
+    out += [f"  {n:18s} {(cls.__doc__ or '').strip().splitlines()[0]}"
+            for n, cls in NEURONS.items()]
+    out += ["data sets:"]
+    for n, info in DATASETS.items():
+        where = "embedded" if info.embedded else f"--data-dir or {info.location()}"
+        out.append(f"  {n:18s} {info.description} [{where}]")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from spikebench.harness.suites import SuiteOptions, run_suite
+
+    if args.rules:
+        from spikebench.learning_rules import RULES
+
+        for r in args.rules:
+            RULES.get(r)
+    opts = SuiteOptions(
+        data_dir=args.data_dir,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        seeds=args.seeds,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_steps=args.n_steps,
+        rules=args.rules,
+        archs=args.archs,
+        progress=not args.no_progress,
+    )
+    out = args.out or Path("spikebench-runs") / args.suite
+    t0 = time.perf_counter()
+    result = run_suite(args.suite, out, opts)
+    elapsed = time.perf_counter() - t0
+    sys.stdout.write(f"report: {result.report}\nresults: {out / 'results.csv'}\n")
+    sys.stdout.write(f"{len(result.runs)} runs in {elapsed:.0f} s\n")
+    for r in result.failed:
+        sys.stderr.write(f"spikebench: run {r.spec.run_id} {r.status}: {r.message}\n")
+    return 1 if result.failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from spikebench.datasets import CorruptDataError, DataNotFoundError
+    from spikebench.registry import UnknownNameError
+
+    try:
+        if args.command == "list":
+            return cmd_list()
+        return cmd_run(args)
+    except (DataNotFoundError, CorruptDataError, UnknownNameError, ValueError) as err:
+        sys.stderr.write(f"spikebench: error: {err}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("spikebench: interrupted; rerun the same command to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
