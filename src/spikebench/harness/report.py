@@ -66,7 +66,7 @@ def plot_curves(df: pd.DataFrame, path: Path) -> None:
     """Test accuracy and training loss per epoch, one line per run."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = {"bptt": "tab:blue", "eprop": "tab:orange", "decolle": "tab:green"}
-    for run_id, g in df.groupby("run_id", sort=True):
+    for _run_id, g in df.groupby("run_id", sort=True):
         first = g.iloc[0]
         style = "-" if first["arch"] == "ff" else "--"
         label = f"{first['rule']} {first['arch'].upper()} s{first['seed']}"

@@ -1,0 +1,32 @@
+# Set-up and everyday commands. Every target sets up .venv first (idempotent).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.spikebench-installed
+
+.PHONY: setup run test bench lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# the CPU build on this machine; any other torch pulls gigabytes of CUDA packages
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup            ## the main job: default suite on the embedded data -> spikebench-runs/default
+	$(VENV)/bin/spikebench run
+
+test: setup           ## the test suite (about 5 minutes on 2 cores)
+	$(PY) -m pytest -q
+
+bench: setup          ## speed/memory benchmarks (pytest-benchmark; not part of the tests)
+	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-columns=mean,stddev,rounds \
+		--benchmark-sort=name
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

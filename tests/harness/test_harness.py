@@ -1,0 +1,133 @@
+"""Specs, the training loop, checkpoints, resume, NaN handling and suites."""
+
+import json
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+import spikebench.harness.train as train_mod
+from spikebench.datasets import SampleData
+from spikebench.harness import ExperimentSpec, SuiteOptions, load_trained, run_suite, train_run
+from spikebench.harness.results import COLUMNS
+from spikebench.learning_rules import BPTT
+from spikebench.registry import UnknownNameError
+from tests.datasets.test_events import make_full_layout
+
+SPEC = ExperimentSpec(epochs=3, batch_size=16, n_steps=8, hidden=(16,), lr=5e-3)
+
+
+def toy_data(n, seed):
+    """Two classes of N-MNIST-shaped spike frames: activity on the left vs right half."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    rate = torch.full((n, 8, 2, 34, 34), 0.01)
+    rate[y == 0, :, :, :, :17] = 0.15
+    rate[y == 1, :, :, :, 17:] = 0.15
+    x = (torch.rand(rate.shape, generator=g) < rate).to(torch.uint8)
+    return SampleData(x, y, classes=10)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return toy_data(96, 0), toy_data(48, 1)
+
+
+def values(metrics, drop=("epoch_time_s",)):
+    return [(m["epoch"], m["metric"], m["value"]) for m in metrics if m["metric"] not in drop]
+
+
+def test_spec_id_is_stable_and_means_the_experiment():
+    a = ExperimentSpec(seed=1)
+    assert a.run_id == ExperimentSpec(seed=1).run_id
+    assert a.run_id != ExperimentSpec(seed=2).run_id
+    assert a.run_id == replace(a, suite="other", data_dir="/x").run_id
+    assert ExperimentSpec.from_dict(json.loads(json.dumps(a.to_dict()))) == a
+    with pytest.raises(UnknownNameError, match="known rules"):
+        ExperimentSpec(rule="hebb")
+    with pytest.raises(ValueError, match="arch"):
+        ExperimentSpec(arch="conv")
+
+
+def test_training_learns_and_checkpoint_reloads(tmp_path, data):
+    train, test = data
+    res = train_run(SPEC, tmp_path / "run", train, test, progress=False)
+    assert res.status == "done"
+    acc = [m["value"] for m in res.metrics if m["metric"] == "test_acc"]
+    assert len(acc) == 3 and acc[-1] > 0.9  # an easy task: the loop really trains
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["epoch"] == 3 and ck["rule"] == "bptt"
+    model, rule, spec = load_trained(tmp_path / "run")
+    assert spec == SPEC and rule.name == "bptt"
+    _, acc_reloaded = train_mod.evaluate(model, test, spec)
+    assert acc_reloaded == pytest.approx(acc[-1])
+
+
+def test_same_spec_same_result(tmp_path, data):
+    a = train_run(SPEC, tmp_path / "a", *data, progress=False)
+    b = train_run(SPEC, tmp_path / "b", *data, progress=False)
+    assert values(a.metrics) == values(b.metrics)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, data, monkeypatch):
+    full = train_run(SPEC, tmp_path / "full", *data, progress=False)
+    calls = {"n": 0}
+    real_evaluate = train_mod.evaluate
+
+    def interrupt_in_epoch_2(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "evaluate", interrupt_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(SPEC, tmp_path / "cut", *data, progress=False)
+    assert not (tmp_path / "cut" / "status.json").exists()
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(train_mod, "evaluate", real_evaluate)
+    resumed = train_run(SPEC, tmp_path / "cut", *data, progress=False)
+    assert resumed.status == "done" and not resumed.skipped
+    assert values(resumed.metrics) == values(full.metrics)  # bit for bit on CPU
+    again = train_run(SPEC, tmp_path / "cut", *data, progress=False)
+    assert again.skipped and values(again.metrics) == values(resumed.metrics)
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_results(tmp_path, data, monkeypatch):
+    real = BPTT.backward
+    seen = {"n": 0}
+    batches_per_epoch = -(-len(data[0]) // SPEC.batch_size)
+
+    def nan_in_epoch_2(self, model, x, y):
+        seen["n"] += 1
+        out = real(self, model, x, y)
+        if seen["n"] == batches_per_epoch + 2:
+            out.loss = float("nan")
+        return out
+
+    monkeypatch.setattr(BPTT, "backward", nan_in_epoch_2)
+    res = train_run(SPEC, tmp_path / "nan", *data, progress=False)
+    assert res.status == "diverged"
+    assert "loss is nan at epoch 2, batch 2" in res.message
+    assert {m["epoch"] for m in res.metrics} == {1}
+    status = json.loads((tmp_path / "nan" / "status.json").read_text())
+    assert status["status"] == "diverged"
+    assert json.loads((tmp_path / "nan" / "metrics.json").read_text()) == res.metrics
+
+
+def test_suite_writes_tidy_results_and_resumes(tmp_path):
+    make_full_layout(tmp_path / "nmnist", per_class=3)
+    opts = SuiteOptions(data_dir=str(tmp_path / "nmnist"), epochs=2, n_steps=5, batch_size=8,
+                        progress=False)
+    out = tmp_path / "out"
+    first = run_suite("default", out, opts)
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns[: len(COLUMNS)]) == COLUMNS
+    assert set(df["arch"]) == {"ff", "rec"} and set(df["dataset"]) == {"nmnist"}
+    assert len(df) == 2 * 2 * 5  # runs x epochs x metrics
+    report = (out / "report.md").read_text()
+    assert "| bptt |" in report and "97.12" in report and (out / "curves.png").stat().st_size > 0
+    second = run_suite("default", out, opts)
+    assert all(r.skipped for r in second.runs) and not any(r.skipped for r in first.runs)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), df)

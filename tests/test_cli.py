@@ -1,0 +1,55 @@
+"""The command line, end to end on the embedded data, and its errors."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from spikebench.cli import main
+
+
+def test_help_explains_the_options():
+    out = subprocess.run([sys.executable, "-m", "spikebench.cli", "run", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for opt in ("--data-dir", "--epochs", "--seeds", "--out", "--rules", "--steps"):
+        assert opt in out
+    assert "resume" in out
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "locality-nmnist" in out and "bptt" in out and "nmnist-sim" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "--rules", "hebb"], "unknown rule 'hebb'; known rules: bptt"),
+    (["run", "no-such-suite"], "unknown suite 'no-such-suite'; known suites: "),
+    (["run", "--data-dir", "/no/such/folder"], "N-MNIST folder not found: /no/such/folder"),
+    (["run", "--archs", "conv"], "unknown arch 'conv'"),
+    (["run", "--dataset", "mnist-c"], "unknown dataset 'mnist-c'"),
+])
+def test_bad_input_is_a_clear_error(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spikebench: error: ") and message in err
+
+
+def test_run_on_the_embedded_default(tmp_path, capsys):
+    """The main job, scaled down: generates (or reads the cached) simulated N-MNIST."""
+    out = tmp_path / "default"
+    argv = ["run", "--out", str(out), "--epochs", "2", "--n-train", "400", "--n-test", "200",
+            "--no-progress"]
+    assert main(argv) == 0
+    df = pd.read_csv(out / "results.csv")
+    for col in ("suite", "dataset", "rule", "arch", "neuron", "seed", "epoch", "metric", "value"):
+        assert col in df.columns
+    final = df[(df.metric == "test_acc") & (df.epoch == 2)]
+    assert set(final.arch) == {"ff", "rec"} and (final.value > 0.3).all()  # chance is 0.1
+    report = (out / "report.md").read_text()
+    assert "nmnist-sim FF ours" in report and (out / "curves.png").is_file()
+    assert "report:" in capsys.readouterr().out
+    # rerun: everything is skipped, nothing is lost
+    assert main(argv) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), df)
