@@ -1,0 +1,29 @@
+"""Print a pytest-benchmark JSON file as a Markdown table with steps/s and GFLOP/s.
+
+    pytest benchmarks --benchmark-only --benchmark-json=bench.json
+    python benchmarks/summarize.py bench.json
+"""
+
+import json
+import sys
+
+
+def main(path: str) -> None:
+    data = json.load(open(path))
+    by_group: dict[str, dict[str, dict]] = {}
+    for b in data["benchmarks"]:
+        by_group.setdefault(b["group"], {})[b["name"]] = b
+    print("| workload | impl | mean ms | steps/s | GFLOP/s | time vs matmul |")
+    print("|---|---|---:|---:|---:|---:|")
+    for group, impls in sorted(by_group.items()):
+        ref = next((b for k, b in impls.items() if "matmul" in k), None)
+        for name, b in sorted(impls.items()):
+            mean = b["stats"]["mean"]
+            flops = b.get("extra_info", {}).get("flops")
+            gflops = f"{flops / mean / 1e9:.1f}" if flops else "–"
+            rel = f"{mean / ref['stats']['mean']:.2f}x" if ref else "–"
+            print(f"| {group} | {name} | {1e3 * mean:.1f} | {1 / mean:.2f} | {gflops} | {rel} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
