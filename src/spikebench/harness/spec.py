@@ -36,7 +36,8 @@ class ExperimentSpec:
     surrogate: str = "fast_sigmoid"
     slope: float = 5.0
     kappa: float = 0.9  # readout decay per step
-    weight_scale: float = 3.0
+    weight_scale: float = 3.0  # init gain of input weights W
+    rec_scale: float = 1.0  # init gain of recurrent weights V
     suite: str = "default"
     data_dir: str | None = None
 

@@ -69,6 +69,7 @@ def build_model(spec: ExperimentSpec) -> SpikingMLP:
         params=params,
         kappa=spec.kappa,
         weight_scale=spec.weight_scale,
+        rec_scale=spec.rec_scale,
     )
 
 

@@ -51,6 +51,7 @@ class SpikingMLP(nn.Module):
         params: LIFParams | None = None,
         kappa: float = 0.9,
         weight_scale: float = 1.0,
+        rec_scale: float = 1.0,
     ) -> None:
         super().__init__()
         sizes = tuple(int(s) for s in sizes)
@@ -61,10 +62,11 @@ class SpikingMLP(nn.Module):
             )
         self.sizes, self.recurrent, self.neuron = sizes, recurrent, neuron
         self.params = params or LIFParams()
-        self.kappa, self.weight_scale = kappa, weight_scale
+        self.kappa, self.weight_scale, self.rec_scale = kappa, weight_scale, rec_scale
         layer_cls = NEURONS.get(neuron)
         self.hidden = nn.ModuleList(
-            layer_cls(a, b, recurrent=recurrent, params=self.params, weight_scale=weight_scale)
+            layer_cls(a, b, recurrent=recurrent, params=self.params, weight_scale=weight_scale,
+                      rec_scale=rec_scale)
             for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)
         )
         self.readout = LeakyReadout(sizes[-2], sizes[-1], kappa)
@@ -78,6 +80,7 @@ class SpikingMLP(nn.Module):
             "params": asdict(self.params),
             "kappa": self.kappa,
             "weight_scale": self.weight_scale,
+            "rec_scale": self.rec_scale,
         }
 
     @classmethod

@@ -116,22 +116,24 @@ class LIFLayer(nn.Module):
         recurrent: bool = False,
         params: LIFParams | None = None,
         weight_scale: float = 1.0,
+        rec_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.n_in, self.n_out, self.recurrent = n_in, n_out, recurrent
         self.params = params or LIFParams()
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         self.rec_weight = nn.Parameter(torch.empty(n_out, n_out)) if recurrent else None
-        self.weight_scale = weight_scale
+        self.weight_scale, self.rec_scale = weight_scale, rec_scale
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        # Uniform in +-scale/sqrt(fan_in), as torch.nn.Linear, times a gain that gets
-        # spiking started under the synaptic/membrane filters.
+        # Uniform in +-scale/sqrt(fan_in), as torch.nn.Linear, with a gain on W that gets
+        # spiking started under the synaptic/membrane filters; V has its own (smaller)
+        # scale and a zero diagonal (no self-connections, as in e-prop).
         bound = self.weight_scale / math.sqrt(self.n_in)
         nn.init.uniform_(self.weight, -bound, bound)
         if self.rec_weight is not None:
-            rb = self.weight_scale / math.sqrt(self.n_out)
+            rb = self.rec_scale / math.sqrt(self.n_out)
             nn.init.uniform_(self.rec_weight, -rb, rb)
             with torch.no_grad():
                 self.rec_weight.fill_diagonal_(0.0)
