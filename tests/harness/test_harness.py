@@ -99,9 +99,9 @@ def test_nan_loss_stops_the_run_and_keeps_the_results(tmp_path, data, monkeypatc
     seen = {"n": 0}
     batches_per_epoch = -(-len(data[0]) // SPEC.batch_size)
 
-    def nan_in_epoch_2(self, model, x, y):
+    def nan_in_epoch_2(self, model, x, y, **kw):
         seen["n"] += 1
-        out = real(self, model, x, y)
+        out = real(self, model, x, y, **kw)
         if seen["n"] == batches_per_epoch + 2:
             out.loss = float("nan")
         return out
@@ -125,9 +125,11 @@ def test_suite_writes_tidy_results_and_resumes(tmp_path):
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
     assert set(df["arch"]) == {"ff", "rec"} and set(df["dataset"]) == {"nmnist"}
-    assert len(df) == 2 * 2 * 5  # runs x epochs x metrics
+    assert set(df["rule"]) == {"bptt", "eprop", "decolle"}
+    assert len(df) == 3 * 2 * 2 * 5  # rules x archs x epochs x metrics
     report = (out / "report.md").read_text()
-    assert "| bptt |" in report and "97.12" in report and (out / "curves.png").stat().st_size > 0
+    assert "| bptt |" in report and "97.12" in report and "| decolle |" in report
+    assert (out / "curves.png").stat().st_size > 0
     second = run_suite("default", out, opts)
     assert all(r.skipped for r in second.runs) and not any(r.skipped for r in first.runs)
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), df)

@@ -29,6 +29,7 @@ class ExperimentSpec:
     n_train: int | None = None  # None = all training samples
     n_test: int | None = None
     burn_in: int = 0
+    loss: str = "step_ce"  # see spikebench.learning_rules.base.LOSSES
     alpha: float = 0.8  # synaptic decay per step
     beta: float = 0.9  # membrane decay per step
     threshold: float = 1.0
@@ -46,7 +47,12 @@ class ExperimentSpec:
         from spikebench.learning_rules import RULES
         from spikebench.neurons import NEURONS
 
-        RULES.get(self.rule)
+        rule = RULES.get(self.rule)
+        if self.loss not in rule.losses:
+            raise ValueError(
+                f"rule {self.rule!r} cannot train with loss {self.loss!r}; it supports: "
+                f"{', '.join(rule.losses)}"
+            )
         DATASETS.get(self.dataset)
         NEURONS.get(self.neuron)
         if self.arch not in ARCHS:

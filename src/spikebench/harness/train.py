@@ -127,7 +127,7 @@ def evaluate(model, data: SampleData, spec: ExperimentSpec) -> tuple[float, floa
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
     for x, y in time_major_loader(data, spec.batch_size):
-        out = evaluate_batch(model, x[: spec.n_steps], y, spec.burn_in)
+        out = evaluate_batch(model, x[: spec.n_steps], y, spec.burn_in, spec.loss)
         loss_sum += out.loss * out.count
         correct += out.correct
         count += out.count
@@ -153,7 +153,7 @@ def train_run(
 
     seed_everything(spec.seed)
     model = build_model(spec)
-    rule = make_rule(spec.rule, burn_in=spec.burn_in)
+    rule = make_rule(spec.rule, burn_in=spec.burn_in, loss=spec.loss)
     rule.prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     start, metrics = 1, []
@@ -176,7 +176,7 @@ def train_run(
         bar = tqdm(loader, desc=f"{spec.rule}/{spec.arch} epoch {epoch}/{spec.epochs}",
                    disable=not progress, leave=False)
         for x, y in bar:
-            out = rule.backward(model, x[: spec.n_steps], y)
+            out = rule.backward(model, x[: spec.n_steps], y, update=optimizer.step)
             if not math.isfinite(out.loss):
                 message = (
                     f"training diverged: loss is {out.loss} at epoch {epoch}, batch "
@@ -186,7 +186,8 @@ def train_run(
                 _write_json(status_path, {"status": "diverged", "message": message})
                 log.error("%s: %s", spec.run_id, message)
                 return RunResult(spec, "diverged", metrics, message)
-            optimizer.step()
+            if not out.updated:
+                optimizer.step()
             loss_sum += out.loss
             correct += out.correct
             count += out.count

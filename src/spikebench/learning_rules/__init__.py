@@ -15,10 +15,14 @@ from spikebench.learning_rules.base import (
     objective,
 )
 from spikebench.learning_rules.bptt import BPTT
+from spikebench.learning_rules.decolle import DECOLLE
+from spikebench.learning_rules.eprop import EProp
 from spikebench.registry import Registry
 
 RULES: Registry[type[LearningRule]] = Registry("rule")
 RULES.register("bptt", BPTT)
+RULES.register("eprop", EProp)
+RULES.register("decolle", DECOLLE)
 
 
 def make_rule(name: str, **kwargs) -> LearningRule:
@@ -30,6 +34,8 @@ __all__ = [
     "IGNORE",
     "RULES",
     "BPTT",
+    "DECOLLE",
+    "EProp",
     "LearningRule",
     "StepOutput",
     "count_correct",

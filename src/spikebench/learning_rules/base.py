@@ -7,11 +7,21 @@ Decision rule (the same for every rule, so that accuracies are comparable): the 
 ``y`` [T, B, C] is averaged over the time steps after ``burn_in``; the class is its argmax.
 With sequence targets ``y`` [T, B] (frame-wise labels, -1 = padding) every frame is
 classified from its own readout value.
+
+Training loss (``LOSSES``):
+
+- ``step_ce`` (default for every rule): the cross-entropy of every time step's readout
+  after ``burn_in``, averaged over those steps and the batch. It is a sum over time, so
+  online rules (e-prop, DECOLLE) can compute its error signal at each step:
+  ``dE/dy[t] = w[t] * (softmax(y[t]) - onehot)`` with ``w`` from ``step_weights``.
+- ``mean_ce``: the cross-entropy of the decision logits (time-averaged readout); only
+  for BPTT, since its error is known only at the end of the sequence.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +36,7 @@ class StepOutput:
     outputs: torch.Tensor  # readout [T, B, C], detached
     correct: int  # correctly classified samples (or frames)
     count: int  # samples (or frames) counted
+    updated: bool = False  # the rule already applied its updates (per-step schedules)
 
 
 def decision_logits(outputs: torch.Tensor, burn_in: int = 0) -> torch.Tensor:
@@ -35,16 +46,56 @@ def decision_logits(outputs: torch.Tensor, burn_in: int = 0) -> torch.Tensor:
     return outputs[burn_in:].mean(0)
 
 
-def objective(outputs: torch.Tensor, y: torch.Tensor, burn_in: int = 0) -> torch.Tensor:
-    """Cross-entropy of the decision. ``y`` is [B] (one label per sample) or [T, B]
-    (frame-wise labels; ``IGNORE`` frames are masked out)."""
+LOSSES = ("step_ce", "mean_ce")
+
+
+def frame_targets(y: torch.Tensor, steps: int) -> torch.Tensor:
+    """Labels [B] -> [T, B] (every step has the sample's label); [T, B] is checked."""
     if y.dim() == 1:
-        return F.cross_entropy(decision_logits(outputs, burn_in), y)
-    if y.shape != outputs.shape[:2]:
+        return y.unsqueeze(0).expand(steps, -1)
+    if y.shape[0] != steps:
+        raise ValueError(f"frame labels have {y.shape[0]} steps, outputs have {steps}")
+    return y
+
+
+def step_weights(y: torch.Tensor, steps: int, burn_in: int = 0) -> torch.Tensor:
+    """Weight [T, B] of each step's cross-entropy in ``step_ce``: 1/(number of counted
+    frames) after ``burn_in``, 0 before it and on ``IGNORE`` frames."""
+    if burn_in >= steps:
+        raise ValueError(f"burn_in={burn_in} leaves no time steps of T={steps}")
+    mask = frame_targets(y, steps) != IGNORE
+    mask[:burn_in] = False
+    n = mask.sum()
+    if n == 0:
+        raise ValueError("no labelled frames after burn-in")
+    return mask.to(torch.get_default_dtype()) / n
+
+
+def step_error(y_t: torch.Tensor, target_t: torch.Tensor, weight_t: torch.Tensor):
+    """dE/dy[t] of ``step_ce`` at one step: weight * (softmax(y) - onehot); [B, C]."""
+    p = torch.softmax(y_t, dim=-1)
+    onehot = F.one_hot(target_t.clamp(min=0), y_t.shape[-1]).to(p.dtype)
+    return (p - onehot) * weight_t.to(p.dtype).unsqueeze(-1)
+
+
+def objective(
+    outputs: torch.Tensor, y: torch.Tensor, burn_in: int = 0, loss: str = "step_ce"
+) -> torch.Tensor:
+    """Training loss of readout [T, B, C] for labels [B] or frame labels [T, B]."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; known losses: {', '.join(LOSSES)}")
+    if y.dim() == 2 and y.shape != outputs.shape[:2]:
         raise ValueError(f"frame labels {tuple(y.shape)} do not match outputs {outputs.shape}")
-    return F.cross_entropy(
-        outputs[burn_in:].flatten(0, 1), y[burn_in:].flatten(), ignore_index=IGNORE
+    if loss == "mean_ce" and y.dim() == 1:
+        return F.cross_entropy(decision_logits(outputs, burn_in), y)
+    steps = outputs.shape[0]
+    targets = frame_targets(y, steps)[burn_in:]
+    per_frame = F.cross_entropy(
+        outputs[burn_in:].flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+        reduction="none",
     )
+    w = step_weights(y, steps, burn_in)[burn_in:].flatten().to(per_frame.dtype)
+    return (per_frame * w).sum()
 
 
 def count_correct(outputs: torch.Tensor, y: torch.Tensor, burn_in: int = 0) -> tuple[int, int]:
@@ -66,18 +117,28 @@ class LearningRule(ABC):
     """
 
     name: str = ""
+    losses: tuple[str, ...] = ("step_ce",)  # the training losses the rule can follow
 
-    def __init__(self, burn_in: int = 0) -> None:
+    def __init__(self, burn_in: int = 0, loss: str = "step_ce") -> None:
         if burn_in < 0:
             raise ValueError(f"burn_in must be >= 0, got {burn_in}")
-        self.burn_in = burn_in
+        if loss not in self.losses:
+            raise ValueError(
+                f"rule {self.name!r} cannot train with loss {loss!r}; it supports: "
+                f"{', '.join(self.losses)}"
+            )
+        self.burn_in, self.loss = burn_in, loss
 
     def prepare(self, model: torch.nn.Module) -> None:  # noqa: B027 (optional hook)
         """Set up rule state for ``model`` (default: none)."""
 
     @abstractmethod
-    def backward(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
-        """Fill ``p.grad`` of the model's parameters for the batch; return loss and outputs."""
+    def backward(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 update: Callable[[], None] | None = None) -> StepOutput:
+        """Fill ``p.grad`` of the model's parameters for the batch; return loss and outputs.
+
+        ``update`` is the harness's optimiser step; a rule that updates during the sequence
+        calls it itself and returns ``updated=True`` (the harness then does not step)."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}
@@ -87,13 +148,15 @@ class LearningRule(ABC):
             raise ValueError(f"rule {self.name!r} has no state, got keys {sorted(state)}")
 
     def config(self) -> dict:
-        return {"burn_in": self.burn_in}
+        return {"burn_in": self.burn_in, "loss": self.loss}
 
 
 @torch.no_grad()
-def evaluate_batch(model, x: torch.Tensor, y: torch.Tensor, burn_in: int = 0) -> StepOutput:
+def evaluate_batch(
+    model, x: torch.Tensor, y: torch.Tensor, burn_in: int = 0, loss: str = "step_ce"
+) -> StepOutput:
     """Forward pass only; the same decision for every rule."""
     outputs = model(x)
-    loss = float(objective(outputs, y, burn_in))
+    loss = float(objective(outputs, y, burn_in, loss))
     correct, count = count_correct(outputs, y, burn_in)
     return StepOutput(loss, outputs, correct, count)

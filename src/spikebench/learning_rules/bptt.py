@@ -12,11 +12,13 @@ class BPTT(LearningRule):
     (with the neuron's surrogate derivative in place of the Heaviside's)."""
 
     name = "bptt"
+    losses = ("step_ce", "mean_ce")
 
-    def backward(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    def backward(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 update=None) -> StepOutput:
         model.zero_grad(set_to_none=True)
         outputs = model(x)
-        loss = objective(outputs, y, self.burn_in)
+        loss = objective(outputs, y, self.burn_in, self.loss)
         loss.backward()
         correct, count = count_correct(outputs.detach(), y, self.burn_in)
         return StepOutput(float(loss.detach()), outputs.detach(), correct, count)

@@ -123,6 +123,8 @@ class LIFLayer(nn.Module):
         self.params = params or LIFParams()
         self.weight = nn.Parameter(torch.empty(n_out, n_in))
         self.rec_weight = nn.Parameter(torch.empty(n_out, n_out)) if recurrent else None
+        if recurrent:  # no self-connections: the diagonal of V is held at zero
+            self.register_buffer("rec_mask", 1.0 - torch.eye(n_out), persistent=False)
         self.weight_scale, self.rec_scale = weight_scale, rec_scale
         self.reset_parameters()
 
@@ -144,8 +146,12 @@ class LIFLayer(nn.Module):
     def input_current(self, x: torch.Tensor, state: LIFState) -> torch.Tensor:
         cur = x @ self.weight.t()
         if self.rec_weight is not None:
-            cur = cur + state.s @ self.rec_weight.t()
+            cur = cur + state.s @ self.recurrent_matrix().t()
         return cur
+
+    def recurrent_matrix(self) -> torch.Tensor:
+        """V with its diagonal masked out (what the dynamics use)."""
+        return self.rec_weight * self.rec_mask
 
     def step(self, x: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
         return lif_step(self.input_current(x, state), state, self.params)

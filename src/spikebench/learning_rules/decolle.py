@@ -1,0 +1,123 @@
+r"""DECOLLE (Kaiser, Mostafa, Neftci, Frontiers in Neuroscience 2020): deep continuous
+local learning.
+
+Every hidden layer k has a fixed random linear readout R_k [C, n_k] (uniform in
++-a/sqrt(n_k), never trained, drawn in ``prepare`` and saved with the checkpoint) and its
+own loss, the ``step_ce`` cross-entropy of R_k s_k[t] at every step after the burn-in. The
+neuron state and the input to the next layer are detached: the membrane depends on the
+weights only through the presynaptic traces of the current step (online.py,
+dU_j[t]/dW_ji = eps_U_i[t], reset as a constant), so no gradient crosses time or layers:
+
+    dl_k/dW_ji = sum_t [(R_k^T dl_k/dz_k[t])_j psi_j[t]] eps_U_i[t],   z_k[t] = R_k s_k[t]
+
+The sum of the local losses trains each layer (each layer only sees its own). The leaky
+readout, the final layer, is trained by its own loss (the network's ``step_ce``) with its
+input detached, i.e. its exact gradient.
+
+Updates: by default (``online=False``) gradients are summed over the sample and the
+optimiser steps once per batch, like the other rules. ``online=True`` steps the optimiser
+after every time step (the original DECOLLE schedule); the harness passes its update
+function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from spikebench.learning_rules.base import (
+    LearningRule,
+    StepOutput,
+    count_correct,
+    objective,
+    step_error,
+)
+from spikebench.learning_rules.online import check_online_model, run_online, set_hidden_grads
+
+
+class DECOLLE(LearningRule):
+    """DECOLLE: per-layer local losses through fixed random readouts, no BPTT."""
+
+    name = "decolle"
+
+    def __init__(self, burn_in: int = 0, loss: str = "step_ce", readout_scale: float = 1.0,
+                 readout_seed: int = 0, online: bool = False) -> None:
+        super().__init__(burn_in, loss)
+        if readout_scale <= 0:
+            raise ValueError(f"readout_scale must be positive, got {readout_scale}")
+        self.readout_scale, self.readout_seed, self.online = readout_scale, readout_seed, online
+        self.R: list[torch.Tensor] = []
+        self.local_losses: list[float] = []
+
+    def config(self) -> dict:
+        return {**super().config(), "readout_scale": self.readout_scale,
+                "readout_seed": self.readout_seed, "online": self.online}
+
+    def prepare(self, model) -> None:
+        check_online_model(model, self.name)
+        g = torch.Generator().manual_seed(self.readout_seed)
+        c, dtype = model.sizes[-1], model.readout.weight.dtype
+        self.R = [
+            ((torch.rand(c, layer.n_out, generator=g) * 2 - 1)
+             * self.readout_scale / math.sqrt(layer.n_out)).to(dtype)
+            for layer in model.hidden
+        ]
+
+    def backward(self, model, x: torch.Tensor, y: torch.Tensor,
+                 update: Callable[[], None] | None = None) -> StepOutput:
+        if not self.R:
+            raise RuntimeError("DECOLLE.prepare(model) must be called before backward")
+        if self.online and update is None:
+            raise ValueError("DECOLLE(online=True) needs the harness's update function")
+        model.zero_grad(set_to_none=True)
+        g_in = [torch.zeros_like(layer.weight) for layer in model.hidden]
+        g_rec = [torch.zeros_like(layer.rec_weight) if layer.recurrent else None
+                 for layer in model.hidden]
+        local = [0.0] * len(model.hidden)
+
+        def on_step(t, layers, delta, targets, weights):
+            for k, ls in enumerate(layers):
+                z = ls.s @ self.R[k].t()
+                local[k] += float(_weighted_ce(z, targets, weights))
+                dz = step_error(z, targets, weights)
+                g_u = (dz @ self.R[k]) * ls.psi  # dl_k/dU_k[t], [batch, n_k]
+                g_in[k] += g_u.t() @ ls.eps_in
+                if ls.eps_rec is not None:
+                    g_rec[k] += g_u.t() @ ls.eps_rec
+
+        def flush():
+            """Hand this step's gradients to the optimiser and start afresh."""
+            set_hidden_grads(model, g_in, g_rec)
+            update()
+            model.zero_grad(set_to_none=True)
+            for g in [*g_in, *(v for v in g_rec if v is not None)]:
+                g.zero_()
+
+        outputs = run_online(model, x, y, self.burn_in, on_step,
+                             flush=flush if self.online else None)
+        if not self.online:
+            set_hidden_grads(model, g_in, g_rec)
+        self.local_losses = local
+        loss = float(objective(outputs, y, self.burn_in, self.loss))
+        correct, count = count_correct(outputs, y, self.burn_in)
+        return StepOutput(loss, outputs, correct, count, updated=self.online)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"R{k}": r for k, r in enumerate(self.R)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        loaded = [state[f"R{k}"] for k in range(len(state))]
+        if [r.shape for r in loaded] != [r.shape for r in self.R]:
+            raise ValueError(
+                f"saved DECOLLE readouts {[tuple(r.shape) for r in loaded]} do not match the "
+                f"model's {[tuple(r.shape) for r in self.R]}"
+            )
+        self.R = loaded
+
+
+def _weighted_ce(z: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(z, dim=-1)
+    nll = -logp.gather(1, targets.clamp(min=0).unsqueeze(1)).squeeze(1)
+    return (nll * weights.to(nll.dtype)).sum()

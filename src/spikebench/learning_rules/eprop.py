@@ -1,0 +1,117 @@
+r"""e-prop (Bellec et al., Nature Communications 2020; the locality paper's Eqs. 4-6).
+
+For a weight W_ji onto hidden neuron j:
+
+    e_ji[t]    = psi_j[t] * eps_U_i[t]                  eligibility trace (online.py)
+    ebar_ji[t] = kappa ebar_ji[t-1] + e_ji[t]           filtered with the readout's kappa
+    L_j[t]     = sum_k B_jk (pi_k[t] - pi*_k[t]) w[t]   learning signal, broadcast
+    dE/dW_ji   = sum_t L_j[t] ebar_ji[t]
+
+where pi[t] = softmax(y[t]) and w[t] the step's weight in the ``step_ce`` loss, so
+(pi - pi*) w = dE/dy[t]. The filter of ebar is the readout's own kappa, with the same
+scaling (y[t] = kappa y[t-1] + W s[t]), which makes the gradient exact through the readout.
+The reset and the recurrent input s[t-1] are treated as constants; the diagonal of V is
+excluded. The readout (no recurrent weights) gets its exact gradient.
+
+Feedback B (which matrix each hidden layer k receives, C = classes):
+
+- ``symmetric`` (default, the paper's): the last hidden layer gets the readout weights,
+  L = delta @ W_out. A lower layer k gets the product of the forward weights above it,
+  L_k = delta @ W_out @ W_K ... @ W_{k+1} (the linear path from layer k to the output,
+  ignoring spiking nonlinearities), taken from the current weights at every batch. The error
+  reaches every layer directly; nothing is backpropagated through layers or time.
+- ``random``: a fixed random matrix per layer, [C, n_k], uniform in +-1/sqrt(n_k), drawn in
+  ``prepare`` and saved with the checkpoint.
+
+Memory: the filtered traces ebar are [B, n_k, n_in] per layer, constant in T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spikebench.learning_rules.base import LearningRule, StepOutput, count_correct, objective
+from spikebench.learning_rules.online import check_online_model, run_online, set_hidden_grads
+
+FEEDBACK = ("symmetric", "random")
+
+
+class EProp(LearningRule):
+    """e-prop: eligibility traces x the output error broadcast to every hidden layer."""
+
+    name = "eprop"
+
+    def __init__(self, burn_in: int = 0, loss: str = "step_ce", feedback: str = "symmetric",
+                 feedback_seed: int = 0) -> None:
+        super().__init__(burn_in, loss)
+        if feedback not in FEEDBACK:
+            raise ValueError(f"unknown feedback {feedback!r}; known: {', '.join(FEEDBACK)}")
+        self.feedback, self.feedback_seed = feedback, feedback_seed
+        self.B: list[torch.Tensor] = []
+
+    def config(self) -> dict:
+        return {**super().config(), "feedback": self.feedback, "feedback_seed": self.feedback_seed}
+
+    def prepare(self, model) -> None:
+        check_online_model(model, self.name)
+        if self.feedback == "random":
+            g = torch.Generator().manual_seed(self.feedback_seed)
+            c, dtype = model.sizes[-1], model.readout.weight.dtype
+            self.B = [
+                ((torch.rand(c, layer.n_out, generator=g) * 2 - 1) / math.sqrt(layer.n_out)).to(
+                    dtype)
+                for layer in model.hidden
+            ]
+
+    def feedback_matrices(self, model) -> list[torch.Tensor]:
+        """B_k [C, n_k] for every hidden layer k."""
+        if self.feedback == "random":
+            return self.B
+        with torch.no_grad():
+            mats = [model.readout.weight]
+            for layer in reversed(model.hidden[1:]):
+                mats.append(mats[-1] @ layer.weight)
+        return mats[::-1]
+
+    def backward(self, model, x: torch.Tensor, y: torch.Tensor, update=None) -> StepOutput:
+        model.zero_grad(set_to_none=True)
+        B = self.feedback_matrices(model)
+        kappa = model.readout.kappa
+        ebar_in: list[torch.Tensor | float] = [0.0] * len(model.hidden)
+        ebar_rec: list[torch.Tensor | float] = [0.0] * len(model.hidden)
+        g_in = [torch.zeros_like(layer.weight) for layer in model.hidden]
+        g_rec = [torch.zeros_like(layer.rec_weight) if layer.recurrent else None
+                 for layer in model.hidden]
+
+        def on_step(t, layers, delta, targets, weights):
+            for k, ls in enumerate(layers):
+                signal = delta @ B[k]  # L_k[t], [batch, n_k]
+                ebar_in[k] = kappa * ebar_in[k] + ls.psi.unsqueeze(2) * ls.eps_in.unsqueeze(1)
+                g_in[k] += torch.einsum("bj,bji->ji", signal, ebar_in[k])
+                if ls.eps_rec is not None:
+                    e_rec = ls.psi.unsqueeze(2) * ls.eps_rec.unsqueeze(1)
+                    ebar_rec[k] = kappa * ebar_rec[k] + e_rec
+                    g_rec[k] += torch.einsum("bj,bji->ji", signal, ebar_rec[k])
+
+        outputs = run_online(model, x, y, self.burn_in, on_step)
+        set_hidden_grads(model, g_in, g_rec)
+        loss = float(objective(outputs, y, self.burn_in, self.loss))
+        correct, count = count_correct(outputs, y, self.burn_in)
+        return StepOutput(loss, outputs, correct, count)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"B{k}": b for k, b in enumerate(self.B)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if self.feedback == "symmetric":
+            super().load_state_dict(state)
+            return
+        loaded = [state[f"B{k}"] for k in range(len(state))]
+        if [b.shape for b in loaded] != [b.shape for b in self.B]:
+            raise ValueError(
+                f"saved feedback shapes {[tuple(b.shape) for b in loaded]} do not match the "
+                f"model's {[tuple(b.shape) for b in self.B]}"
+            )
+        self.B = loaded
