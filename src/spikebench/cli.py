@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -27,6 +28,17 @@ Rerunning the same command skips finished runs and resumes interrupted ones.
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _option(value: str) -> tuple[str, object]:
+    """KEY=VALUE; VALUE is read as JSON (numbers, true/false) or else kept as a string."""
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated learning rules (default: the suite's)")
     run.add_argument("--archs", type=_csv, default=None,
                      help="comma-separated architectures: ff, rec (default: both)")
+    run.add_argument("--rule-option", type=_option, action="append", default=[],
+                     metavar="KEY=VALUE",
+                     help="an option of the rules that take it, e.g. feedback=random (e-prop), "
+                     "online=true or readout_scale=2 (DECOLLE); repeatable")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
@@ -99,13 +115,17 @@ def cmd_list() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import inspect
+
     from spikebench.harness.suites import SuiteOptions, run_suite
+    from spikebench.learning_rules import RULES
 
-    if args.rules:
-        from spikebench.learning_rules import RULES
-
-        for r in args.rules:
-            RULES.get(r)
+    for r in args.rules or []:
+        RULES.get(r)
+    for key, _ in args.rule_option:
+        takers = [n for n, cls in RULES.items() if key in inspect.signature(cls).parameters]
+        if not takers:
+            raise ValueError(f"no learning rule takes the option {key!r}")
     opts = SuiteOptions(
         data_dir=args.data_dir,
         dataset=args.dataset,
@@ -118,6 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         n_steps=args.n_steps,
         rules=args.rules,
         archs=args.archs,
+        rule_options=dict(args.rule_option),
         progress=not args.no_progress,
     )
     out = args.out or Path("spikebench-runs") / args.suite

@@ -50,17 +50,25 @@ def test_spec_id_is_stable_and_means_the_experiment():
         ExperimentSpec(arch="conv")
 
 
-def test_training_learns_and_checkpoint_reloads(tmp_path, data):
+@pytest.mark.parametrize("rule,arch,options", [
+    ("bptt", "ff", {}),
+    ("eprop", "rec", {"feedback": "random"}),
+    ("decolle", "rec", {}),
+])
+def test_training_learns_and_checkpoint_reloads(tmp_path, data, rule, arch, options):
     train, test = data
-    res = train_run(SPEC, tmp_path / "run", train, test, progress=False)
+    spec = replace(SPEC, rule=rule, arch=arch, rule_options=options, hidden=(16, 12), epochs=5)
+    res = train_run(spec, tmp_path / "run", train, test, progress=False)
     assert res.status == "done"
     acc = [m["value"] for m in res.metrics if m["metric"] == "test_acc"]
-    assert len(acc) == 3 and acc[-1] > 0.9  # an easy task: the loop really trains
+    assert len(acc) == 5 and acc[-1] > 0.9  # an easy task: the loop really trains
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert ck["epoch"] == 3 and ck["rule"] == "bptt"
-    model, rule, spec = load_trained(tmp_path / "run")
-    assert spec == SPEC and rule.name == "bptt"
-    _, acc_reloaded = train_mod.evaluate(model, test, spec)
+    assert ck["epoch"] == 5 and ck["rule"] == rule
+    model, loaded_rule, loaded_spec = load_trained(tmp_path / "run")
+    assert loaded_spec == spec and loaded_rule.name == rule
+    for key, tensor in loaded_rule.state_dict().items():  # fixed feedback / readouts
+        assert torch.equal(tensor, ck["rule_state"][key])
+    _, acc_reloaded = train_mod.evaluate(model, test, loaded_spec)
     assert acc_reloaded == pytest.approx(acc[-1])
 
 

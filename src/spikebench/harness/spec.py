@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 ARCHS = ("ff", "rec")
 # fields that say where things are, not what the experiment is: left out of the id
@@ -30,6 +31,7 @@ class ExperimentSpec:
     n_test: int | None = None
     burn_in: int = 0
     loss: str = "step_ce"  # see spikebench.learning_rules.base.LOSSES
+    rule_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"feedback": "random"}
     alpha: float = 0.8  # synaptic decay per step
     beta: float = 0.9  # membrane decay per step
     threshold: float = 1.0
@@ -65,6 +67,11 @@ class ExperimentSpec:
         if self.burn_in >= self.n_steps:
             raise ValueError(f"burn_in={self.burn_in} must be < n_steps={self.n_steps}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "rule_options", dict(self.rule_options))
+        try:  # unknown or bad options fail here, before any training
+            rule(**self.rule_options)
+        except TypeError as err:
+            raise ValueError(f"bad options for rule {self.rule!r}: {err}") from None
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -7,6 +7,7 @@ skips finished runs and resumes interrupted ones from their last epoch.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,7 @@ class SuiteOptions:
     n_steps: int | None = None
     rules: list[str] | None = None
     archs: list[str] | None = None
+    rule_options: dict | None = None
     progress: bool = True
 
     def apply(self, spec: ExperimentSpec) -> ExperimentSpec:
@@ -50,6 +52,10 @@ class SuiteOptions:
                    if getattr(self, k) is not None}
         if self.data_dir is not None:
             changes["data_dir"] = str(self.data_dir)
+        if self.rule_options:  # options a rule does not take are left out for that rule
+            accepted = inspect.signature(RULES.get(spec.rule)).parameters
+            changes["rule_options"] = {k: v for k, v in self.rule_options.items()
+                                       if k in accepted}
         return replace(spec, **changes)
 
 
@@ -60,8 +66,9 @@ class Suite:
     build: Callable[[SuiteOptions], tuple[list[ExperimentSpec], list[str]]]
 
 
-def locality_grid(name: str, embedded: str, real: str, rules=LOCALITY_RULES):
-    """3 rules x FF/REC x seeds on ``embedded`` data, or ``real`` data with --data-dir."""
+def locality_grid(name: str, embedded: str, real: str, rules=LOCALITY_RULES, **defaults):
+    """3 rules x FF/REC x seeds on ``embedded`` data, or ``real`` data with --data-dir;
+    ``defaults`` are spec fields of this suite (the command line overrides them)."""
 
     def build(opts: SuiteOptions) -> tuple[list[ExperimentSpec], list[str]]:
         dataset = opts.dataset or (real if opts.data_dir else embedded)
@@ -72,7 +79,8 @@ def locality_grid(name: str, embedded: str, real: str, rules=LOCALITY_RULES):
             notes.append(f"rules not available in this version, not run: {', '.join(missing)}")
         archs = opts.archs or list(ARCHS)
         specs = [
-            opts.apply(ExperimentSpec(dataset=dataset, rule=r, arch=a, seed=s, suite=name))
+            opts.apply(ExperimentSpec(dataset=dataset, rule=r, arch=a, seed=s, suite=name,
+                                      **defaults))
             for r in wanted if r in RULES
             for a in archs
             for s in opts.seeds
@@ -87,9 +95,9 @@ SUITES.register(
     "default",
     Suite(
         "default",
-        "FF and REC LIF networks (2312-120-84-10) trained by every available learning rule "
-        "on the embedded N-MNIST-style data (nmnist-sim).",
-        locality_grid("default", "nmnist-sim", "nmnist"),
+        "FF and REC LIF networks (2312-120-84-10) trained by BPTT, e-prop and DECOLLE on "
+        "the embedded N-MNIST-style data (nmnist-sim), 5 epochs: the quick look.",
+        locality_grid("default", "nmnist-sim", "nmnist", epochs=5),
     ),
 )
 SUITES.register(
@@ -97,7 +105,8 @@ SUITES.register(
     Suite(
         "locality-nmnist",
         "The locality paper's N-MNIST study (Table II): BPTT, e-prop, DECOLLE x FF/REC, "
-        "2312-120-84-10 LIF networks; embedded data by default, real N-MNIST with --data-dir.",
+        "2312-120-84-10 LIF networks, 10 epochs; embedded data by default, real N-MNIST "
+        "with --data-dir.",
         locality_grid("locality-nmnist", "nmnist-sim", "nmnist"),
     ),
 )

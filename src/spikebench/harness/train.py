@@ -153,7 +153,7 @@ def train_run(
 
     seed_everything(spec.seed)
     model = build_model(spec)
-    rule = make_rule(spec.rule, burn_in=spec.burn_in, loss=spec.loss)
+    rule = make_rule(spec.rule, burn_in=spec.burn_in, loss=spec.loss, **spec.rule_options)
     rule.prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     start, metrics = 1, []

@@ -23,7 +23,9 @@ Feedback B (which matrix each hidden layer k receives, C = classes):
 - ``random``: a fixed random matrix per layer, [C, n_k], uniform in +-1/sqrt(n_k), drawn in
   ``prepare`` and saved with the checkpoint.
 
-Memory: the filtered traces ebar are [B, n_k, n_in] per layer, constant in T.
+Memory: the filtered traces ebar are [n_k, B, n_in] per layer, constant in T. This is
+e-prop's inherent cost (one trace per sample and synapse): a step costs about B n_k n_in
+memory operations per layer, several times BPTT's matmuls on this CPU (benchmarks/).
 """
 
 from __future__ import annotations
@@ -79,21 +81,30 @@ class EProp(LearningRule):
         model.zero_grad(set_to_none=True)
         B = self.feedback_matrices(model)
         kappa = model.readout.kappa
-        ebar_in: list[torch.Tensor | float] = [0.0] * len(model.hidden)
-        ebar_rec: list[torch.Tensor | float] = [0.0] * len(model.hidden)
+        # filtered eligibility traces, laid out [n_k, batch, n_in] so that the update is one
+        # in-place pass and the contraction with the learning signal a batched matmul
+        ebar_in: list[torch.Tensor | None] = [None] * len(model.hidden)
+        ebar_rec: list[torch.Tensor | None] = [None] * len(model.hidden)
         g_in = [torch.zeros_like(layer.weight) for layer in model.hidden]
         g_rec = [torch.zeros_like(layer.rec_weight) if layer.recurrent else None
                  for layer in model.hidden]
 
+        def accumulate(ebar, psi_t, eps, signal_t, grad):
+            """ebar = kappa ebar + psi x eps; grad += sum_b signal x ebar."""
+            if ebar is None:
+                ebar = psi_t.unsqueeze(2) * eps.unsqueeze(0)
+            else:
+                ebar.mul_(kappa).addcmul_(psi_t.unsqueeze(2), eps.unsqueeze(0))
+            grad += torch.bmm(signal_t.unsqueeze(1), ebar).squeeze(1)
+            return ebar
+
         def on_step(t, layers, delta, targets, weights):
             for k, ls in enumerate(layers):
-                signal = delta @ B[k]  # L_k[t], [batch, n_k]
-                ebar_in[k] = kappa * ebar_in[k] + ls.psi.unsqueeze(2) * ls.eps_in.unsqueeze(1)
-                g_in[k] += torch.einsum("bj,bji->ji", signal, ebar_in[k])
+                signal_t = (delta @ B[k]).t()  # L_k[t], [n_k, batch]
+                psi_t = ls.psi.t()
+                ebar_in[k] = accumulate(ebar_in[k], psi_t, ls.eps_in, signal_t, g_in[k])
                 if ls.eps_rec is not None:
-                    e_rec = ls.psi.unsqueeze(2) * ls.eps_rec.unsqueeze(1)
-                    ebar_rec[k] = kappa * ebar_rec[k] + e_rec
-                    g_rec[k] += torch.einsum("bj,bji->ji", signal, ebar_rec[k])
+                    ebar_rec[k] = accumulate(ebar_rec[k], psi_t, ls.eps_rec, signal_t, g_rec[k])
 
         outputs = run_online(model, x, y, self.burn_in, on_step)
         set_hidden_grads(model, g_in, g_rec)
