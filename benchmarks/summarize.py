@@ -13,9 +13,20 @@ def main(path: str) -> None:
     by_group: dict[str, dict[str, dict]] = {}
     for b in data["benchmarks"]:
         by_group.setdefault(b["group"], {})[b["name"]] = b
+    memory = {g: v for g, v in by_group.items() if g.startswith("memory-")}
+    if memory:
+        print("| rule / arch | T | peak MB of the step |")
+        print("|---|---:|---:|")
+        for group, impls in sorted(memory.items()):
+            for name, b in sorted(impls.items(), key=lambda kv: kv[1]["params"]["steps"]):
+                print(f"| {group[7:]} | {b['params']['steps']} | "
+                      f"{b['extra_info']['peak_mb']:.0f} |")
+        print()
     print("| workload | impl | mean ms | steps/s | GFLOP/s | time vs matmul |")
     print("|---|---|---:|---:|---:|---:|")
     for group, impls in sorted(by_group.items()):
+        if group in memory:
+            continue
         ref = next((b for k, b in impls.items() if "matmul" in k), None)
         for name, b in sorted(impls.items()):
             mean = b["stats"]["mean"]

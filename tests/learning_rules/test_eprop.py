@@ -49,7 +49,8 @@ def test_eprop_equals_bptt_one_layer_no_recurrence_detached_reset(frames):
     eprop = make_rule("eprop", burn_in=3)
     eprop.prepare(model)
     out_e = eprop.backward(model, x, y)
-    assert out_e.loss == pytest.approx(out.loss, rel=1e-12)
+    assert out_e.loss == pytest.approx(out.loss, rel=1e-12)  # its online loss and decision
+    assert (out_e.correct, out_e.count) == (out.correct, out.count)
     spikes = model(x, record=True)[1][0].sum()
     assert spikes > 20  # the hidden layer spikes: the comparison is not vacuous
     for name, g in grads(model).items():

@@ -33,7 +33,7 @@ IGNORE = -1  # label of padded frames
 @dataclass
 class StepOutput:
     loss: float  # the rule's training loss on this batch
-    outputs: torch.Tensor  # readout [T, B, C], detached
+    outputs: torch.Tensor | None  # readout [T, B, C], detached (None: an online rule kept none)
     correct: int  # correctly classified samples (or frames)
     count: int  # samples (or frames) counted
     updated: bool = False  # the rule already applied its updates (per-step schedules)
@@ -76,6 +76,44 @@ def step_error(y_t: torch.Tensor, target_t: torch.Tensor, weight_t: torch.Tensor
     p = torch.softmax(y_t, dim=-1)
     onehot = F.one_hot(target_t.clamp(min=0), y_t.shape[-1]).to(p.dtype)
     return (p - onehot) * weight_t.to(p.dtype).unsqueeze(-1)
+
+
+def step_loss(y_t: torch.Tensor, target_t: torch.Tensor, weight_t: torch.Tensor):
+    """The ``step_ce`` term of one step: sum_b weight * CE(y[t], target)."""
+    logp = torch.log_softmax(y_t, dim=-1)
+    nll = -logp.gather(1, target_t.clamp(min=0).unsqueeze(1)).squeeze(1)
+    return (nll * weight_t.to(nll.dtype)).sum()
+
+
+class RunningScore:
+    """``step_ce`` loss and the common decision, accumulated one step at a time, so that
+    online rules keep no per-step history (not even of the readout)."""
+
+    def __init__(self, y: torch.Tensor, steps: int, burn_in: int = 0) -> None:
+        self.y, self.burn_in = y, burn_in
+        self.targets = frame_targets(y, steps)
+        self.weights = step_weights(y, steps, burn_in)
+        self.loss = 0.0
+        self.logit_sum: torch.Tensor | float = 0.0
+        self.frame_correct = 0
+
+    def update(self, t: int, y_t: torch.Tensor) -> None:
+        self.loss += float(step_loss(y_t, self.targets[t], self.weights[t]))
+        if t < self.burn_in:
+            return
+        if self.y.dim() == 1:
+            self.logit_sum = self.logit_sum + y_t
+        else:
+            hit = (y_t.argmax(-1) == self.targets[t]) & (self.targets[t] != IGNORE)
+            self.frame_correct += int(hit.sum())
+
+    def result(self) -> tuple[float, int, int]:
+        """(loss, correct, count) as ``objective`` and ``count_correct`` give them."""
+        if self.y.dim() == 1:
+            correct = int((self.logit_sum.argmax(-1) == self.y).sum())
+            return self.loss, correct, int(self.y.numel())
+        mask = self.targets[self.burn_in:] != IGNORE
+        return self.loss, self.frame_correct, int(mask.sum())
 
 
 def objective(

@@ -27,13 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from spikebench.learning_rules.base import (
-    LearningRule,
-    StepOutput,
-    count_correct,
-    objective,
-    step_error,
-)
+from spikebench.learning_rules.base import LearningRule, StepOutput, step_error, step_loss
 from spikebench.learning_rules.online import check_online_model, run_online, set_hidden_grads
 
 
@@ -80,7 +74,7 @@ class DECOLLE(LearningRule):
         def on_step(t, layers, delta, targets, weights):
             for k, ls in enumerate(layers):
                 z = ls.s @ self.R[k].t()
-                local[k] += float(_weighted_ce(z, targets, weights))
+                local[k] += float(step_loss(z, targets, weights))
                 dz = step_error(z, targets, weights)
                 g_u = (dz @ self.R[k]) * ls.psi  # dl_k/dU_k[t], [batch, n_k]
                 g_in[k] += g_u.t() @ ls.eps_in
@@ -95,14 +89,13 @@ class DECOLLE(LearningRule):
             for g in [*g_in, *(v for v in g_rec if v is not None)]:
                 g.zero_()
 
-        outputs = run_online(model, x, y, self.burn_in, on_step,
+        score = run_online(model, x, y, self.burn_in, on_step,
                              flush=flush if self.online else None)
         if not self.online:
             set_hidden_grads(model, g_in, g_rec)
         self.local_losses = local
-        loss = float(objective(outputs, y, self.burn_in, self.loss))
-        correct, count = count_correct(outputs, y, self.burn_in)
-        return StepOutput(loss, outputs, correct, count, updated=self.online)
+        loss, correct, count = score.result()
+        return StepOutput(loss, None, correct, count, updated=self.online)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"R{k}": r for k, r in enumerate(self.R)}
@@ -115,9 +108,3 @@ class DECOLLE(LearningRule):
                 f"model's {[tuple(r.shape) for r in self.R]}"
             )
         self.R = loaded
-
-
-def _weighted_ce(z: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(z, dim=-1)
-    nll = -logp.gather(1, targets.clamp(min=0).unsqueeze(1)).squeeze(1)
-    return (nll * weights.to(nll.dtype)).sum()

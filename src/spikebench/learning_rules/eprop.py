@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from spikebench.learning_rules.base import LearningRule, StepOutput, count_correct, objective
+from spikebench.learning_rules.base import LearningRule, StepOutput
 from spikebench.learning_rules.online import check_online_model, run_online, set_hidden_grads
 
 FEEDBACK = ("symmetric", "random")
@@ -106,11 +106,10 @@ class EProp(LearningRule):
                 if ls.eps_rec is not None:
                     ebar_rec[k] = accumulate(ebar_rec[k], psi_t, ls.eps_rec, signal_t, g_rec[k])
 
-        outputs = run_online(model, x, y, self.burn_in, on_step)
+        score = run_online(model, x, y, self.burn_in, on_step)
         set_hidden_grads(model, g_in, g_rec)
-        loss = float(objective(outputs, y, self.burn_in, self.loss))
-        correct, count = count_correct(outputs, y, self.burn_in)
-        return StepOutput(loss, outputs, correct, count)
+        loss, correct, count = score.result()
+        return StepOutput(loss, None, correct, count)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"B{k}": b for k, b in enumerate(self.B)}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spikebench.learning_rules.base import frame_targets, step_error, step_weights
+from spikebench.learning_rules.base import RunningScore, step_error
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFLayer, spike_derivative
 
@@ -91,22 +91,22 @@ OnStep = Callable[[int, list[LayerStep], torch.Tensor, torch.Tensor, torch.Tenso
 
 @torch.no_grad()
 def run_online(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, burn_in: int,
-               on_step: OnStep, flush: Callable[[], None] | None = None) -> torch.Tensor:
+               on_step: OnStep, flush: Callable[[], None] | None = None) -> RunningScore:
     """Drive ``model`` over x [T, B, ...] step by step; at each step call
     ``on_step(t, layers, delta, targets_t, weights_t)`` where ``delta`` = dE/dy[t] of the
-    ``step_ce`` loss. Fills the readout's exact gradient; returns the readout [T, B, C].
+    ``step_ce`` loss. Fills the readout's exact gradient; returns the loss and decision,
+    accumulated online (nothing per step is kept).
 
     With ``flush``, the readout's gradient of each step is put into ``.grad`` and
     ``flush()`` is called after every step (per-step weight updates)."""
     x = model.flatten_input(x)
     steps, batch = x.shape[:2]
-    targets = frame_targets(y, steps)
-    weights = step_weights(y, steps, burn_in)
+    score = RunningScore(y, steps, burn_in)
+    targets, weights = score.targets, score.weights
     state = model.initial_state(batch, x)
     traces = [(PresynapticTrace(layer), PresynapticTrace(layer) if layer.recurrent else None)
               for layer in model.hidden]
     readout = ReadoutGradient(model)
-    outputs = []
     for t in range(steps):
         prev = state
         y_t, state = model.step(x[t], state)
@@ -125,7 +125,7 @@ def run_online(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, burn_in: int
         delta = step_error(y_t, targets[t], weights[t])
         readout.update(state.layers[-1].s, delta)
         on_step(t, layers, delta, targets[t], weights[t])
-        outputs.append(y_t)
+        score.update(t, y_t)
         if flush is not None:
             _add_grad(model.readout.weight, readout.gw)
             _add_grad(model.readout.bias, readout.gb)
@@ -135,7 +135,7 @@ def run_online(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, burn_in: int
     if flush is None:
         _add_grad(model.readout.weight, readout.gw)
         _add_grad(model.readout.bias, readout.gb)
-    return torch.stack(outputs)
+    return score
 
 
 def _add_grad(p: torch.nn.Parameter, g: torch.Tensor) -> None:
