@@ -18,7 +18,7 @@ def main(path: str) -> None:
         print("| rule / arch | T | peak MB of the step |")
         print("|---|---:|---:|")
         for group, impls in sorted(memory.items()):
-            for name, b in sorted(impls.items(), key=lambda kv: kv[1]["params"]["steps"]):
+            for b in sorted(impls.values(), key=lambda b: b["params"]["steps"]):
                 print(f"| {group[7:]} | {b['params']['steps']} | "
                       f"{b['extra_info']['peak_mb']:.0f} |")
         print()

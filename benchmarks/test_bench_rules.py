@@ -6,8 +6,9 @@
 
 - ``test_step_memory``: peak resident memory of one step, measured in a fresh subprocess
   as the peak resident size (VmHWM, reset just before the step through
-  /proc/self/clear_refs) minus the resident size just before it, at T = 100, 300, 1000. The input is one binary frame broadcast over T (a stride-0 view), so the figure is
-  the rule's own memory, not the data's. e-prop and DECOLLE keep no history (flat in T);
+  /proc/self/clear_refs) minus the resident size just before it, at T = 100, 300, 1000.
+  The input is one binary frame broadcast over T (a stride-0 view), so the figure is the
+  rule's own memory, not the data's. e-prop and DECOLLE keep no history (flat in T);
   BPTT stores the unrolled graph (linear in T). ``extra_info["peak_mb"]``.
 - ``test_step_time``: wall time of one step at T = 100 and 300 (real event-like input).
 """

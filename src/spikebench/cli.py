@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
+    run.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                     help="log every epoch")
     run.add_argument("suite", nargs="?", default="default",
                      help="suite name (default: %(default)s; see `spikebench list`)")
     run.add_argument("--out", type=Path, default=None,
