@@ -2,6 +2,7 @@
 
     spikebench run [SUITE] [options]   train a suite's runs and write results + report
     spikebench list                    suites, learning rules, neurons and data sets
+    spikebench data [show NAME]        data sets: where, found?, how to obtain; a picture
 """
 
 from __future__ import annotations
@@ -92,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
+
+    data = sub.add_parser(
+        "data",
+        help="where each data set is looked for, whether it is there, and how to obtain it",
+        description="Without arguments: every data set, where it is looked for (--data-dir, "
+        "else $SPIKEBENCH_DATA/<name>, default ~/spikebench-data/<name>), whether it is "
+        "found, its size on disk and how to obtain it. `data show NAME` writes a PNG of a few "
+        "samples: what the network sees.",
+    )
+    data.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    data.add_argument("name", nargs="?", help="data set (for `show`)")
+    data.add_argument("--data-dir", default=None, help="folder of the data set")
+    data.add_argument("--split", default="train", choices=["train", "test"])
+    data.add_argument("--steps", type=int, default=30, help="time steps (events, images)")
+    data.add_argument("--out", type=Path, default=None,
+                      help="PNG to write (default: ./spikebench-data-NAME.png)")
     return p
 
 
@@ -113,6 +130,36 @@ def cmd_list() -> int:
         where = "embedded" if info.embedded else f"--data-dir or {info.location()}"
         out.append(f"  {n:18s} {info.description} [{where}]")
     sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from spikebench.datasets import DATASETS, describe
+
+    if args.action == "list":
+        rows = [describe(n, args.data_dir if args.name in (None, n) else None)
+                for n in DATASETS.names() if args.name in (None, n)]
+        if not rows:
+            DATASETS.get(args.name)
+        for r in rows:
+            state = "found" if r["found"] else "MISSING"
+            size = f"{r['size_mb']:.0f} MB" if r["found"] and r["size_mb"] else ""
+            sys.stdout.write(f"{r['name']:14s} {state:8s} {size:>8s}  {r['where']}\n"
+                             f"{'':14s} {r['description']}\n")
+            if not r["found"]:
+                sys.stdout.write(f"{'':14s} how to obtain: {r['how']}\n")
+        return 0
+    if not args.name:
+        raise ValueError("`spikebench data show` needs a data set name")
+    from spikebench.analysis.plots import show_samples
+    from spikebench.datasets.timit import PHONES61
+
+    info = DATASETS.get(args.name)
+    data = info.load(args.split, args.data_dir, n_steps=args.steps)
+    out = args.out or Path(f"spikebench-data-{args.name}.png")
+    show_samples(data, out, phone_names=PHONES61 if args.name == "timit" else None)
+    sys.stdout.write(f"{args.name} ({args.split}): {len(data)} samples, x {tuple(data.x.shape)}"
+                     f" -> {out}\n")
     return 0
 
 
@@ -170,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return cmd_list()
+        if args.command == "data":
+            return cmd_data(args)
         return cmd_run(args)
     except (DataNotFoundError, CorruptDataError, UnknownNameError, ValueError) as err:
         sys.stderr.write(f"spikebench: error: {err}\n")

@@ -68,8 +68,7 @@ def test_training_learns_and_checkpoint_reloads(tmp_path, data, rule, arch, opti
     assert loaded_spec == spec and loaded_rule.name == rule
     for key, tensor in loaded_rule.state_dict().items():  # fixed feedback / readouts
         assert torch.equal(tensor, ck["rule_state"][key])
-    _, acc_reloaded = train_mod.evaluate(model, test, loaded_spec)
-    assert acc_reloaded == pytest.approx(acc[-1])
+    assert train_mod.evaluate(model, test, loaded_spec)["acc"] == pytest.approx(acc[-1])
 
 
 def test_same_spec_same_result(tmp_path, data):

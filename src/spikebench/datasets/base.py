@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,21 +46,40 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
             os.unlink(tmp)
 
 
+TASKS = ("sample", "frames", "sequence")
+IGNORE = -1  # label of padded (or unlabelled) frames
+
+
 @dataclass
 class SampleData:
     """Samples of one split held in memory.
 
-    ``x`` is sample-major [N, T, ...] (frames: uint8 event counts; features: float32);
-    ``y`` is [N] class labels (or [N, T] frame labels). Batches are made time-major.
+    ``x`` is sample-major: [N, T, ...] sequences (event frames as uint8, features as float32),
+    or static samples [N, C, H, W] that ``encode`` turns into [T, B, ...] per batch.
+    ``task`` says what ``y`` is:
+
+    - ``sample``: [N], one label per sample, decided from the time-averaged readout;
+    - ``frames``: [N, T], a label per frame (``IGNORE`` on padding), frame-wise accuracy;
+    - ``sequence``: [N, T], the sample's label on each of its frames (``IGNORE`` on
+      padding); accuracy per sample, from the readout averaged over its labelled frames.
+
+    ``fold`` optionally maps classes to coarser ones for an extra accuracy (TIMIT 61 -> 39).
     """
 
     x: torch.Tensor
     y: torch.Tensor
     classes: int
+    task: str = "sample"
+    fold: torch.Tensor | None = None
+    encode: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
             raise ValueError(f"{len(self.x)} samples but {len(self.y)} labels")
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        if (self.y.dim() == 1) != (self.task == "sample"):
+            raise ValueError(f"task {self.task!r} does not fit labels of shape {self.y.shape}")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -71,15 +92,23 @@ class SampleData:
             raise ValueError(f"subset size must be >= 1, got {n}")
         g = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(self), generator=g)[:n].sort().values
-        return SampleData(self.x[idx], self.y[idx], self.classes)
+        return replace(self, x=self.x[idx], y=self.y[idx])
 
 
-def time_major_collate(batch):
+def time_major_collate(batch, encode=None):
+    """Stack samples into a time-major batch: x [T, B, ...] float32, y [B] or [T, B].
+    Frame-labelled batches are cut after their last labelled frame (padding only)."""
     xs, ys = zip(*batch, strict=True)
-    x = torch.stack(xs).transpose(0, 1).float()  # [T, B, ...]
+    x = torch.stack(xs).float()
     y = torch.stack(ys)
+    if encode is not None:
+        return encode(x).contiguous(), y
+    x = x.transpose(0, 1)
     if y.dim() == 2:
         y = y.transpose(0, 1)  # frame labels [T, B]
+        labelled = (y != IGNORE).any(1).nonzero()
+        end = int(labelled.max()) + 1 if len(labelled) else 1
+        x, y = x[:end], y[:end]
     return x.contiguous(), y.contiguous()
 
 
@@ -93,5 +122,5 @@ def time_major_loader(
         batch_size=batch_size,
         shuffle=shuffle,
         generator=g,
-        collate_fn=time_major_collate,
+        collate_fn=partial(time_major_collate, encode=data.encode),
     )

@@ -26,6 +26,7 @@ class ExperimentSpec:
     lr: float = 2e-3  # Adam
     n_steps: int = 30  # time steps T
     dt_ms: float = 10.0  # bin width of event frames
+    encoder: str = "bernoulli"  # static images -> spikes (see datasets.encoders)
     hidden: tuple[int, ...] = ()  # () = the data set's preset (N-MNIST: 120, 84)
     n_train: int | None = None  # None = all training samples
     n_test: int | None = None

@@ -66,12 +66,14 @@ class Suite:
     build: Callable[[SuiteOptions], tuple[list[ExperimentSpec], list[str]]]
 
 
-def locality_grid(name: str, embedded: str, real: str, rules=LOCALITY_RULES, **defaults):
-    """3 rules x FF/REC x seeds on ``embedded`` data, or ``real`` data with --data-dir;
-    ``defaults`` are spec fields of this suite (the command line overrides them)."""
+def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RULES,
+                  **defaults):
+    """3 rules x FF/REC x seeds on ``embedded`` data, or ``real`` data with --data-dir (or
+    always, where there is no embedded data); ``defaults`` are spec fields of this suite
+    (the command line overrides them)."""
 
     def build(opts: SuiteOptions) -> tuple[list[ExperimentSpec], list[str]]:
-        dataset = opts.dataset or (real if opts.data_dir else embedded)
+        dataset = opts.dataset or (real if opts.data_dir or embedded is None else embedded)
         wanted = opts.rules or list(rules)
         notes = []
         missing = [r for r in wanted if r not in RULES]
@@ -112,17 +114,41 @@ SUITES.register(
 )
 
 
+SUITES.register(
+    "locality-timit",
+    Suite(
+        "locality-timit",
+        "The locality paper's TIMIT study (Table II): BPTT, e-prop, DECOLLE x FF/REC, "
+        "39-400-61 LIF networks, frame-wise phone classification; needs --data-dir (TIMIT is "
+        "licensed by the LDC).",
+        locality_grid("locality-timit", None, "timit", epochs=10, batch_size=32),
+    ),
+)
+SUITES.register(
+    "locality-fsdd",
+    Suite(
+        "locality-fsdd",
+        "Spoken digits (FSDD): BPTT, e-prop, DECOLLE x FF/REC, 39-200-10 LIF networks on MFCC "
+        "sequences; does recurrence help on speech? Needs --data-dir (e.g. ../shared/data/fsdd).",
+        locality_grid("locality-fsdd", None, "fsdd", epochs=10),
+    ),
+)
+
+
 class _DataCache:
     """Load each (dataset, location, binning, subset) once per suite."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: bool = True) -> None:
         self._data: dict[tuple, tuple[SampleData, SampleData]] = {}
+        self.progress = progress
 
     def get(self, spec: ExperimentSpec) -> tuple[SampleData, SampleData]:
-        key = (spec.dataset, spec.data_dir, spec.n_steps, spec.dt_ms, spec.n_train, spec.n_test)
+        key = (spec.dataset, spec.data_dir, spec.n_steps, spec.dt_ms, spec.encoder,
+               spec.n_train, spec.n_test)
         if key not in self._data:
             info = DATASETS.get(spec.dataset)
-            opts = {"n_steps": spec.n_steps, "dt_ms": spec.dt_ms}
+            opts = {"n_steps": spec.n_steps, "dt_ms": spec.dt_ms, "encoder": spec.encoder,
+                    "progress": self.progress}
             train = info.load("train", spec.data_dir, **opts).subset(spec.n_train)
             test = info.load("test", spec.data_dir, **opts).subset(spec.n_test)
             self._data[key] = (train, test)
@@ -148,7 +174,7 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None) 
     specs, notes = suite.build(opts)
     if not specs:
         raise ValueError(f"suite {name!r} has no runs with the options given")
-    data = _DataCache()
+    data = _DataCache(opts.progress)
     rows: list[dict] = []
     runs: list[RunResult] = []
     for i, spec in enumerate(specs, 1):

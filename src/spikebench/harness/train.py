@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from spikebench.datasets import DATASETS, SampleData, time_major_loader
+from spikebench.datasets.base import IGNORE
 from spikebench.harness.spec import ExperimentSpec
 from spikebench.learning_rules import LearningRule, evaluate_batch, make_rule
 from spikebench.models import PRESETS, SpikingMLP
@@ -122,23 +123,48 @@ def load_trained(run_dir: str | Path) -> tuple[SpikingMLP, LearningRule, Experim
     return model, rule, ExperimentSpec.from_dict(ck["spec"])
 
 
-def evaluate(model, data: SampleData, spec: ExperimentSpec) -> tuple[float, float]:
-    """(mean loss, accuracy) on ``data`` with the common decision rule."""
+@torch.no_grad()
+def evaluate(model, data: SampleData, spec: ExperimentSpec) -> dict[str, float]:
+    """Test metrics with the common decision rule: ``loss`` and ``acc`` (per sample,
+    per frame or per sequence as ``data.task`` says; see ``SampleData``), and for data
+    with a class folding (TIMIT 61 -> 39) ``acc_folded``."""
     model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
+    loss_sum, loss_n, hits, count, fold_hits, fold_count = 0.0, 0, 0, 0, 0, 0
     for x, y in time_major_loader(data, spec.batch_size):
-        out = evaluate_batch(model, x[: spec.n_steps], y, spec.burn_in, spec.loss)
-        loss_sum += out.loss * out.count
-        correct += out.correct
-        count += out.count
-    return loss_sum / max(count, 1), correct / max(count, 1)
+        out = evaluate_batch(model, x, y, spec.burn_in, spec.loss)
+        loss_sum, loss_n = loss_sum + out.loss * out.count, loss_n + out.count
+        if data.task == "sequence":
+            h, c = sequence_correct(out.outputs, y, spec.burn_in)
+        else:
+            h, c = out.correct, out.count
+        hits, count = hits + h, count + c
+        if data.fold is not None:
+            pred = data.fold[out.outputs[spec.burn_in:].argmax(-1)]
+            target = y[spec.burn_in :]
+            keep = target != IGNORE
+            target = data.fold[target.clamp(min=0)]
+            keep &= target != IGNORE
+            fold_hits += int(((pred == target) & keep).sum())
+            fold_count += int(keep.sum())
+    metrics = {"loss": loss_sum / max(loss_n, 1), "acc": hits / max(count, 1)}
+    if data.fold is not None:
+        metrics["acc_folded"] = fold_hits / max(fold_count, 1)
+    return metrics
+
+
+def sequence_correct(outputs: torch.Tensor, y: torch.Tensor, burn_in: int) -> tuple[int, int]:
+    """One decision per sequence: argmax of its readout averaged over its labelled frames."""
+    mask = (y[burn_in:] != IGNORE).unsqueeze(-1).to(outputs.dtype)
+    logits = (outputs[burn_in:] * mask).sum(0) / mask.sum(0).clamp(min=1)
+    labels = y.max(0).values  # every labelled frame carries the sequence's label
+    return int((logits.argmax(-1) == labels).sum()), int(y.shape[1])
 
 
 def train_run(
     spec: ExperimentSpec,
     run_dir: str | Path,
     train: SampleData,
-    test: SampleData,
+    test_data: SampleData,
     progress: bool = True,
 ) -> RunResult:
     """Train ``spec`` in ``run_dir`` (resuming or skipping as the directory says)."""
@@ -176,7 +202,7 @@ def train_run(
         bar = tqdm(loader, desc=f"{spec.rule}/{spec.arch} epoch {epoch}/{spec.epochs}",
                    disable=not progress, leave=False)
         for x, y in bar:
-            out = rule.backward(model, x[: spec.n_steps], y, update=optimizer.step)
+            out = rule.backward(model, x, y, update=optimizer.step)
             if not math.isfinite(out.loss):
                 message = (
                     f"training diverged: loss is {out.loss} at epoch {epoch}, batch "
@@ -194,18 +220,17 @@ def train_run(
             n_batches += 1
             bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", acc=f"{correct / count:.3f}")
         train_time = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(model, test, spec)
+        test = evaluate(model, test_data, spec)
         record = {
             "train_loss": loss_sum / max(n_batches, 1),
             "train_acc": correct / max(count, 1),
-            "test_loss": test_loss,
-            "test_acc": test_acc,
+            **{f"test_{k}": v for k, v in test.items()},
             "epoch_time_s": train_time,
         }
         metrics += [{"epoch": epoch, "metric": k, "value": v} for k, v in record.items()]
         save_checkpoint(run_dir, model, optimizer, rule, epoch, spec)
         _write_json(metrics_path, metrics)
         log.info("%s epoch %d: train acc %.3f, test acc %.3f (%.1fs)", spec.run_id, epoch,
-                 record["train_acc"], test_acc, train_time)
+                 record["train_acc"], record["test_acc"], train_time)
     _write_json(status_path, {"status": "done"})
     return RunResult(spec, "done", metrics)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-IGNORE = -1  # label of padded frames
+from spikebench.datasets.base import IGNORE
 
 
 @dataclass

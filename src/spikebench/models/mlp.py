@@ -140,6 +140,10 @@ class SpikingMLP(nn.Module):
 PRESETS: dict[str, tuple[int, ...]] = {
     "nmnist": (2 * 34 * 34, 120, 84, 10),  # the locality paper's N-MNIST network
     "timit": (39, 400, 61),  # the locality paper's TIMIT network
+    "fsdd": (39, 200, 10),  # spoken digits: the TIMIT network's shape, scaled down
+    "mnist": (784, 120, 84, 10),  # 28x28 images, the N-MNIST network's hidden sizes
+    "cifar10": (3072, 120, 84, 10),  # 32x32x3 images
+    "cifar100": (3072, 120, 84, 100),
 }
 
 

@@ -1,0 +1,1 @@
+"""Analyses of trained models and data (plots; CKA, Fisher, attacks come later)."""
