@@ -55,3 +55,25 @@ def test_run_on_the_embedded_default(tmp_path, capsys):
     # rerun: everything is skipped, nothing is lost
     assert main(argv) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), df)
+
+
+def test_data_lists_every_data_set(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("SPIKEBENCH_DATA", str(tmp_path / "nothing-here"))
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out
+    for name in ("nmnist-sim", "nmnist", "timit", "fsdd", "mnist5k", "cifar10", "svhn"):
+        assert name in out
+    assert "MISSING" in out and "LDC" in out  # a missing set says how to obtain it
+
+
+def test_data_show_writes_a_png(tmp_path, capsys):
+    from tests.datasets.test_events import make_full_layout
+
+    make_full_layout(tmp_path / "nm", per_class=1)
+    png = tmp_path / "nm.png"
+    assert main(["data", "show", "nmnist", "--data-dir", str(tmp_path / "nm"),
+                 "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["data", "show", "mnist5k", "--out", str(tmp_path / "m.png")]) == 0
+    assert main(["data", "show", "nope"]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err

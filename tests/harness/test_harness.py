@@ -9,6 +9,7 @@ import torch
 
 import spikebench.harness.train as train_mod
 from spikebench.datasets import SampleData
+from spikebench.datasets.base import IGNORE
 from spikebench.harness import ExperimentSpec, SuiteOptions, load_trained, run_suite, train_run
 from spikebench.harness.results import COLUMNS
 from spikebench.learning_rules import BPTT
@@ -140,3 +141,26 @@ def test_suite_writes_tidy_results_and_resumes(tmp_path):
     second = run_suite("default", out, opts)
     assert all(r.skipped for r in second.runs) and not any(r.skipped for r in first.runs)
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), df)
+
+
+def test_sequence_decision_averages_over_labelled_frames_only():
+    outputs = torch.zeros(4, 2, 3)
+    outputs[:2, 0, 1] = 1.0  # sample 0: class 1 over its two labelled frames ...
+    outputs[2:, 0, 2] = 5.0  # ... and class 2 on padding, which must not count
+    outputs[:, 1, 0] = 1.0  # sample 1: class 0 throughout
+    y = torch.tensor([[1, 2], [1, 2], [IGNORE, 2], [IGNORE, 2]])
+    assert train_mod.sequence_correct(outputs, y, burn_in=0) == (1, 2)
+
+
+def test_frame_task_reports_folded_accuracy(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 10, 39, generator=g)
+    y = torch.randint(0, 61, (12, 10), generator=g)
+    y[:, 8:] = IGNORE
+    from spikebench.datasets.timit import fold_table
+
+    data = SampleData(x, y, classes=61, task="frames", fold=fold_table())
+    spec = ExperimentSpec(dataset="timit", epochs=1, batch_size=4, hidden=(8,))
+    res = train_run(spec, tmp_path / "timit", data, data, progress=False)
+    names = {m["metric"] for m in res.metrics}
+    assert {"test_acc", "test_acc_folded", "test_loss"} <= names
