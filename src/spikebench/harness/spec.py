@@ -33,6 +33,7 @@ class ExperimentSpec:
     burn_in: int = 0
     loss: str = "step_ce"  # see spikebench.learning_rules.base.LOSSES
     rule_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"feedback": "random"}
+    neuron_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"spike_fn": "GS"}
     alpha: float = 0.8  # synaptic decay per step
     beta: float = 0.9  # membrane decay per step
     threshold: float = 1.0
@@ -58,6 +59,11 @@ class ExperimentSpec:
             )
         DATASETS.get(self.dataset)
         NEURONS.get(self.neuron)
+        if rule.neurons is not None and self.neuron not in rule.neurons:
+            raise ValueError(
+                f"rule {self.rule!r} cannot train neuron {self.neuron!r}; it trains: "
+                f"{', '.join(rule.neurons)}"
+            )
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
         for name in ("epochs", "batch_size", "n_steps"):
@@ -69,6 +75,7 @@ class ExperimentSpec:
             raise ValueError(f"burn_in={self.burn_in} must be < n_steps={self.n_steps}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "rule_options", dict(self.rule_options))
+        object.__setattr__(self, "neuron_options", dict(self.neuron_options))
         try:  # unknown or bad options fail here, before any training
             rule(**self.rule_options)
         except TypeError as err:

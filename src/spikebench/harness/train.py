@@ -28,7 +28,7 @@ from spikebench.datasets.base import IGNORE
 from spikebench.harness.spec import ExperimentSpec
 from spikebench.learning_rules import LearningRule, evaluate_batch, make_rule
 from spikebench.models import PRESETS, SpikingMLP
-from spikebench.neurons import LIFParams
+from spikebench.neurons import NEURONS, LIFParams
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,13 @@ def build_model(spec: ExperimentSpec) -> SpikingMLP:
     sizes = list(PRESETS[info.preset])
     if spec.hidden:
         sizes = [sizes[0], *spec.hidden, sizes[-1]]
-    params = LIFParams(
-        alpha=spec.alpha,
-        beta=spec.beta,
-        threshold=spec.threshold,
-        reset=spec.reset,
-        surrogate=spec.surrogate,
-        slope=spec.slope,
-    )
+    common = {"alpha": spec.alpha, "beta": spec.beta, "surrogate": spec.surrogate,
+              "slope": spec.slope}
+    if spec.neuron == "lif":
+        params = LIFParams(threshold=spec.threshold, reset=spec.reset, **common,
+                           **spec.neuron_options)
+    else:
+        params = NEURONS.get(spec.neuron)[1](**{**common, **spec.neuron_options})
     return SpikingMLP(
         sizes,
         recurrent=spec.arch == "rec",

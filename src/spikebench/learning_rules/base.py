@@ -156,6 +156,7 @@ class LearningRule(ABC):
 
     name: str = ""
     losses: tuple[str, ...] = ("step_ce",)  # the training losses the rule can follow
+    neurons: tuple[str, ...] | None = None  # neurons it can train (None: any)
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce") -> None:
         if burn_in < 0:

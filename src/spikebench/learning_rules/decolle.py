@@ -35,6 +35,7 @@ class DECOLLE(LearningRule):
     """DECOLLE: per-layer local losses through fixed random readouts, no BPTT."""
 
     name = "decolle"
+    neurons = ("lif",)  # its traces are derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", readout_scale: float = 1.0,
                  readout_seed: int = 0, online: bool = False) -> None:

@@ -44,6 +44,7 @@ class EProp(LearningRule):
     """e-prop: eligibility traces x the output error broadcast to every hidden layer."""
 
     name = "eprop"
+    neurons = ("lif",)  # its traces are derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", feedback: str = "symmetric",
                  feedback_seed: int = 0) -> None:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from spikebench.neurons import NEURONS, LIFParams
+from spikebench.neurons import NEURONS
 
 
 class LeakyReadout(nn.Module):
@@ -48,7 +48,7 @@ class SpikingMLP(nn.Module):
         sizes: tuple[int, ...] | list[int],
         recurrent: bool = False,
         neuron: str = "lif",
-        params: LIFParams | None = None,
+        params=None,
         kappa: float = 0.9,
         weight_scale: float = 1.0,
         rec_scale: float = 1.0,
@@ -61,9 +61,13 @@ class SpikingMLP(nn.Module):
                 f"got {sizes}"
             )
         self.sizes, self.recurrent, self.neuron = sizes, recurrent, neuron
-        self.params = params or LIFParams()
+        layer_cls, params_cls = NEURONS.get(neuron)
+        self.params = params or params_cls()
+        if not isinstance(self.params, params_cls):
+            raise TypeError(f"neuron {neuron!r} takes {params_cls.__name__}, "
+                            f"got {type(self.params).__name__}")
         self.kappa, self.weight_scale, self.rec_scale = kappa, weight_scale, rec_scale
-        layer_cls = NEURONS.get(neuron)
+        self.parallel = bool(getattr(layer_cls, "parallel", False))
         self.hidden = nn.ModuleList(
             layer_cls(a, b, recurrent=recurrent, params=self.params, weight_scale=weight_scale,
                       rec_scale=rec_scale)
@@ -86,7 +90,7 @@ class SpikingMLP(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict) -> SpikingMLP:
         cfg = dict(cfg)
-        cfg["params"] = LIFParams(**cfg["params"])
+        cfg["params"] = NEURONS.get(cfg.get("neuron", "lif"))[1](**cfg["params"])
         return cls(**cfg)
 
     # -- dynamics --------------------------------------------------------------------
@@ -109,6 +113,9 @@ class SpikingMLP(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: MLPState) -> tuple[torch.Tensor, MLPState]:
         """One time step: ``x_t`` [B, n_in] -> readout [B, C] and the new state."""
+        if self.parallel:
+            raise TypeError(f"{self.neuron!r} layers compute whole sequences; they have no "
+                            "single-step function (use forward)")
         h = x_t
         new_layers = []
         for layer, st in zip(self.hidden, state.layers, strict=True):
@@ -123,6 +130,8 @@ class SpikingMLP(nn.Module):
         """Unroll ``step`` over [T, B, ...]; returns readout [T, B, C] (and, with
         ``record``, the spikes [T, B, n_k] of every hidden layer)."""
         x = self.flatten_input(x)
+        if self.parallel:
+            return self._forward_parallel(x, record)
         state = self.initial_state(x.shape[1], x)
         ys, spikes = [], [[] for _ in self.hidden]
         for x_t in x:
@@ -135,6 +144,19 @@ class SpikingMLP(nn.Module):
         if record:
             return out, [torch.stack(s) for s in spikes]
         return out
+
+    def _forward_parallel(self, x: torch.Tensor, record: bool):
+        spikes, h = [], x
+        for layer in self.hidden:
+            h = layer(h)
+            spikes.append(h)
+        y = torch.zeros(x.shape[1], self.sizes[-1], dtype=x.dtype, device=x.device)
+        ys = []
+        for h_t in h:  # the readout's leak: a cheap scan over time
+            y = self.readout.step(h_t, y)
+            ys.append(y)
+        out = torch.stack(ys)
+        return (out, spikes) if record else out
 
 
 PRESETS: dict[str, tuple[int, ...]] = {

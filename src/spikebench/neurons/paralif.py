@@ -1,0 +1,175 @@
+r"""ParaLIF (Yarga & Wood): a LIF-like neuron without reset whose membrane is computed for all
+time steps at once.
+
+    I[t] = alpha I[t-1] + X[t],   m[t] = beta m[t-1] + (1 - beta) I[t]   (X = W x)
+
+Both filters are linear, so m = h * X with the causal kernel
+h[t] = (1 - beta) (beta^(t+1) - alpha^(t+1)) / (beta - alpha)  (limit (1-beta)(t+1) beta^t
+when alpha = beta), applied by FFT of length 2T (no wrap-around). alpha and beta are
+learnable per neuron (through a sigmoid), and the gradient reaches them through h.
+
+Spike functions (``spike_fn``) on the potential relative to the threshold, u = m - theta:
+
+- ``SB``: sigmoid then Bernoulli: s ~ Bernoulli(sigmoid(u)), straight-through gradient of
+  sigmoid(u);
+- ``GS``: Gumbel-softmax (binary concrete): soft = sigmoid((u + logistic noise) / tau),
+  s = 1[soft > 1/2] forward, gradient of soft backward;
+- ``D``: delta: spike where the normalised potential sigmoid(u) rises by more than
+  ``delta`` since the previous step (surrogate gradient);
+- ``T``: threshold: s = H(u) with the surrogate derivative of ``surrogate`` / ``slope``.
+
+Recurrent variant: two parallel passes; the second adds V s1[t-1] (the first pass's
+spikes, shifted by one step) to the input. This is not the sequential recurrent LIF: the
+recurrent input comes from the first pass's spikes, not from the final ones.
+
+ParaLIF has no step function: it trains with BPTT (autograd through the FFT); e-prop and
+DECOLLE need LIF's step dynamics and refuse it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from spikebench.neurons.surrogate import spike, surrogate_names
+
+SPIKE_FNS = ("SB", "GS", "D", "T")
+
+
+@dataclass(frozen=True)
+class ParaLIFParams:
+    alpha: float = 0.8  # initial synaptic decay
+    beta: float = 0.9  # initial membrane decay
+    threshold: float = 0.1
+    spike_fn: str = "SB"
+    learn_decays: bool = True
+    surrogate: str = "fast_sigmoid"  # for "T" and "D"
+    slope: float = 5.0
+    temperature: float = 0.5  # for "GS"
+    delta: float = 0.01  # for "D"
+
+    def __post_init__(self) -> None:
+        if self.spike_fn not in SPIKE_FNS:
+            raise ValueError(f"unknown spike_fn {self.spike_fn!r}; known: {', '.join(SPIKE_FNS)}")
+        for name in ("alpha", "beta"):
+            v = getattr(self, name)
+            if not 0.0 < v < 1.0:
+                raise ValueError(f"{name} must lie in (0, 1), got {v}")
+        if self.surrogate not in surrogate_names():
+            raise ValueError(f"unknown surrogate {self.surrogate!r}")
+
+
+def paralif_kernel(alpha: torch.Tensor, beta: torch.Tensor, steps: int) -> torch.Tensor:
+    """h [T, n]: the impulse response of the two filters for per-neuron alpha, beta [n].
+
+    h[t] = (1 - beta) (beta^n - alpha^n) / (beta - alpha), n = t + 1, written stably as
+    (1 - beta) hi^(n-1) expm1(-n d) / expm1(-d), hi = max(alpha, beta),
+    d = |log beta - log alpha| (and (1 - beta) n hi^(n-1) when d = 0)."""
+    n = torch.arange(1, steps + 1, dtype=alpha.dtype, device=alpha.device).unsqueeze(1)
+    a, b = alpha.unsqueeze(0), beta.unsqueeze(0)
+    hi = torch.maximum(a, b)
+    d = (torch.log(b) - torch.log(a)).abs()
+    same = d < 1e-12
+    safe_d = torch.where(same, torch.ones_like(d), d)
+    ratio = hi ** (n - 1) * torch.expm1(-n * safe_d) / torch.expm1(-safe_d)
+    return (1 - b) * torch.where(same, n * hi ** (n - 1), ratio)
+
+
+def parallel_membrane(current: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor):
+    """m [T, B, n] for input current [T, B, n]: causal convolution by FFT of length 2T."""
+    steps = current.shape[0]
+    h = paralif_kernel(alpha.to(current.dtype), beta.to(current.dtype), steps)
+    n_fft = 2 * steps
+    spec = torch.fft.rfft(current, n=n_fft, dim=0) * torch.fft.rfft(h, n=n_fft, dim=0).unsqueeze(1)
+    return torch.fft.irfft(spec, n=n_fft, dim=0)[:steps]
+
+
+def sequential_membrane(current: torch.Tensor, alpha, beta) -> torch.Tensor:
+    """The same membrane by the step-by-step recurrence (reference and benchmarks)."""
+    i = torch.zeros_like(current[0])
+    m = torch.zeros_like(current[0])
+    out = []
+    for x_t in current:
+        i = alpha * i + x_t
+        m = beta * m + (1 - beta) * i
+        out.append(m)
+    return torch.stack(out)
+
+
+class _BinaryST(torch.autograd.Function):
+    """Binary sample of a probability p (Bernoulli, or p > 1/2); straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, p, stochastic: bool):
+        return torch.bernoulli(p) if stochastic else (p > 0.5).to(p.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+class ParaLIFLayer(nn.Module):
+    """A layer of ParaLIF neurons; ``forward`` maps x [T, B, n_in] to spikes [T, B, n_out]."""
+
+    parallel = True  # no step function: the whole sequence at once
+
+    def __init__(self, n_in: int, n_out: int, recurrent: bool = False,
+                 params: ParaLIFParams | None = None, weight_scale: float = 1.0,
+                 rec_scale: float = 1.0) -> None:
+        super().__init__()
+        self.n_in, self.n_out, self.recurrent = n_in, n_out, recurrent
+        self.params = params or ParaLIFParams()
+        self.weight = nn.Parameter(torch.empty(n_out, n_in))
+        bound = weight_scale / math.sqrt(n_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        self.rec_weight = None
+        if recurrent:
+            self.rec_weight = nn.Parameter(torch.empty(n_out, n_out))
+            nn.init.uniform_(self.rec_weight, -rec_scale / math.sqrt(n_out),
+                             rec_scale / math.sqrt(n_out))
+        p = self.params
+        raw = torch.stack([torch.full((n_out,), _logit(p.alpha)),
+                           torch.full((n_out,), _logit(p.beta))])
+        self.raw_decays = nn.Parameter(raw, requires_grad=p.learn_decays)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw_decays[0])
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw_decays[1])
+
+    def fire(self, m: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        u = m - p.threshold
+        if p.spike_fn == "T":
+            return spike(u, p.surrogate, p.slope)
+        if p.spike_fn == "SB":
+            return _BinaryST.apply(torch.sigmoid(u), self.training)
+        if p.spike_fn == "GS":
+            noise = torch.rand_like(u).clamp(1e-6, 1 - 1e-6) if self.training else None
+            logits = u + (torch.log(noise) - torch.log1p(-noise)) if noise is not None else u
+            return _BinaryST.apply(torch.sigmoid(logits / p.temperature), False)
+        norm = torch.sigmoid(u)  # "D"
+        rise = norm - torch.cat([torch.zeros_like(norm[:1]), norm[:-1]])
+        return spike(rise - p.delta, p.surrogate, p.slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        current = x @ self.weight.t()
+        s = self.fire(parallel_membrane(current, self.alpha, self.beta))
+        if self.rec_weight is not None:
+            shifted = torch.cat([torch.zeros_like(s[:1]), s[:-1]])
+            current = current + shifted @ self.rec_weight.t()
+            s = self.fire(parallel_membrane(current, self.alpha, self.beta))
+        return s
+
+    def extra_repr(self) -> str:
+        return f"{self.n_in}, {self.n_out}, recurrent={self.recurrent}, {self.params}"
