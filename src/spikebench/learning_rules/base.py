@@ -190,6 +190,23 @@ class LearningRule(ABC):
         return {"burn_in": self.burn_in, "loss": self.loss}
 
 
+def matrices_state(prefix: str, mats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fixed per-layer matrices of a rule (feedback, readouts) as checkpoint entries."""
+    return {f"{prefix}{k}": m for k, m in enumerate(mats)}
+
+
+def matrices_from_state(state: dict[str, torch.Tensor], prefix: str,
+                        expected: list[torch.Tensor], what: str) -> list[torch.Tensor]:
+    """The inverse of ``matrices_state``, checked against the shapes the model needs."""
+    loaded = [state[f"{prefix}{k}"] for k in range(len(state))]
+    if [m.shape for m in loaded] != [m.shape for m in expected]:
+        raise ValueError(
+            f"saved {what} {[tuple(m.shape) for m in loaded]} do not match the model's "
+            f"{[tuple(m.shape) for m in expected]}"
+        )
+    return loaded
+
+
 @torch.no_grad()
 def evaluate_batch(
     model, x: torch.Tensor, y: torch.Tensor, burn_in: int = 0, loss: str = "step_ce"

@@ -27,7 +27,14 @@ from collections.abc import Callable
 
 import torch
 
-from spikebench.learning_rules.base import LearningRule, StepOutput, step_error, step_loss
+from spikebench.learning_rules.base import (
+    LearningRule,
+    StepOutput,
+    matrices_from_state,
+    matrices_state,
+    step_error,
+    step_loss,
+)
 from spikebench.learning_rules.online import check_online_model, run_online, set_hidden_grads
 
 
@@ -99,13 +106,7 @@ class DECOLLE(LearningRule):
         return StepOutput(loss, None, correct, count, updated=self.online)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"R{k}": r for k, r in enumerate(self.R)}
+        return matrices_state("R", self.R)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        loaded = [state[f"R{k}"] for k in range(len(state))]
-        if [r.shape for r in loaded] != [r.shape for r in self.R]:
-            raise ValueError(
-                f"saved DECOLLE readouts {[tuple(r.shape) for r in loaded]} do not match the "
-                f"model's {[tuple(r.shape) for r in self.R]}"
-            )
-        self.R = loaded
+        self.R = matrices_from_state(state, "R", self.R, "DECOLLE readouts")

@@ -34,7 +34,12 @@ import math
 
 import torch
 
-from spikebench.learning_rules.base import LearningRule, StepOutput
+from spikebench.learning_rules.base import (
+    LearningRule,
+    StepOutput,
+    matrices_from_state,
+    matrices_state,
+)
 from spikebench.learning_rules.online import check_online_model, run_online, set_hidden_grads
 
 FEEDBACK = ("symmetric", "random")
@@ -113,16 +118,10 @@ class EProp(LearningRule):
         return StepOutput(loss, None, correct, count)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {f"B{k}": b for k, b in enumerate(self.B)}
+        return matrices_state("B", self.B)
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if self.feedback == "symmetric":
             super().load_state_dict(state)
             return
-        loaded = [state[f"B{k}"] for k in range(len(state))]
-        if [b.shape for b in loaded] != [b.shape for b in self.B]:
-            raise ValueError(
-                f"saved feedback shapes {[tuple(b.shape) for b in loaded]} do not match the "
-                f"model's {[tuple(b.shape) for b in self.B]}"
-            )
-        self.B = loaded
+        self.B = matrices_from_state(state, "B", self.B, "feedback shapes")
