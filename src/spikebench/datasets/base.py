@@ -4,7 +4,6 @@ time-major batching."""
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -13,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
+from spikebench.io import atomic_write
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -34,16 +35,12 @@ def cache_dir() -> Path:
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write an .npz so that a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write)
 
 
 TASKS = ("sample", "frames", "sequence")

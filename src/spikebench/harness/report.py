@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from spikebench import __version__  # noqa: E402
 from spikebench.harness.reference import PAPER, paper_accuracy  # noqa: E402
 from spikebench.harness.results import final_metric  # noqa: E402
+from spikebench.io import atomic_write  # noqa: E402
 
 RULE_ORDER = ["bptt", "eprop", "decolle"]
 ARCH_ORDER = ["ff", "rec"]
@@ -157,7 +158,5 @@ def write_report(
     if notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     path = out_dir / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(parts))
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
     return path

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from spikebench.harness.spec import ExperimentSpec
+from spikebench.io import atomic_write
 
 ID_COLUMNS = ["suite", "run_id", "dataset", "rule", "arch", "neuron", "seed"]
 COLUMNS = [*ID_COLUMNS, "epoch", "metric", "value"]
@@ -30,16 +29,7 @@ def tidy_rows(spec: ExperimentSpec, metrics: list[dict]) -> list[dict]:
 
 def write_atomic(df: pd.DataFrame, path: str | Path) -> None:
     """Write a CSV so that a reader never sees a half-written table."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def to_frame(rows: list[dict]) -> pd.DataFrame:

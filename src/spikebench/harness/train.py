@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from tqdm import tqdm
 from spikebench.datasets import DATASETS, SampleData, time_major_loader
 from spikebench.datasets.base import IGNORE
 from spikebench.harness.spec import ExperimentSpec
+from spikebench.io import atomic_write
 from spikebench.learning_rules import LearningRule, evaluate_batch, make_rule
 from spikebench.models import PRESETS, SpikingMLP
 from spikebench.neurons import NEURONS, LIFParams
@@ -73,23 +72,12 @@ def build_model(spec: ExperimentSpec) -> SpikingMLP:
     )
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_json(path: Path, obj) -> None:
     def write(tmp):
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, rule: LearningRule, epoch: int,
@@ -104,7 +92,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, rule: LearningRule, epoch: 
         "rule_state": rule.state_dict(),
         "epoch": epoch,
     }
-    _atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict:
