@@ -20,7 +20,7 @@ def main(path: str) -> None:
         for group, impls in sorted(memory.items()):
             for b in sorted(impls.values(), key=lambda b: b["params"]["steps"]):
                 print(f"| {group[7:]} | {b['params']['steps']} | "
-                      f"{b['extra_info']['peak_mb']:.0f} |")
+                      f"{b['extra_info']['peak_mb']:.1f} |")
         print()
     print("| workload | impl | mean ms | steps/s | GFLOP/s | time vs matmul |")
     print("|---|---|---:|---:|---:|---:|")
