@@ -21,6 +21,8 @@ examples:
   spikebench run                                  # default suite on the embedded data
   spikebench run locality-nmnist --data-dir ~/data/nmnist --epochs 20 --seeds 0 1 2
   spikebench run --rules bptt --archs rec --n-train 1000
+  spikebench run fgsm                             # Table III on the default suite's models
+  spikebench run cka --seeds 0 1 2 --n-eval 1000
   spikebench list
 
 Rerunning the same command skips finished runs and resumes interrupted ones.
@@ -67,14 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("suite", nargs="?", default="default",
                      help="suite name (default: %(default)s; see `spikebench list`)")
     run.add_argument("--out", type=Path, default=None,
-                     help="output folder (default: ./spikebench-runs/SUITE)")
+                     help="output folder for results.csv, report.md, PNGs and the studies' "
+                     "tables (default: ./spikebench-runs/SUITE)")
+    run.add_argument("--runs", type=Path, default=None,
+                     help="folder of trained runs, one subfolder per spec id; suites that "
+                     "share it train each spec once (e.g. `fgsm` reuses the default suite's "
+                     "models). Default: ./spikebench-runs/runs, or OUT/runs with --out")
     run.add_argument("--data-dir", default=None,
                      help="folder of a real data set (e.g. N-MNIST); without it, suites use "
                      "the embedded data")
     run.add_argument("--dataset", default=None, help="override the suite's data set by name")
     run.add_argument("--epochs", type=int, default=None, help="training epochs per run")
-    run.add_argument("--seeds", type=int, nargs="+", default=[0],
-                     help="seeds; several give mean ± std in the report (default: 0)")
+    run.add_argument("--seeds", type=int, nargs="+", default=None,
+                     help="seeds; several give mean ± std in the report (default: the "
+                     "suite's, mostly 0; cka: 0 1)")
     run.add_argument("--n-train", type=int, default=None,
                      help="use a fixed random subset of N training samples")
     run.add_argument("--n-test", type=int, default=None, help="subset of N test samples")
@@ -90,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="KEY=VALUE",
                      help="an option of the rules that take it, e.g. feedback=random (e-prop), "
                      "online=true or readout_scale=2 (DECOLLE); repeatable")
+    run.add_argument("--paper", action="store_true",
+                     help="the paper's settings where a suite scales them down for this "
+                     "machine (cka: 10 seeds, 4096 samples; backdoor: 5 pairs, full training; "
+                     "fgsm: every test sample)")
+    run.add_argument("--n-eval", type=int, default=None,
+                     help="test samples that the studies analyse (fgsm, cka, fisher)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
@@ -188,11 +202,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         rules=args.rules,
         archs=args.archs,
         rule_options=dict(args.rule_option),
+        paper=args.paper,
+        n_eval=args.n_eval,
         progress=not args.no_progress,
     )
     out = args.out or Path("spikebench-runs") / args.suite
+    runs = args.runs or (out / "runs" if args.out else Path("spikebench-runs") / "runs")
     t0 = time.perf_counter()
-    result = run_suite(args.suite, out, opts)
+    result = run_suite(args.suite, out, opts, runs_dir=runs)
     elapsed = time.perf_counter() - t0
     sys.stdout.write(f"report: {result.report}\nresults: {out / 'results.csv'}\n")
     sys.stdout.write(f"{len(result.runs)} runs in {elapsed:.0f} s\n")

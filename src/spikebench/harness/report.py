@@ -122,8 +122,11 @@ def write_report(
     df: pd.DataFrame,
     status: dict[str, tuple[str, str]],
     notes: list[str] | None = None,
+    sections: list[str] | None = None,
+    show_accuracy: bool = True,
 ) -> Path:
-    """``out_dir/report.md`` with ``curves.png`` beside it."""
+    """``out_dir/report.md`` with ``curves.png`` beside it; ``sections``: the studies'
+    Markdown, placed after the accuracy table."""
     out_dir = Path(out_dir)
     parts = [
         f"# spikebench report: `{suite}`",
@@ -134,7 +137,7 @@ def write_report(
         "Tidy results: `results.csv`.",
         "",
     ]
-    if not df.empty:
+    if not df.empty and show_accuracy:
         parts += [
             "## Test accuracy (%), final epoch",
             "",
@@ -151,6 +154,7 @@ def write_report(
             "",
         ]
         plot_curves(df, out_dir / "curves.png")
+    parts += sections or []
     parts += ["## Runs", "", runs_table(df, status), ""]
     problems = [(r, m) for r, (s, m) in status.items() if s != "done"]
     if problems:

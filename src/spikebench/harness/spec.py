@@ -34,6 +34,9 @@ class ExperimentSpec:
     loss: str = "step_ce"  # see spikebench.learning_rules.base.LOSSES
     rule_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"feedback": "random"}
     neuron_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"spike_fn": "GS"}
+    # BadNets poisoning of the training data: {"source", "target", "rate"} (see
+    # spikebench.analysis.backdoor.Backdoor; the spec's seed picks the poisoned samples)
+    backdoor: dict[str, Any] = field(default_factory=dict)
     alpha: float = 0.8  # synaptic decay per step
     beta: float = 0.9  # membrane decay per step
     threshold: float = 1.0
@@ -76,6 +79,14 @@ class ExperimentSpec:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "rule_options", dict(self.rule_options))
         object.__setattr__(self, "neuron_options", dict(self.neuron_options))
+        object.__setattr__(self, "backdoor", dict(self.backdoor))
+        if self.backdoor:
+            from spikebench.analysis.backdoor import Backdoor
+
+            try:
+                Backdoor(**self.backdoor)
+            except TypeError as err:
+                raise ValueError(f"bad backdoor settings {self.backdoor}: {err}") from None
         try:  # unknown or bad options fail here, before any training
             rule(**self.rule_options)
         except TypeError as err:
@@ -101,5 +112,7 @@ class ExperimentSpec:
     def run_id(self) -> str:
         """Readable prefix + hash of every field that defines the experiment."""
         core = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_ID}
+        if not core["backdoor"]:  # added later: clean runs keep the ids they had
+            del core["backdoor"]
         digest = hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.dataset}-{self.arch}-{self.rule}-s{self.seed}-{digest}"

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
+from spikebench.analysis.backdoor import POISON_RATES, Backdoor, poison, random_pairs
 from spikebench.datasets import DATASETS, SampleData
 from spikebench.harness.report import write_report
 from spikebench.harness.results import tidy_rows, to_frame, write_atomic
 from spikebench.harness.spec import ARCHS, ExperimentSpec
+from spikebench.harness.studies import STUDIES, StudyContext
 from spikebench.harness.train import RunResult, train_run
 from spikebench.learning_rules import RULES
 from spikebench.registry import Registry
@@ -35,7 +38,7 @@ class SuiteOptions:
     data_dir: str | None = None
     dataset: str | None = None
     epochs: int | None = None
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] | None = None  # None: the suite's default (most suites: [0])
     n_train: int | None = None
     n_test: int | None = None
     batch_size: int | None = None
@@ -44,6 +47,8 @@ class SuiteOptions:
     rules: list[str] | None = None
     archs: list[str] | None = None
     rule_options: dict | None = None
+    paper: bool = False  # the paper's settings (seeds, samples, pairs) where they differ
+    n_eval: int | None = None  # test samples the studies analyse (None: study default)
     progress: bool = True
 
     def apply(self, spec: ExperimentSpec) -> ExperimentSpec:
@@ -64,13 +69,16 @@ class Suite:
     name: str
     description: str
     build: Callable[[SuiteOptions], tuple[list[ExperimentSpec], list[str]]]
+    studies: tuple[str, ...] = ()  # analyses run on the trained models (harness.studies)
 
 
 def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RULES,
+                  seeds=(0,), paper_seeds=None, variants=None, paper_defaults=None,
                   **defaults):
     """3 rules x FF/REC x seeds on ``embedded`` data, or ``real`` data with --data-dir (or
     always, where there is no embedded data); ``defaults`` are spec fields of this suite
-    (the command line overrides them)."""
+    (the command line overrides them). ``variants(opts)`` optionally multiplies every run
+    into several (e.g. poisoned copies), as a list of extra spec fields."""
 
     def build(opts: SuiteOptions) -> tuple[list[ExperimentSpec], list[str]]:
         dataset = opts.dataset or (real if opts.data_dir or embedded is None else embedded)
@@ -80,16 +88,28 @@ def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RUL
         if missing:
             notes.append(f"rules not available in this version, not run: {', '.join(missing)}")
         archs = opts.archs or list(ARCHS)
+        chosen = opts.seeds or list(paper_seeds if opts.paper and paper_seeds else seeds)
+        extra = variants(opts) if variants else [{}]
+        fields_ = {**defaults, **(paper_defaults or {} if opts.paper else {})}
         specs = [
             opts.apply(ExperimentSpec(dataset=dataset, rule=r, arch=a, seed=s, suite=name,
-                                      **defaults))
+                                      **{**fields_, **v}))
             for r in wanted if r in RULES
             for a in archs
-            for s in opts.seeds
+            for v in extra
+            for s in chosen
         ]
         return specs, notes
 
     return build
+
+
+def backdoor_variants(opts: SuiteOptions) -> list[dict]:
+    """Poisoned copies of every run: each (source, target) pair x poison rate; scaled down
+    to one pair by default, the paper's five pairs with --paper."""
+    pairs = random_pairs(5 if opts.paper else 1, 10, seed=0)
+    return [{"backdoor": {"source": s, "target": t, "rate": r}}
+            for s, t in pairs for r in POISON_RATES]
 
 
 SUITES: Registry[Suite] = Registry("suite")
@@ -135,6 +155,37 @@ SUITES.register(
 )
 
 
+# The analysis suites train the default suite's runs (same specs, so a shared runs folder
+# trains them once) and then analyse them; see harness.studies.
+ANALYSED = "BPTT, e-prop, DECOLLE x FF/REC LIF networks (2312-120-84-10), 5 epochs, on the "
+"embedded data (real N-MNIST with --data-dir)"
+for _name, _studies, _what, _extra in (
+    ("fgsm", ("fgsm",), "Table III: accuracy under FGSM (on the ANN counterpart and white-box) "
+     "at eps 0-0.05, with PGD and Square checks", {}),
+    ("fisher", ("fisher",), "Figure 4: Fisher-information shares per layer (LW/RW) and traces "
+     "per time step", {}),
+    ("cka", ("cka",), "Figures 2-3: CKA between rules and an ANN-SNN conversion baseline, and "
+     "clean-vs-adversarial CKA; 2 seeds (10 with --paper), 1000 test samples (4096 with "
+     "--paper)", {"seeds": (0, 1), "paper_seeds": tuple(range(10))}),
+):
+    SUITES.register(_name, Suite(
+        _name, f"{_what}. Trains {ANALYSED}.",
+        locality_grid(_name, "nmnist-sim", "nmnist", epochs=5, **_extra), studies=_studies))
+SUITES.register(
+    "backdoor",
+    Suite(
+        "backdoor",
+        "Table IV: BadNets backdoor (4-pixel trigger) at poison rates 0.1-0.9 for BPTT, e-prop, "
+        "DECOLLE x FF/REC; scaled down by default (1 source/target pair, 2000 training "
+        "samples, 3 epochs: 30 runs), the paper's 5 pairs and full training with --paper.",
+        locality_grid("backdoor", "nmnist-sim", "nmnist", epochs=3, n_train=2000,
+                      variants=backdoor_variants,
+                      paper_defaults={"epochs": 10, "n_train": None}),
+        studies=("backdoor",),
+    ),
+)
+
+
 class _DataCache:
     """Load each (dataset, location, binning, subset) once per suite."""
 
@@ -152,7 +203,10 @@ class _DataCache:
             train = info.load("train", spec.data_dir, **opts).subset(spec.n_train)
             test = info.load("test", spec.data_dir, **opts).subset(spec.n_test)
             self._data[key] = (train, test)
-        return self._data[key]
+        train, test = self._data[key]
+        if spec.backdoor:  # the poisoned training set of this run; the test set stays clean
+            train, _ = poison(train, Backdoor(**{"seed": spec.seed, **spec.backdoor}))
+        return train, test
 
 
 @dataclass
@@ -166,11 +220,16 @@ class SuiteResult:
         return [r for r in self.runs if r.status != "done"]
 
 
-def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None) -> SuiteResult:
+def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
+              runs_dir: str | Path | None = None) -> SuiteResult:
+    """Train (or reuse) every run of suite ``name`` under ``runs_dir`` (default
+    ``out_dir/runs``; runs are keyed by their spec's id, so suites that share a runs folder
+    train each spec once), run the suite's studies, write results and report to ``out_dir``."""
     suite = SUITES.get(name)
     opts = opts or SuiteOptions()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     specs, notes = suite.build(opts)
     if not specs:
         raise ValueError(f"suite {name!r} has no runs with the options given")
@@ -180,7 +239,7 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None) 
     for i, spec in enumerate(specs, 1):
         log.info("[%d/%d] %s", i, len(specs), spec.run_id)
         train, test = data.get(spec)
-        result = train_run(spec, out_dir / "runs" / spec.run_id, train, test, opts.progress)
+        result = train_run(spec, runs_dir / spec.run_id, train, test, opts.progress)
         if result.skipped:
             log.info("%s already %s; skipped", spec.run_id, result.status)
         runs.append(result)
@@ -188,5 +247,17 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None) 
         write_atomic(to_frame(rows), out_dir / "results.csv")
     table = to_frame(rows)
     status = {r.spec.run_id: (r.status, r.message) for r in runs}
-    report = write_report(out_dir, name, suite.description, table, status, notes)
+    ctx = StudyContext(name, out_dir, [(r, runs_dir / r.spec.run_id) for r in runs], data.get,
+                       paper=opts.paper, n_eval=opts.n_eval, progress=opts.progress)
+    sections = []
+    for study in suite.studies:
+        t0 = time.perf_counter()
+        output = STUDIES.get(study)(ctx)
+        for table_name, df in output.tables.items():
+            write_atomic(df, out_dir / f"{table_name}.csv")
+        sections += output.sections
+        sections += [f"*{study}: {time.perf_counter() - t0:.0f} s on {len(ctx.done)} "
+                     f"model(s); tables: {', '.join(f'`{t}.csv`' for t in output.tables)}*", ""]
+    report = write_report(out_dir, name, suite.description, table, status, notes, sections,
+                          show_accuracy="backdoor" not in suite.studies)
     return SuiteResult(table, runs, report)

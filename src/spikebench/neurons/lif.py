@@ -153,8 +153,12 @@ class LIFLayer(nn.Module):
         """V with its diagonal masked out (what the dynamics use)."""
         return self.rec_weight * self.rec_mask
 
+    def dynamics(self, current: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
+        """The neuron's step given its synaptic input (analyses probe ``current``)."""
+        return lif_step(current, state, self.params)
+
     def step(self, x: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
-        return lif_step(self.input_current(x, state), state, self.params)
+        return self.dynamics(self.input_current(x, state), state)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Unroll over time: ``x`` is [T, B, n_in]; returns spikes [T, B, n_out]."""

@@ -50,12 +50,17 @@ SMOOTH = "soft_sigmoid"
 
 
 class _Spike(torch.autograd.Function):
+    generate_vmap_rule = True  # per-sample gradients (torch.func.vmap) for the analyses
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, derivative: Derivative, slope: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.derivative = derivative
-        ctx.slope = slope
+    def forward(x: torch.Tensor, derivative: Derivative, slope: float) -> torch.Tensor:
         return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        x, derivative, slope = inputs
+        ctx.save_for_backward(x)
+        ctx.derivative, ctx.slope = derivative, slope
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
