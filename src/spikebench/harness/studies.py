@@ -41,7 +41,7 @@ from spikebench.analysis.attacks import (  # noqa: E402
     predict,
 )
 from spikebench.analysis.backdoor import Backdoor, triggered_source  # noqa: E402
-from spikebench.analysis.cka import cka, cka_matrix, flatten_time  # noqa: E402
+from spikebench.analysis.cka import cka, flatten_time  # noqa: E402
 from spikebench.analysis.conversion import convert, rate_input, train_ann  # noqa: E402
 from spikebench.analysis.fisher import fisher_traces, shares  # noqa: E402
 from spikebench.datasets import SampleData  # noqa: E402
@@ -454,7 +454,7 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
                      "in the FF and REC panels.")
     else:
         notes.append("no conversion baseline: it is defined here for event frames only")
-    rows = []
+    rows, undefined = [], []
     for arch, by_rule in models.items():
         methods = {**by_rule, **({"conversion": conv} if conv else {})}
         reps = {m: {s: representations(model, x, test.encode) for s, model in d.items()}
@@ -468,14 +468,20 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
                     ss = sorted(reps[a])
                     pairs = list(zip(ss, ss[1:], strict=False))
                 for s, t in pairs:
-                    mat = cka_matrix(reps[a][s], reps[b][t], batch_size=CKA_BATCH)
                     la, lb = layer_names(len(reps[a][s]) - 1), layer_names(len(reps[b][t]) - 1)
                     rows += [{"arch": arch, "a": a, "b": b, "seed_a": s, "seed_b": t,
-                              "layer_a": la[p], "layer_b": lb[q], "cka": float(mat[p, q])}
+                              "layer_a": la[p], "layer_b": lb[q],
+                              "cka": _cka_or_nan(reps[a][s][p], reps[b][t][q], undefined,
+                                                 f"{arch} {a}/{b} {la[p]}/{lb[q]}")}
                              for p in range(len(la)) for q in range(len(lb))]
     pairs_df = pd.DataFrame(rows)
     _plot_cka(pairs_df, ctx.out_dir / "cka.png")
-    adv_df = _adversarial_cka(ctx, models, specs, test, x, y)
+    adv_df = _adversarial_cka(ctx, models, specs, test, x, y, undefined)
+    if undefined:
+        notes.append(f"CKA is undefined (left blank, NaN in the CSV) for {len(undefined)} "
+                     "comparison(s) where a layer's representation is constant (a silent "
+                     "layer) or the samples are too few: " + "; ".join(undefined[:8])
+                     + (" ..." if len(undefined) > 8 else ""))
     sections = [
         "## CKA between learning rules (Figure 2)",
         "",
@@ -491,7 +497,7 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
         "![CKA heatmaps](cka.png)",
         "",
     ]
-    if not adv_df.empty:
+    if not adv_df.empty and {"ff", "rec"} <= set(adv_df.arch):
         _plot_adv_cka(adv_df, ctx.out_dir / "cka_adversarial.png")
         sections += [
             "## Clean vs adversarial CKA (Figure 3)",
@@ -505,6 +511,9 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
             "![clean vs adversarial CKA](cka_adversarial.png)",
             "",
         ]
+    else:
+        sections += ["Clean-vs-adversarial CKA (Figure 3) compares REC with FF: it needs both "
+                     "(per-model values: `cka_adversarial.csv`).", ""]
     sections += ["Findings, as the paper states them and as our numbers say:", "",
                  *_cka_findings(pairs_df, adv_df), ""]
     return StudyOutput(sections, {"cka": pairs_df, "cka_adversarial": adv_df})
@@ -525,7 +534,16 @@ def representations(model, x: torch.Tensor, encode=None, batch: int = 250,
     return [torch.cat(p) for p in zip(*parts, strict=True)]
 
 
-def _adversarial_cka(ctx, models, specs, test, x, y) -> pd.DataFrame:
+def _cka_or_nan(a: torch.Tensor, b: torch.Tensor, undefined: list[str], what: str) -> float:
+    """CKA, or NaN with the comparison named in ``undefined`` where it is not defined."""
+    try:
+        return cka(a, b, batch_size=CKA_BATCH)
+    except ValueError:
+        undefined.append(what)
+        return float("nan")
+
+
+def _adversarial_cka(ctx, models, specs, test, x, y, undefined) -> pd.DataFrame:
     rows = []
     clip = valid_range(test)
     for arch, by_rule in models.items():
@@ -541,7 +559,9 @@ def _adversarial_cka(ctx, models, specs, test, x, y) -> pd.DataFrame:
                     names = layer_names(len(reps) - 1)
                     rows += [{"arch": arch, "rule": rule, "seed": seed, "eps": eps,
                               "layer": names[k],
-                              "cka": cka(clean[k], reps[k], batch_size=CKA_BATCH)}
+                              "cka": _cka_or_nan(clean[k], reps[k], undefined,
+                                                 f"{arch} {rule} s{seed} {names[k]} clean/adv "
+                                                 f"eps={eps:g}")}
                              for k in range(len(reps))]
     return pd.DataFrame(rows)
 
@@ -616,15 +636,13 @@ def _plot_adv_cka(df: pd.DataFrame, path: Path) -> None:
     layers = sorted(set(df.layer), key=lambda s: (s == "out", s))
     fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.6), squeeze=False,
                              sharey=True)
-    both = {"ff", "rec"} <= set(df.arch)
-    diff = _rec_minus_ff(df) if both else None
+    diff = _rec_minus_ff(df)
     for ax, layer in zip(axes[0], layers, strict=True):
         for rule in _ordered_rules(df.rule):
-            if both:
-                d = diff.xs((rule, layer), level=("rule", "layer")).dropna()
-                ax.plot(range(len(d)), d.values, marker="o", color=RULE_COLORS.get(rule),
-                        label=rule)
-                ax.set_xticks(range(len(d)), [f"{e:g}" for e in d.index])
+            d = diff.xs((rule, layer), level=("rule", "layer")).dropna()
+            ax.plot(range(len(d)), d.values, marker="o", color=RULE_COLORS.get(rule),
+                    label=rule)
+            ax.set_xticks(range(len(d)), [f"{e:g}" for e in d.index])
         ax.axhline(0, color="k", lw=0.8)
         ax.set(title=f"{layer}: CKA(clean, adv) REC - FF", xlabel="epsilon")
         ax.grid(alpha=0.3)
@@ -641,7 +659,8 @@ def _cka_findings(pairs: pd.DataFrame, adv: pd.DataFrame) -> list[str]:
         def get(a, b, arch=arch):
             vals = [mean.get((arch, a, b, la), mean.get((arch, b, a, la), np.nan))
                     for la in set(pairs.layer_a) if la != "out"]
-            return float(np.nanmean(vals)) if vals else float("nan")
+            vals = [v for v in vals if v == v]
+            return float(np.mean(vals)) if vals else float("nan")
 
         be, ed, bd = get("bptt", "eprop"), get("eprop", "decolle"), get("bptt", "decolle")
         if all(v == v for v in (be, ed, bd)):
