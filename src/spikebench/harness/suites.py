@@ -48,6 +48,8 @@ class SuiteOptions:
     archs: list[str] | None = None
     rule_options: dict | None = None
     paper: bool = False  # the paper's settings (seeds, samples, pairs) where they differ
+    encoders: list[str] | None = None  # hybrid suites: image encoders (None: the suite's)
+    weights: str | None = None  # hybrid suites: a torchvision-format encoder state_dict
     n_eval: int | None = None  # test samples the studies analyse (None: study default)
     progress: bool = True
 
@@ -70,6 +72,8 @@ class Suite:
     description: str
     build: Callable[[SuiteOptions], tuple[list[ExperimentSpec], list[str]]]
     studies: tuple[str, ...] = ()  # analyses run on the trained models (harness.studies)
+    # suites with their own kind of runs (the hybrids): (name, out_dir, opts, runs_dir)
+    runner: Callable | None = None
 
 
 def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RULES,
@@ -186,6 +190,34 @@ SUITES.register(
 )
 
 
+def hybrid_suite(name: str, encoders: list[str], paper_encoders: list[str] | None,
+                 what: str) -> Suite:
+    from spikebench.harness import hybrid
+
+    def runner(suite: Suite, out_dir: Path, opts: SuiteOptions, runs_dir: Path):
+        specs, notes = hybrid.hybrid_specs(name, encoders, opts, paper_encoders)
+        return hybrid.run_hybrid_specs(name, suite.description, specs, out_dir, runs_dir,
+                                       opts.progress, notes)
+
+    return Suite(name, what, lambda opts: ([], []), runner=runner)
+
+
+SUITES.register("hybrid-resnet", hybrid_suite(
+    "hybrid-resnet", ["resnet18", "resnet50"], None,
+    "ResNet-18/50 encoders with the default, a LIF and a ParaLIF head (double transfer), "
+    "FGSM/DeepFool/Square; Fashion-MNIST (Debian package; else MNIST-5k), CIFAR-10/100 with "
+    "--dataset and --data-dir; CPU-scaled by default (5000/1000 images at 32 px, 3 + 10 "
+    "epochs), the study's settings with --paper (224 px, all images, 10 + 10 epochs)."))
+SUITES.register("hybrid-vit", hybrid_suite(
+    "hybrid-vit", ["vit_small"], ["vit_b_16"],
+    "ViT encoder (a small ViT that trains on a CPU; ViT-B/16 at 224 px with --paper) with the "
+    "default, a LIF and a ParaLIF head, attacked like hybrid-resnet."))
+SUITES.register("hybrid-lenet", hybrid_suite(
+    "hybrid-lenet", ["lenet5"], None,
+    "LeNet-5 trained from scratch on 28x28 images with the default, a LIF and a ParaLIF head: "
+    "the small hybrid, attacked like hybrid-resnet."))
+
+
 class _DataCache:
     """Load each (dataset, location, binning, subset) once per suite."""
 
@@ -230,6 +262,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
+    if suite.runner is not None:
+        return suite.runner(suite, out_dir, opts, runs_dir)
     specs, notes = suite.build(opts)
     if not specs:
         raise ValueError(f"suite {name!r} has no runs with the options given")
