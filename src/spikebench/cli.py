@@ -23,6 +23,7 @@ examples:
   spikebench run --rules bptt --archs rec --n-train 1000
   spikebench run fgsm                             # Table III on the default suite's models
   spikebench run cka --seeds 0 1 2 --n-eval 1000
+  spikebench run hybrid-resnet --encoders resnet18 --weights resnet18-imagenet.pt
   spikebench list
 
 Rerunning the same command skips finished runs and resumes interrupted ones.
@@ -102,8 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the paper's settings where a suite scales them down for this "
                      "machine (cka: 10 seeds, 4096 samples; backdoor: 5 pairs, full training; "
                      "fgsm: every test sample)")
+    run.add_argument("--encoders", type=_csv, default=None,
+                     help="hybrid suites: comma-separated image encoders (resnet18, resnet50, "
+                     "vit_b_16, vit_small, lenet5; default: the suite's)")
+    run.add_argument("--weights", default=None, metavar="FILE",
+                     help="hybrid suites: the encoder's weights, a state_dict saved from "
+                     "torchvision (e.g. ImageNet weights exported on another machine); "
+                     "without it, random initialisation")
     run.add_argument("--n-eval", type=int, default=None,
-                     help="test samples that the studies analyse (fgsm, cka, fisher)")
+                     help="test samples that the studies analyse (fgsm, cka, fisher) or that "
+                     "FGSM attacks in the hybrid suites")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
@@ -182,9 +191,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from spikebench.harness.suites import SuiteOptions, run_suite
     from spikebench.learning_rules import RULES
+    from spikebench.models.hybrid import ENCODERS
 
     for r in args.rules or []:
         RULES.get(r)
+    for e in args.encoders or []:
+        ENCODERS.get(e)
     for key, _ in args.rule_option:
         takers = [n for n, cls in RULES.items() if key in inspect.signature(cls).parameters]
         if not takers:
@@ -204,6 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         rule_options=dict(args.rule_option),
         paper=args.paper,
         n_eval=args.n_eval,
+        encoders=args.encoders,
+        weights=args.weights,
         progress=not args.no_progress,
     )
     out = args.out or Path("spikebench-runs") / args.suite
@@ -237,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "data":
             return cmd_data(args)
         return cmd_run(args)
-    except (DataNotFoundError, CorruptDataError, UnknownNameError, ValueError) as err:
+    except (DataNotFoundError, CorruptDataError, UnknownNameError, ValueError,
+            FileNotFoundError, FloatingPointError) as err:
         sys.stderr.write(f"spikebench: error: {err}\n")
         return 2
     except KeyboardInterrupt:

@@ -222,8 +222,15 @@ def attack_accuracy(
     clean_hits = adv_hits = flipped = 0
     for i in range(0, len(x), batch_size):
         xb, yb = x[i:i + batch_size].float(), y[i:i + batch_size]
+        # common random numbers: a stochastic model (rate-coded input) sees the same
+        # encoding noise for the clean and the perturbed batch, so a change of decision
+        # comes from the perturbation, not from a new draw
+        noise_seed = int(torch.randint(2**31 - 1, ()))
+        torch.manual_seed(noise_seed)
         clean = predict(target, xb) == yb
-        adv = predict(target, attack_fn(source, xb, yb, eps, clip)) == yb
+        x_adv = attack_fn(source, xb, yb, eps, clip)
+        torch.manual_seed(noise_seed)
+        adv = predict(target, x_adv) == yb
         clean_hits += int(clean.sum())
         adv_hits += int(adv.sum())
         flipped += int((clean & ~adv).sum())

@@ -191,11 +191,11 @@ SUITES.register(
 
 
 def hybrid_suite(name: str, encoders: list[str], paper_encoders: list[str] | None,
-                 what: str) -> Suite:
+                 what: str, **defaults) -> Suite:
     from spikebench.harness import hybrid
 
     def runner(suite: Suite, out_dir: Path, opts: SuiteOptions, runs_dir: Path):
-        specs, notes = hybrid.hybrid_specs(name, encoders, opts, paper_encoders)
+        specs, notes = hybrid.hybrid_specs(name, encoders, opts, paper_encoders, **defaults)
         return hybrid.run_hybrid_specs(name, suite.description, specs, out_dir, runs_dir,
                                        opts.progress, notes)
 
@@ -214,8 +214,8 @@ SUITES.register("hybrid-vit", hybrid_suite(
     "default, a LIF and a ParaLIF head, attacked like hybrid-resnet."))
 SUITES.register("hybrid-lenet", hybrid_suite(
     "hybrid-lenet", ["lenet5"], None,
-    "LeNet-5 trained from scratch on 28x28 images with the default, a LIF and a ParaLIF head: "
-    "the small hybrid, attacked like hybrid-resnet."))
+    "LeNet-5 trained from scratch on 28x28 images (10 epochs) with the default, a LIF and a "
+    "ParaLIF head: the small hybrid, attacked like hybrid-resnet.", finetune_epochs=10))
 
 
 class _DataCache:

