@@ -24,6 +24,10 @@ def test_hybrid_lenet_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     fg = attacks[(attacks.attack == "fgsm") & (attacks["head"] == "default")]
     assert fg[fg.eps == 0].acc.iloc[0] == fg[fg.eps == 0].clean_acc.iloc[0]
     assert fg.sort_values("eps").acc.iloc[-1] <= fg[fg.eps == 0].acc.iloc[0]
+    tidy = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert {"test_acc", "fgsm_acc@0.05", "deepfool_success", "square_success@0.05"} <= set(
+        tidy.metric)
+    assert len(tidy[tidy.metric == "test_acc"]) == 3
     report = (tmp_path / "out" / "report.md").read_text()
     assert "default / LIF / ParaLIF" in report and "DeepFool" in report
     assert (tmp_path / "out" / "hybrid_attacks.png").stat().st_size > 0

@@ -334,12 +334,30 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
         runs.append(HybridRun(spec, "done", skipped=skipped))
         write_atomic(pd.DataFrame(rows), out_dir / "hybrid.csv")
         write_atomic(pd.DataFrame(attack_rows), out_dir / "hybrid_attacks.csv")
+        write_atomic(tidy_results(name, rows, attack_rows), out_dir / "results.csv")
     table, attacks = pd.DataFrame(rows), pd.DataFrame(attack_rows)
     if not attacks.empty:
         _plot_attacks(attacks, out_dir / "hybrid_attacks.png")
     report = _write_report(out_dir, name, description, specs, table, attacks, notes,
                            time.perf_counter() - t_start)
     return SuiteResult(table, runs, report)
+
+
+def tidy_results(name: str, rows: list[dict], attack_rows: list[dict]) -> pd.DataFrame:
+    """The suites' common contract: one row per run, head and metric (``test_acc``,
+    ``test_acc_std``, ``fgsm_acc@EPS``, ``deepfool_success``, ``square_success@EPS``)."""
+    keys = ["dataset", "encoder", "head", "seed"]
+    out = [{"suite": name, **{k: r[k] for k in keys}, "metric": m, "value": r[m]}
+           for r in rows for m in ("test_acc", "test_acc_std")]
+    for r in attack_rows:
+        base = {"suite": name, **{k: r[k] for k in keys}}
+        if r["attack"] == "fgsm":
+            out.append({**base, "metric": f"fgsm_acc@{r['eps']:g}", "value": r["acc"]})
+        else:
+            tag = f"@{r['eps']:g}" if r["eps"] else ""
+            out.append({**base, "metric": f"{r['attack']}_success{tag}",
+                        "value": r["success_rate"]})
+    return pd.DataFrame(out, columns=["suite", *keys, "metric", "value"])
 
 
 def _plot_attacks(df: pd.DataFrame, path: Path) -> None:
@@ -368,7 +386,7 @@ def _fmt(mean: float, std: float | None = None) -> str:
 def _write_report(out_dir, name, description, specs, table, attacks, notes, wall) -> Path:
     parts = [f"# spikebench report: `{name}`", "", description, "",
              f"Wall time of this invocation: {wall:.0f} s. Tables: `hybrid.csv`, "
-             "`hybrid_attacks.csv`.", ""]
+             "`hybrid_attacks.csv`; tidy: `results.csv`.", ""]
     if not table.empty:
         rows = []
         for (ds, enc), g in table.groupby(["dataset", "encoder"], sort=False):
@@ -387,7 +405,7 @@ def _write_report(out_dir, name, description, specs, table, attacks, notes, wall
             markdown_table(["data set", "encoder", "ours", "reference"], rows),
             "",
             f"Ours: {spec.n_train or 'all'} training and {spec.n_test or 'all'} test images, "
-            f"encoder input {spec.image_size or 'the encoder default'} px, "
+            f"encoder input {spec.image_size or ENCODERS.get(spec.encoder).image_size} px, "
             f"{spec.finetune_epochs} fine-tuning + {spec.head_epochs} head epochs (SGD lr "
             f"{spec.lr:g}, momentum {spec.momentum}, weight decay {spec.weight_decay:g}), "
             f"{'weights ' + spec.weights if spec.weights else NO_WEIGHTS}"

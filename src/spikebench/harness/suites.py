@@ -161,8 +161,8 @@ SUITES.register(
 
 # The analysis suites train the default suite's runs (same specs, so a shared runs folder
 # trains them once) and then analyse them; see harness.studies.
-ANALYSED = "BPTT, e-prop, DECOLLE x FF/REC LIF networks (2312-120-84-10), 5 epochs, on the "
-"embedded data (real N-MNIST with --data-dir)"
+ANALYSED = ("BPTT, e-prop, DECOLLE x FF/REC LIF networks (2312-120-84-10), 5 epochs, on the "
+            "embedded data (real N-MNIST with --data-dir)")
 for _name, _studies, _what, _extra in (
     ("fgsm", ("fgsm",), "Table III: accuracy under FGSM (on the ANN counterpart and white-box) "
      "at eps 0-0.05, with PGD and Square checks", {}),
@@ -214,8 +214,9 @@ SUITES.register("hybrid-vit", hybrid_suite(
     "default, a LIF and a ParaLIF head, attacked like hybrid-resnet."))
 SUITES.register("hybrid-lenet", hybrid_suite(
     "hybrid-lenet", ["lenet5"], None,
-    "LeNet-5 trained from scratch on 28x28 images (10 epochs) with the default, a LIF and a "
-    "ParaLIF head: the small hybrid, attacked like hybrid-resnet.", finetune_epochs=10))
+    "LeNet-5 trained from scratch on 28x28 images (10 epochs, SGD lr 0.05) with the default, "
+    "a LIF and a ParaLIF head: the small hybrid, attacked like hybrid-resnet.",
+    finetune_epochs=10, lr=0.05))
 
 
 class _DataCache:
