@@ -21,6 +21,7 @@ examples:
   spikebench run                                  # default suite on the embedded data
   spikebench run locality-nmnist --data-dir ~/data/nmnist --epochs 20 --seeds 0 1 2
   spikebench run --rules bptt --archs rec --n-train 1000
+  spikebench run locality-nmnist --neuron paralif --neuron-option spike_fn=GS
   spikebench run fgsm                             # Table III on the default suite's models
   spikebench run cka --seeds 0 1 2 --n-eval 1000
   spikebench run hybrid-resnet --encoders resnet18 --weights resnet18-imagenet.pt
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="use a fixed random subset of N training samples")
     run.add_argument("--n-test", type=int, default=None, help="subset of N test samples")
     run.add_argument("--batch-size", type=int, default=None, help="mini-batch size")
-    run.add_argument("--lr", type=float, default=None, help="Adam learning rate")
+    run.add_argument("--lr", type=float, default=None,
+                     help="learning rate (Adam for the SNN suites, SGD for the hybrids)")
     run.add_argument("--steps", type=int, default=None, dest="n_steps",
                      help="time steps T per sample (event bins of 10 ms by default)")
     run.add_argument("--rules", type=_csv, default=None,
@@ -99,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="KEY=VALUE",
                      help="an option of the rules that take it, e.g. feedback=random (e-prop), "
                      "online=true or readout_scale=2 (DECOLLE); repeatable")
+    run.add_argument("--neuron", default=None,
+                     help="neuron of the SNN suites' hidden layers: lif (default) or paralif; "
+                     "only BPTT trains ParaLIF (e-prop's and DECOLLE's traces are derived for "
+                     "LIF), the other rules are left out and named in the report")
+    run.add_argument("--neuron-option", type=_option, action="append", default=[],
+                     metavar="KEY=VALUE",
+                     help="a neuron parameter, e.g. spike_fn=GS (ParaLIF: SB, GS, D, T), "
+                     "reset=zero (LIF); repeatable")
     run.add_argument("--paper", action="store_true",
                      help="the paper's settings where a suite scales them down for this "
                      "machine (cka: 10 seeds, 4096 samples; backdoor: 5 pairs, full training; "
@@ -214,6 +224,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         rules=args.rules,
         archs=args.archs,
         rule_options=dict(args.rule_option),
+        neuron=args.neuron,
+        neuron_options=dict(args.neuron_option),
         paper=args.paper,
         n_eval=args.n_eval,
         encoders=args.encoders,

@@ -184,3 +184,27 @@ def test_locality_timit_suite_end_to_end(tmp_path, monkeypatch):
     assert {"test_acc", "test_acc_folded"} <= set(df["metric"])
     report = (tmp_path / "out" / "report.md").read_text()
     assert "timit FF ours" in report and "52.31" in report and "56.93" in report
+
+
+def test_suite_with_paralif_runs_only_the_rules_that_train_it(tmp_path):
+    make_full_layout(tmp_path / "nmnist", per_class=2)
+    opts = SuiteOptions(data_dir=str(tmp_path / "nmnist"), epochs=1, n_steps=5, batch_size=8,
+                        neuron="paralif", neuron_options={"spike_fn": "GS"}, archs=["ff"],
+                        progress=False)
+    result = run_suite("locality-nmnist", tmp_path / "out", opts)
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(df["rule"]) == {"bptt"} and set(df["neuron"]) == {"paralif"}
+    assert [r.status for r in result.runs] == ["done"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "eprop, decolle cannot train paralif" in report
+
+
+def test_neuron_options_are_checked_before_training():
+    from spikebench.harness.train import build_model
+
+    model = build_model(replace(SPEC, neuron_options={"reset": "zero"}))
+    assert all(layer.params.reset == "zero" for layer in model.hidden)
+    with pytest.raises(ValueError, match="bad options for neuron 'paralif'"):
+        replace(SPEC, neuron="paralif", neuron_options={"resett": "zero"})
+    with pytest.raises(ValueError, match="unknown spike_fn"):
+        build_model(replace(SPEC, neuron="paralif", neuron_options={"spike_fn": "X"}))

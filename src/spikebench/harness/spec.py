@@ -91,6 +91,10 @@ class ExperimentSpec:
             rule(**self.rule_options)
         except TypeError as err:
             raise ValueError(f"bad options for rule {self.rule!r}: {err}") from None
+        try:
+            NEURONS.get(self.neuron)[1](**self.neuron_options)
+        except TypeError as err:
+            raise ValueError(f"bad options for neuron {self.neuron!r}: {err}") from None
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -47,6 +47,8 @@ class SuiteOptions:
     rules: list[str] | None = None
     archs: list[str] | None = None
     rule_options: dict | None = None
+    neuron: str | None = None  # e.g. "paralif" (None: the suite's, LIF)
+    neuron_options: dict | None = None  # e.g. {"spike_fn": "GS"}
     paper: bool = False  # the paper's settings (seeds, samples, pairs) where they differ
     encoders: list[str] | None = None  # hybrid suites: image encoders (None: the suite's)
     weights: str | None = None  # hybrid suites: a torchvision-format encoder state_dict
@@ -59,6 +61,10 @@ class SuiteOptions:
                    if getattr(self, k) is not None}
         if self.data_dir is not None:
             changes["data_dir"] = str(self.data_dir)
+        if self.neuron is not None:
+            changes["neuron"] = self.neuron
+        if self.neuron_options:
+            changes["neuron_options"] = dict(self.neuron_options)
         if self.rule_options:  # options a rule does not take are left out for that rule
             accepted = inspect.signature(RULES.get(spec.rule)).parameters
             changes["rule_options"] = {k: v for k, v in self.rule_options.items()
@@ -91,6 +97,14 @@ def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RUL
         missing = [r for r in wanted if r not in RULES]
         if missing:
             notes.append(f"rules not available in this version, not run: {', '.join(missing)}")
+        if opts.neuron is not None:
+            unable = [r for r in wanted if r in RULES and RULES.get(r).neurons is not None
+                      and opts.neuron not in RULES.get(r).neurons]
+            if unable:
+                notes.append(f"{', '.join(unable)} cannot train {opts.neuron} neurons (their "
+                             "eligibility traces / local errors are derived for LIF's step "
+                             "dynamics), not run")
+                wanted = [r for r in wanted if r not in unable]
         archs = opts.archs or list(ARCHS)
         chosen = opts.seeds or list(paper_seeds if opts.paper and paper_seeds else seeds)
         extra = variants(opts) if variants else [{}]

@@ -57,8 +57,8 @@ def build_model(spec: ExperimentSpec) -> SpikingMLP:
     common = {"alpha": spec.alpha, "beta": spec.beta, "surrogate": spec.surrogate,
               "slope": spec.slope}
     if spec.neuron == "lif":
-        params = LIFParams(threshold=spec.threshold, reset=spec.reset, **common,
-                           **spec.neuron_options)
+        params = LIFParams(**{"threshold": spec.threshold, "reset": spec.reset, **common,
+                              **spec.neuron_options})
     else:
         params = NEURONS.get(spec.neuron)[1](**{**common, **spec.neuron_options})
     return SpikingMLP(
