@@ -77,7 +77,7 @@ class HybridSpec:
     image_size: int | None = None  # None: the encoder's CPU default (ResNet: 32)
     n_train: int | None = 5000
     n_test: int | None = 1000
-    finetune_epochs: int = 3
+    finetune_epochs: int = 10  # the study's 10 + 10
     head_epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-2  # SGD; the study's 1e-3 (with --paper or --weights) assumes pretrained
@@ -473,7 +473,7 @@ def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
     if opts.paper or opts.weights:
         base = replace(base, lr=1e-3)
     if opts.paper:
-        base = replace(base, n_train=None, n_test=None, finetune_epochs=10, head_epochs=10,
+        base = replace(base, n_train=None, n_test=None,
                        n_attack=1000, n_strong=1000)
     changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
                                  ("batch_size", opts.batch_size), ("lr", opts.lr),

@@ -220,8 +220,8 @@ SUITES.register("hybrid-resnet", hybrid_suite(
     "hybrid-resnet", ["resnet18", "resnet50"], None,
     "ResNet-18/50 encoders with the default, a LIF and a ParaLIF head (double transfer), "
     "FGSM/DeepFool/Square; Fashion-MNIST (Debian package; else MNIST-5k), CIFAR-10/100 with "
-    "--dataset and --data-dir; CPU-scaled by default (5000/1000 images at 32 px, 3 + 10 "
-    "epochs), the study's settings with --paper (224 px, all images, 10 + 10 epochs)."))
+    "--dataset and --data-dir; CPU-scaled by default (5000/1000 images at 32 px, the "
+    "study's 10 + 10 epochs), the study's settings with --paper (224 px, all images)."))
 SUITES.register("hybrid-vit", hybrid_suite(
     "hybrid-vit", ["vit_small"], ["vit_b_16"],
     "ViT encoder (a small ViT that trains on a CPU; ViT-B/16 at 224 px with --paper) with the "
@@ -229,8 +229,7 @@ SUITES.register("hybrid-vit", hybrid_suite(
 SUITES.register("hybrid-lenet", hybrid_suite(
     "hybrid-lenet", ["lenet5"], None,
     "LeNet-5 trained from scratch on 28x28 images (10 epochs, SGD lr 0.05) with the default, "
-    "a LIF and a ParaLIF head: the small hybrid, attacked like hybrid-resnet.",
-    finetune_epochs=10, lr=0.05))
+    "a LIF and a ParaLIF head: the small hybrid, attacked like hybrid-resnet.", lr=0.05))
 
 
 class _DataCache:

