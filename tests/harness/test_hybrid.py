@@ -55,8 +55,11 @@ def test_hybrid_specs_follow_the_options():
     paper, _ = hybrid_specs("hybrid-vit", ["vit_small"], SuiteOptions(dataset="cifar10",
                                                                        paper=True),
                             paper_encoders=["vit_b_16"])
-    assert [(s.encoder, s.image_size, s.lr, s.n_train) for s in paper] == [
-        ("vit_b_16", 224, 1e-3, None)]
+    assert [(s.encoder, s.image_size, s.lr, s.lr_schedule, s.n_train) for s in paper] == [
+        ("vit_b_16", 224, 1e-3, "constant", None)]
+    assert specs[0].lr_schedule == "cosine"
+    with pytest.raises(ValueError, match="lr_schedule"):
+        HybridSpec(lr_schedule="step")
     with pytest.raises(ValueError, match="one encoder"):
         hybrid_specs("hybrid-resnet", ["resnet18", "resnet50"],
                      SuiteOptions(dataset="mnist5k", weights="w.pt"))

@@ -83,6 +83,8 @@ class HybridSpec:
     lr: float = 1e-2  # SGD; the study's 1e-3 (with --paper or --weights) assumes pretrained
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"  # per epoch to 0 (random init is noisy at the end without);
+    # "constant": the study's (with --paper)
     steps: int = 20  # rate-code steps of the spiking heads
     eval_seeds: int = 5  # encodings averaged for accuracy (mean ± std)
     n_attack: int = 500  # test samples attacked by FGSM
@@ -91,6 +93,11 @@ class HybridSpec:
     weights: str | None = None  # torchvision-format state_dict of the encoder
     suite: str = "hybrid-resnet"
     data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        ENCODERS.get(self.encoder)  # an unknown name lists the known ones
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"lr_schedule is 'cosine' or 'constant', got {self.lr_schedule!r}")
 
     @property
     def run_id(self) -> str:
@@ -132,9 +139,13 @@ def _batches(n: int, size: int, seed: int | None = None):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).split(size)
 
 
-def _sgd(params, spec: HybridSpec) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
-                           weight_decay=spec.weight_decay)
+def _sgd(params, spec: HybridSpec, epochs: int):
+    """SGD and its per-epoch learning-rate schedule."""
+    opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                          weight_decay=spec.weight_decay)
+    if spec.lr_schedule == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    return opt, torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
 
 
 def _freeze(net: HybridNet) -> list[torch.nn.Module]:
@@ -164,7 +175,8 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
     encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size, spec.weights)
     net = HybridNet(encoder, info, size)
     frozen = _freeze(net)
-    opt = _sgd([p for p in net.parameters() if p.requires_grad], spec)
+    opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
+                         spec.finetune_epochs)
     metrics = []
     for epoch in range(1, spec.finetune_epochs + 1):
         net.train()
@@ -182,6 +194,7 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
             loss.backward()
             opt.step()
             loss_sum, n = loss_sum + loss.item() * len(idx), n + len(idx)
+        schedule.step()
         metrics.append({"epoch": epoch, "train_loss": loss_sum / n,
                         "test_acc": _accuracy(net, xt, yt),
                         "epoch_time_s": time.perf_counter() - t0})
@@ -220,7 +233,7 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
     f_train, f_test = _features(net, x), _features(net, xt)
     seed_everything(spec.seed)
     head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps)
-    opt = _sgd(head.parameters(), spec)
+    opt, schedule = _sgd(head.parameters(), spec, spec.head_epochs)
     metrics = []
     for epoch in range(1, spec.head_epochs + 1):
         head.train()
@@ -236,6 +249,7 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
             loss.backward()
             opt.step()
             loss_sum, n = loss_sum + loss.item() * len(idx), n + len(idx)
+        schedule.step()
         metrics.append({"epoch": epoch, "train_loss": loss_sum / n,
                         "epoch_time_s": time.perf_counter() - t0})
         _write_json(stage / "metrics.json", metrics)
@@ -407,7 +421,8 @@ def _write_report(out_dir, name, description, specs, table, attacks, notes, wall
             f"Ours: {spec.n_train or 'all'} training and {spec.n_test or 'all'} test images, "
             f"encoder input {spec.image_size or ENCODERS.get(spec.encoder).image_size} px, "
             f"{spec.finetune_epochs} fine-tuning + {spec.head_epochs} head epochs (SGD lr "
-            f"{spec.lr:g}, momentum {spec.momentum}, weight decay {spec.weight_decay:g}), "
+            f"{spec.lr:g} {spec.lr_schedule}, momentum {spec.momentum}, weight decay "
+            f"{spec.weight_decay:g}), "
             f"{'weights ' + spec.weights if spec.weights else NO_WEIGHTS}"
             f"; spiking heads: mean ± std over {spec.eval_seeds} encodings. Reference: "
             "ImageNet-pretrained encoders at full resolution, full data, 10 + 10 epochs; its "
@@ -473,7 +488,7 @@ def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
     if opts.paper or opts.weights:
         base = replace(base, lr=1e-3)
     if opts.paper:
-        base = replace(base, n_train=None, n_test=None,
+        base = replace(base, n_train=None, n_test=None, lr_schedule="constant",
                        n_attack=1000, n_strong=1000)
     changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
                                  ("batch_size", opts.batch_size), ("lr", opts.lr),
