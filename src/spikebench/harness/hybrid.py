@@ -17,7 +17,6 @@ Each stage writes ``status.json`` when it ends; a rerun skips ended stages.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -42,7 +41,7 @@ from spikebench.harness.report import markdown_table  # noqa: E402
 from spikebench.harness.results import write_atomic  # noqa: E402
 from spikebench.harness.studies import cached  # noqa: E402
 from spikebench.harness.train import seed_everything  # noqa: E402
-from spikebench.io import atomic_write  # noqa: E402
+from spikebench.io import atomic_write, digest, save_figure, write_json  # noqa: E402
 from spikebench.models.hybrid import (  # noqa: E402
     ENCODERS,
     HEADS,
@@ -102,8 +101,7 @@ class HybridSpec:
     @property
     def run_id(self) -> str:
         core = {k: v for k, v in asdict(self).items() if k not in NOT_IN_ID}
-        digest = hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest}"
+        return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest(core)}"
 
 
 @dataclass
@@ -112,10 +110,6 @@ class HybridRun:
     status: str
     message: str = ""
     skipped: bool = False
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1)))
 
 
 def _read_json(path: Path):
@@ -164,6 +158,37 @@ def _accuracy(net: HybridNet, x, y, batch: int = 256) -> float:
     return hits / max(len(x), 1)
 
 
+def _fit(spec: HybridSpec, stage: Path, model: torch.nn.Module, x, y, epochs: int,
+         what: str, progress: bool, evaluate=None, frozen=()) -> list[dict]:
+    """SGD on cross-entropy over ``epochs`` (shuffled per seed and epoch, the schedule
+    stepped per epoch); ``evaluate()`` adds a test accuracy per epoch; the metrics are
+    written to ``stage/metrics.json`` after every epoch. A non-finite loss raises
+    FloatingPointError naming the run."""
+    opt, schedule = _sgd([p for p in model.parameters() if p.requires_grad], spec, epochs)
+    metrics = []
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for m in frozen:  # frozen stages keep their batch-norm statistics
+            m.eval()
+        t0, loss_sum, n = time.perf_counter(), 0.0, 0
+        for idx in tqdm(_batches(len(x), spec.batch_size, spec.seed * 1000 + epoch),
+                        desc=f"{what} {epoch}/{epochs}", disable=not progress, leave=False):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"{spec.run_id}: {what} loss is {float(loss)} at "
+                                         f"epoch {epoch}")
+            loss.backward()
+            opt.step()
+            loss_sum, n = loss_sum + loss.item() * len(idx), n + len(idx)
+        schedule.step()
+        metrics.append({"epoch": epoch, "train_loss": loss_sum / n,
+                        **({"test_acc": evaluate()} if evaluate else {}),
+                        "epoch_time_s": time.perf_counter() - t0})
+        write_json(stage / "metrics.json", metrics)
+    return metrics
+
+
 def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: bool) -> dict:
     """First transfer: the encoder with its default head; returns the stage's record."""
     stage = run_dir / "encoder"
@@ -174,35 +199,13 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
     seed_everything(spec.seed)
     encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size, spec.weights)
     net = HybridNet(encoder, info, size)
-    frozen = _freeze(net)
-    opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
-                         spec.finetune_epochs)
-    metrics = []
-    for epoch in range(1, spec.finetune_epochs + 1):
-        net.train()
-        for m in frozen:  # frozen stages keep their batch-norm statistics
-            m.eval()
-        t0, loss_sum, n = time.perf_counter(), 0.0, 0
-        for idx in tqdm(_batches(len(x), spec.batch_size, spec.seed * 1000 + epoch),
-                        desc=f"{spec.encoder} fine-tune {epoch}/{spec.finetune_epochs}",
-                        disable=not progress, leave=False):
-            opt.zero_grad()
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{spec.run_id}: fine-tuning loss is {float(loss)} at "
-                                         f"epoch {epoch}")
-            loss.backward()
-            opt.step()
-            loss_sum, n = loss_sum + loss.item() * len(idx), n + len(idx)
-        schedule.step()
-        metrics.append({"epoch": epoch, "train_loss": loss_sum / n,
-                        "test_acc": _accuracy(net, xt, yt),
-                        "epoch_time_s": time.perf_counter() - t0})
-        _write_json(stage / "metrics.json", metrics)
+    metrics = _fit(spec, stage, net, x, y, spec.finetune_epochs,
+                   f"{spec.encoder} fine-tuning", progress,
+                   evaluate=lambda: _accuracy(net, xt, yt), frozen=_freeze(net))
     atomic_write(stage / "encoder.pt", lambda tmp: torch.save(encoder.state_dict(), tmp))
     record = {"status": "done", "test_acc": metrics[-1]["test_acc"] if metrics else
               _accuracy(net, xt, yt), "metrics": metrics}
-    _write_json(stage / "status.json", record)
+    write_json(stage / "status.json", record)
     return record
 
 
@@ -233,26 +236,8 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
     f_train, f_test = _features(net, x), _features(net, xt)
     seed_everything(spec.seed)
     head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps)
-    opt, schedule = _sgd(head.parameters(), spec, spec.head_epochs)
-    metrics = []
-    for epoch in range(1, spec.head_epochs + 1):
-        head.train()
-        t0, loss_sum, n = time.perf_counter(), 0.0, 0
-        for idx in tqdm(_batches(len(f_train), spec.batch_size, spec.seed * 1000 + epoch),
-                        desc=f"{spec.encoder}+{neuron} head {epoch}/{spec.head_epochs}",
-                        disable=not progress, leave=False):
-            opt.zero_grad()
-            loss = F.cross_entropy(head(f_train[idx]), y[idx])
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{spec.run_id}: {neuron} head loss is {float(loss)} "
-                                         f"at epoch {epoch}")
-            loss.backward()
-            opt.step()
-            loss_sum, n = loss_sum + loss.item() * len(idx), n + len(idx)
-        schedule.step()
-        metrics.append({"epoch": epoch, "train_loss": loss_sum / n,
-                        "epoch_time_s": time.perf_counter() - t0})
-        _write_json(stage / "metrics.json", metrics)
+    metrics = _fit(spec, stage, head, f_train, y, spec.head_epochs,
+                   f"{spec.encoder}+{neuron} head", progress)
     head.eval()
     accs = []
     with torch.no_grad():
@@ -263,7 +248,7 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
     record = {"status": "done", "test_acc": float(np.mean(accs)),
               "test_acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
               "test_accs": accs, "metrics": metrics}
-    _write_json(stage / "status.json", record)
+    write_json(stage / "status.json", record)
     return record
 
 
@@ -324,7 +309,7 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
         train, test = data[key]
         run_dir = runs_dir / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "spec.json", asdict(spec))
+        write_json(run_dir / "spec.json", asdict(spec))
         skipped = (run_dir / "head-paralif" / "status.json").is_file()
         t0 = time.perf_counter()
         try:
@@ -389,8 +374,7 @@ def _plot_attacks(df: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _fmt(mean: float, std: float | None = None) -> str:

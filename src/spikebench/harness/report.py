@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from spikebench import __version__  # noqa: E402
 from spikebench.harness.reference import PAPER, paper_accuracy  # noqa: E402
 from spikebench.harness.results import final_metric  # noqa: E402
-from spikebench.io import atomic_write  # noqa: E402
+from spikebench.io import atomic_write, save_figure  # noqa: E402
 
 RULE_ORDER = ["bptt", "eprop", "decolle"]
 ARCH_ORDER = ["ff", "rec"]
@@ -92,8 +92,7 @@ def plot_curves(df: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def runs_table(df: pd.DataFrame, status: dict[str, tuple[str, str]]) -> str:

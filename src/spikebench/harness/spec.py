@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from spikebench.io import digest
 
 ARCHS = ("ff", "rec")
 # fields that say where things are, not what the experiment is: left out of the id
@@ -118,5 +118,4 @@ class ExperimentSpec:
         core = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_ID}
         if not core["backdoor"]:  # added later: clean runs keep the ids they had
             del core["backdoor"]
-        digest = hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.dataset}-{self.arch}-{self.rule}-s{self.seed}-{digest}"
+        return f"{self.dataset}-{self.arch}-{self.rule}-s{self.seed}-{digest(core)}"

@@ -16,7 +16,6 @@ atomically), so an interrupted study resumes and a rerun costs nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -50,7 +49,7 @@ from spikebench.harness.reference import POISON_RATES, TABLE_III, TABLE_IV  # no
 from spikebench.harness.report import ARCH_ORDER, RULE_ORDER, markdown_table  # noqa: E402
 from spikebench.harness.spec import ExperimentSpec  # noqa: E402
 from spikebench.harness.train import RunResult, load_trained, seed_everything  # noqa: E402
-from spikebench.io import atomic_write  # noqa: E402
+from spikebench.io import digest, save_figure, write_json  # noqa: E402
 from spikebench.registry import Registry  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -85,14 +84,11 @@ class StudyOutput:
 # -- shared helpers -------------------------------------------------------------------
 def cached(run_dir: Path, name: str, params: dict, compute: Callable[[], object]):
     """``compute()``'s JSON result, stored once per (run, study, parameters)."""
-    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    path = Path(run_dir) / "analysis" / f"{name}-{key}.json"
+    path = Path(run_dir) / "analysis" / f"{name}-{digest(params)}.json"
     if path.is_file():
         return json.loads(path.read_text())["result"]
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"params": params, "result": result}
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=1)))
+    write_json(path, {"params": params, "result": result})
     return result
 
 
@@ -142,8 +138,7 @@ def _pct(v: float) -> str:
 
 def _save(fig, path: Path) -> None:
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _bar(items, desc: str, progress: bool):
@@ -614,8 +609,7 @@ def _plot_cka(df: pd.DataFrame, path: Path) -> None:
                                 color="w" if m[i, j] < 0.6 else "k")
             ax.set_title(f"{arch.upper()} {layer}")
     fig.colorbar(im, ax=axes, shrink=0.6, label="CKA")
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _rec_minus_ff(df: pd.DataFrame) -> pd.Series:

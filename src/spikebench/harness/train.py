@@ -24,7 +24,7 @@ from tqdm import tqdm
 from spikebench.datasets import DATASETS, SampleData, time_major_loader
 from spikebench.datasets.base import IGNORE
 from spikebench.harness.spec import ExperimentSpec
-from spikebench.io import atomic_write
+from spikebench.io import atomic_write, write_json
 from spikebench.learning_rules import LearningRule, evaluate_batch, make_rule
 from spikebench.models import PRESETS, SpikingMLP
 from spikebench.neurons import NEURONS, LIFParams
@@ -70,14 +70,6 @@ def build_model(spec: ExperimentSpec) -> SpikingMLP:
         weight_scale=spec.weight_scale,
         rec_scale=spec.rec_scale,
     )
-
-
-def _write_json(path: Path, obj) -> None:
-    def write(tmp):
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2)
-
-    atomic_write(path, write)
 
 
 def save_checkpoint(run_dir: Path, model, optimizer, rule: LearningRule, epoch: int,
@@ -162,7 +154,7 @@ def train_run(
         st = json.loads(status_path.read_text())
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else []
         return RunResult(spec, st["status"], metrics, st.get("message", ""), skipped=True)
-    _write_json(run_dir / "spec.json", spec.to_dict())
+    write_json(run_dir / "spec.json", spec.to_dict())
 
     seed_everything(spec.seed)
     model = build_model(spec)
@@ -195,8 +187,8 @@ def train_run(
                     f"training diverged: loss is {out.loss} at epoch {epoch}, batch "
                     f"{n_batches + 1} (lr={spec.lr}); results up to epoch {epoch - 1} are kept"
                 )
-                _write_json(metrics_path, metrics)
-                _write_json(status_path, {"status": "diverged", "message": message})
+                write_json(metrics_path, metrics)
+                write_json(status_path, {"status": "diverged", "message": message})
                 log.error("%s: %s", spec.run_id, message)
                 return RunResult(spec, "diverged", metrics, message)
             if not out.updated:
@@ -216,8 +208,8 @@ def train_run(
         }
         metrics += [{"epoch": epoch, "metric": k, "value": v} for k, v in record.items()]
         save_checkpoint(run_dir, model, optimizer, rule, epoch, spec)
-        _write_json(metrics_path, metrics)
+        write_json(metrics_path, metrics)
         log.info("%s epoch %d: train acc %.3f, test acc %.3f (%.1fs)", spec.run_id, epoch,
                  record["train_acc"], record["test_acc"], train_time)
-    _write_json(status_path, {"status": "done"})
+    write_json(status_path, {"status": "done"})
     return RunResult(spec, "done", metrics)
