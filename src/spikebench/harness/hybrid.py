@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from spikebench.analysis.attacks import attack_accuracy  # noqa: E402
+from spikebench.analysis.attacks import attack_accuracy, predict  # noqa: E402
 from spikebench.datasets import DATASETS, DataNotFoundError  # noqa: E402
 from spikebench.datasets.encoders import to_unit  # noqa: E402
 from spikebench.harness.report import markdown_table  # noqa: E402
@@ -151,11 +151,9 @@ def _freeze(net: HybridNet) -> list[torch.nn.Module]:
 
 
 @torch.no_grad()
-def _accuracy(net: HybridNet, x, y, batch: int = 256) -> float:
+def _accuracy(net: HybridNet, x, y) -> float:
     net.eval()
-    hits = sum(int((net(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
-               for i in range(0, len(x), batch))
-    return hits / max(len(x), 1)
+    return float((predict(net, x) == y).float().mean()) if len(x) else 0.0
 
 
 def _fit(spec: HybridSpec, stage: Path, model: torch.nn.Module, x, y, epochs: int,
