@@ -26,7 +26,7 @@ def test_list(capsys):
 @pytest.mark.parametrize("argv,message", [
     (["run", "--rules", "hebb"], "unknown rule 'hebb'; known rules: bptt"),
     (["run", "no-such-suite"], "unknown suite 'no-such-suite'; known suites: "),
-    (["run", "--data-dir", "/no/such/folder"], "N-MNIST folder not found: /no/such/folder"),
+    (["run", "--data-dir", "/no/such/folder"], "nmnist not found at /no/such/folder"),
     (["run", "--archs", "conv"], "unknown arch 'conv'"),
     (["run", "--dataset", "mnist-c"], "unknown dataset 'mnist-c'"),
 ])

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from spikebench.errors import ConfigError
+
 log = logging.getLogger("spikebench")
 
 EPILOG = """\
@@ -156,8 +158,8 @@ def cmd_list() -> int:
     out += ["learning rules:"]
     out += [f"  {n:18s} {(cls.__doc__ or '').strip().splitlines()[0]}" for n, cls in RULES.items()]
     out += ["neurons:"]
-    out += [f"  {n:18s} {(cls.__doc__ or '').strip().splitlines()[0]}"
-            for n, cls in NEURONS.items()]
+    out += [f"  {n:18s} {getattr(layer, 'description', '')}"
+            for n, (layer, _params) in NEURONS.items()]
     out += ["data sets:"]
     for n, info in DATASETS.items():
         where = "embedded" if info.embedded else f"--data-dir or {info.location()}"
@@ -183,7 +185,7 @@ def cmd_data(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"{'':14s} how to obtain: {r['how']}\n")
         return 0
     if not args.name:
-        raise ValueError("`spikebench data show` needs a data set name")
+        raise ConfigError("`spikebench data show` needs a data set name")
     from spikebench.analysis.plots import show_samples
     from spikebench.datasets.timit import PHONES61
 
@@ -199,10 +201,11 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import inspect
 
-    from spikebench.harness.suites import SuiteOptions, run_suite
+    from spikebench.harness.suites import SUITES, SuiteOptions, run_suite
     from spikebench.learning_rules import RULES
     from spikebench.models.hybrid import ENCODERS
 
+    SUITES.get(args.suite)  # an unknown suite fails before any folder is made
     for r in args.rules or []:
         RULES.get(r)
     for e in args.encoders or []:
@@ -210,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for key, _ in args.rule_option:
         takers = [n for n, cls in RULES.items() if key in inspect.signature(cls).parameters]
         if not takers:
-            raise ValueError(f"no learning rule takes the option {key!r}")
+            raise ConfigError(f"no learning rule takes the option {key!r}")
     opts = SuiteOptions(
         data_dir=args.data_dir,
         dataset=args.dataset,
@@ -234,6 +237,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     out = args.out or Path("spikebench-runs") / args.suite
     runs = args.runs or (out / "runs" if args.out else Path("spikebench-runs") / "runs")
+    for flag, folder in (("--out", out), ("--runs", runs)):
+        writable_folder(folder, flag)
     t0 = time.perf_counter()
     result = run_suite(args.suite, out, opts, runs_dir=runs)
     elapsed = time.perf_counter() - t0
@@ -244,18 +249,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def writable_folder(path: Path, flag: str) -> None:
+    """Create ``path`` if needed and check that files can be written in it, before any
+    work starts (a file in the way or a read-only folder is a one-line error)."""
+    from spikebench.errors import RunFileError
+
+    if path.exists() and not path.is_dir():
+        raise RunFileError(f"{flag} {path} is a file, not a folder; choose another {flag}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".spikebench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RunFileError(f"{flag} {path}: cannot write there ({err.strerror or err}); "
+                           f"choose a folder you can write to with {flag}") from None
+
+
+def setup_logging(verbose: bool, progress: bool) -> None:
+    """Warnings (every epoch with -v) on stderr; where stderr is no terminal, plain progress
+    lines instead of bars (spikebench.progress)."""
+    from spikebench.progress import on_terminal
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    plain = logging.getLogger("spikebench.progress")
+    plain.propagate = verbose
+    if progress and not on_terminal() and not plain.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        plain.addHandler(handler)
+        plain.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.verbose, not getattr(args, "no_progress", False))
     if args.command is None:
         parser.print_help()
         return 2
-    from spikebench.datasets import CorruptDataError, DataNotFoundError
-    from spikebench.registry import UnknownNameError
+    from spikebench.errors import SpikebenchError
 
     try:
         if args.command == "list":
@@ -263,9 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "data":
             return cmd_data(args)
         return cmd_run(args)
-    except (DataNotFoundError, CorruptDataError, UnknownNameError, ValueError,
-            FileNotFoundError, FloatingPointError) as err:
-        sys.stderr.write(f"spikebench: error: {err}\n")
+    except SpikebenchError as err:  # bad input: one line; anything else is our bug
+        message = " ".join(str(err).split())
+        sys.stderr.write(f"spikebench: error: {message}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("spikebench: interrupted; rerun the same command to resume\n")

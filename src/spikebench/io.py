@@ -18,10 +18,17 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask instead
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -34,9 +41,15 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def save_figure(fig, path: str | Path) -> None:
-    """A matplotlib figure as a PNG (120 dpi), written atomically; the figure is closed."""
-    import matplotlib.pyplot as plt
+def subplots(nrows: int = 1, ncols: int = 1, figsize=None, **kw):
+    """A matplotlib Figure and its axes without pyplot: no plotting backend is chosen or
+    changed (importing spikebench leaves a notebook's backend alone)."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kw)
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """A matplotlib figure as a PNG (120 dpi), written atomically."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from spikebench.errors import SpikebenchError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(SpikebenchError, KeyError):
     """An unknown name was looked up in a registry."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain

@@ -43,7 +43,14 @@ def test_spec_id_is_stable_and_means_the_experiment():
     a = ExperimentSpec(seed=1)
     assert a.run_id == ExperimentSpec(seed=1).run_id
     assert a.run_id != ExperimentSpec(seed=2).run_id
-    assert a.run_id == replace(a, suite="other", data_dir="/x").run_id
+    assert a.run_id == replace(a, suite="other").run_id
+    # the data is part of the identity: folder and fingerprint of its files
+    on_disk = replace(a, data_dir="/x", data_fingerprint="f1")
+    assert len({a.run_id, on_disk.run_id, replace(on_disk, data_dir="/y").run_id,
+                replace(on_disk, data_fingerprint="f2").run_id}) == 4
+    # runs on the embedded data keep the ids that spikebench 0.1 gave them
+    assert a.run_id == "nmnist-sim-ff-bptt-s1-4dff203225"
+    assert ExperimentSpec().run_id == "nmnist-sim-ff-bptt-s0-a7ba9bbb03"
     assert ExperimentSpec.from_dict(json.loads(json.dumps(a.to_dict()))) == a
     with pytest.raises(UnknownNameError, match="known rules"):
         ExperimentSpec(rule="hebb")

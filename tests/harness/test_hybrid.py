@@ -64,4 +64,5 @@ def test_hybrid_specs_follow_the_options():
         hybrid_specs("hybrid-resnet", ["resnet18", "resnet50"],
                      SuiteOptions(dataset="mnist5k", weights="w.pt"))
     assert HybridSpec(seed=1).run_id != HybridSpec(seed=2).run_id
-    assert HybridSpec(data_dir="/a").run_id == HybridSpec(data_dir="/b").run_id
+    assert HybridSpec(data_dir="/a").run_id != HybridSpec(data_dir="/b").run_id
+    assert HybridSpec(suite="a").run_id == HybridSpec(suite="b").run_id

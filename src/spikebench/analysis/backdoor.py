@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from spikebench.datasets.base import SampleData
+from spikebench.errors import ConfigError
 
 # four pixels near the bottom-right corner of the 34 x 34 sensor, where saccading digits
 # rarely produce events: a small, fixed pattern (x, y)
@@ -32,9 +33,9 @@ class Backdoor:
 
     def __post_init__(self) -> None:
         if self.source == self.target:
-            raise ValueError(f"source and target class must differ, got {self.source}")
+            raise ConfigError(f"source and target class must differ, got {self.source}")
         if not 0.0 <= self.rate <= 1.0:
-            raise ValueError(f"poison rate must lie in [0, 1], got {self.rate}")
+            raise ConfigError(f"poison rate must lie in [0, 1], got {self.rate}")
         object.__setattr__(self, "pixels", tuple(tuple(int(v) for v in p)
                                                  for p in self.pixels))
 
@@ -47,13 +48,13 @@ def add_trigger(x: torch.Tensor, pixels=TRIGGER_PIXELS, value: int = 1) -> torch
     """A copy of event frames ``x`` [N, T, P, H, W] with ``value`` at every pixel (x, y) of
     ``pixels``, in every polarity, at every time step."""
     if x.dim() != 5:
-        raise ValueError(f"the trigger is defined on event frames [N, T, P, H, W], got "
+        raise ConfigError(f"the trigger is defined on event frames [N, T, P, H, W], got "
                          f"shape {tuple(x.shape)}")
     h, w = x.shape[-2:]
     out = x.clone()
     for px, py in pixels:
         if not (0 <= px < w and 0 <= py < h):
-            raise ValueError(f"trigger pixel {(px, py)} lies outside the {w}x{h} sensor")
+            raise ConfigError(f"trigger pixel {(px, py)} lies outside the {w}x{h} sensor")
         out[..., py, px] = value
     return out
 
@@ -62,10 +63,10 @@ def poison(data: SampleData, bd: Backdoor) -> tuple[SampleData, torch.Tensor]:
     """Training data with ``bd.rate`` of the source class triggered and relabelled; also
     returns the indices of the poisoned samples."""
     if data.task != "sample":
-        raise ValueError("backdoor poisoning needs one label per sample")
+        raise ConfigError("backdoor poisoning needs one label per sample")
     for c in (bd.source, bd.target):
         if not 0 <= c < data.classes:
-            raise ValueError(f"class {c} does not exist ({data.classes} classes)")
+            raise ConfigError(f"class {c} does not exist ({data.classes} classes)")
     src = (data.y == bd.source).nonzero().flatten()
     g = torch.Generator().manual_seed(bd.seed)
     chosen = src[torch.randperm(len(src), generator=g)[: round(bd.rate * len(src))]]
@@ -84,7 +85,7 @@ def triggered_source(data: SampleData, bd: Backdoor) -> SampleData:
 def random_pairs(n_pairs: int, classes: int, seed: int = 0) -> list[tuple[int, int]]:
     """``n_pairs`` distinct (source, target) pairs with source != target."""
     if n_pairs > classes * (classes - 1):
-        raise ValueError(f"only {classes * (classes - 1)} distinct pairs exist")
+        raise ConfigError(f"only {classes * (classes - 1)} distinct pairs exist")
     g = torch.Generator().manual_seed(seed)
     pairs: list[tuple[int, int]] = []
     while len(pairs) < n_pairs:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from spikebench.datasets.base import IGNORE, SampleData  # noqa: E402
+from spikebench.datasets.base import IGNORE, SampleData
+from spikebench.io import save_figure, subplots
 
 
 def _first_per_class(y: torch.Tensor, n: int) -> list[int]:
@@ -29,7 +26,7 @@ def show_event_frames(data: SampleData, path: Path, n: int = 5, bins: int = 6) -
     steps = data.x.shape[1]
     edges = np.linspace(0, steps, bins + 1).astype(int)
     picks = _first_per_class(data.y, n)
-    fig, axes = plt.subplots(len(picks), bins, figsize=(1.6 * bins, 1.6 * len(picks)),
+    fig, axes = subplots(len(picks), bins, figsize=(1.6 * bins, 1.6 * len(picks)),
                              squeeze=False)
     for r, k in enumerate(picks):
         frames = data.x[k].float()  # [T, 2, H, W]
@@ -44,14 +41,13 @@ def show_event_frames(data: SampleData, path: Path, n: int = 5, bins: int = 6) -
         axes[r, 0].set_ylabel(f"label {int(data.y[k])}")
     fig.suptitle("event frames (red ON, blue OFF)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def show_features(data: SampleData, path: Path, n: int = 3, names: list[str] | None = None):
     """MFCC (+ deltas) over time with the frame labels written along the top."""
     picks = _first_per_class(data.y, n)
-    fig, axes = plt.subplots(len(picks), 1, figsize=(11, 2.6 * len(picks)), squeeze=False)
+    fig, axes = subplots(len(picks), 1, figsize=(11, 2.6 * len(picks)), squeeze=False)
     for r, k in enumerate(picks):
         valid = data.y[k] != IGNORE
         length = int(valid.nonzero().max()) + 1
@@ -68,14 +64,13 @@ def show_features(data: SampleData, path: Path, n: int = 3, names: list[str] | N
             ax.text(t + 0.5, 37.5, text, color="white", fontsize=6, va="top")
         ax.set_xlabel("frame (10 ms)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def show_images(data: SampleData, path: Path, n: int = 10, steps: int = 4) -> None:
     """Each class's first image and its first encoded time steps."""
     picks = _first_per_class(data.y, n)
-    fig, axes = plt.subplots(len(picks), steps + 1, figsize=(1.5 * (steps + 1), 1.5 * len(picks)),
+    fig, axes = subplots(len(picks), steps + 1, figsize=(1.5 * (steps + 1), 1.5 * len(picks)),
                              squeeze=False)
     x = data.x[picks]
     encoded = data.encode(x) if data.encode is not None else None
@@ -94,8 +89,7 @@ def show_images(data: SampleData, path: Path, n: int = 10, steps: int = 4) -> No
             ax.set_yticks([])
     axes[0, 0].set_title("image", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def show_samples(data: SampleData, path: str | Path, phone_names: list[str] | None = None):

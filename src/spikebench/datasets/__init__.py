@@ -18,6 +18,7 @@ from spikebench.datasets.base import (
     DataNotFoundError,
     SampleData,
     cache_dir,
+    fingerprint_tree,
     time_major_loader,
 )
 from spikebench.datasets.encoders import Encoder
@@ -29,6 +30,7 @@ from spikebench.datasets.nmnist import frames_data, list_nmnist, load_nmnist_eve
 from spikebench.datasets.simulated import simulated_nmnist_events
 from spikebench.datasets.timit import HOW_TO_OBTAIN as TIMIT_HOW
 from spikebench.datasets.timit import load_timit
+from spikebench.errors import ConfigError
 from spikebench.registry import Registry
 
 
@@ -58,6 +60,22 @@ class DatasetInfo:
         if not user.exists() and self.system_path and Path(self.system_path).is_dir():
             return Path(self.system_path)
         return user
+
+    def identity(self, data_dir: str | Path | None = None) -> tuple[str | None, str | None]:
+        """(resolved folder, fingerprint of its files) of the data a run reads: what a
+        run's id and every cache key must cover. (None, None) for embedded data."""
+        if self.embedded:
+            if data_dir is not None:
+                raise ConfigError(
+                    f"{self.name} is embedded and reads no folder, but --data-dir {data_dir} "
+                    "was given: drop --data-dir, or choose the data set that reads it with "
+                    "--dataset (see `spikebench data`)")
+            return None, None
+        where = self.location(data_dir)
+        if where is None or not where.exists():
+            raise DataNotFoundError(f"{self.name} not found at {where}. {self.how_to_obtain}")
+        where = where.resolve()
+        return str(where), fingerprint_tree(where)
 
     def load(self, split: str, data_dir: str | Path | None = None, **opts) -> SampleData:
         return self.loader(split, self.location(data_dir), opts)

@@ -8,13 +8,11 @@ set statistics) is done by the data set that owns the split.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from spikebench.datasets.base import (
     IGNORE,
@@ -22,7 +20,11 @@ from spikebench.datasets.base import (
     DataNotFoundError,
     atomic_save_npz,
     cache_dir,
+    fingerprint_files,
+    read_cached_npz,
 )
+from spikebench.io import digest
+from spikebench.progress import progress_bar
 
 N_FEATURES = 39
 
@@ -74,6 +76,18 @@ def mfcc39(signal: np.ndarray, sr: int) -> np.ndarray:
     return np.concatenate([m, d1, d2]).T.astype(np.float32)
 
 
+def read_features(path: str | Path) -> tuple[np.ndarray, int, np.ndarray]:
+    """(signal, sample rate, [frames, 39] features) of one audio file; a recording too
+    short for features is an error that names the file."""
+    signal, sr = read_audio(path)
+    if n_frames(len(signal), sr) < 3:
+        raise CorruptDataError(
+            f"{path}: {len(signal)} samples ({len(signal) / sr * 1000:.0f} ms at {sr} Hz) is "
+            "too short for 3 frames of 25 ms every 10 ms; remove or replace the file"
+        )
+    return signal, sr, mfcc39(signal, sr)
+
+
 def normalise(features: list[np.ndarray], mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
     return [((f - mean) / std).astype(np.float32) for f in features]
 
@@ -86,25 +100,41 @@ def feature_stats(features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 Sequence_ = tuple[np.ndarray, np.ndarray]  # features [frames, 39], labels [frames]
 
 
+FEATURES_VERSION = 1  # bump when the features change: old caches are not reused
+
+
 def cached_sequences(tag: str, root: Path, split: str, items: Callable[[], Sequence],
                      featurize: Callable[[object], Sequence_], progress: bool = True):
-    """Features and labels of every item of a split, computed once and cached per corpus
-    location (``<cache>/<tag>-<hash of root>-<split>.npz``)."""
-    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    """Features and labels of every item of a split, computed once and cached under a key
+    that covers what defines them: the corpus folder, the split, the feature version and a
+    fingerprint (names, sizes, modification times) of the split's files, so that a file
+    added, removed or replaced is seen (``<cache>/<tag>-<key>-<split>.npz``). An unreadable
+    cache file is rebuilt."""
+    listed = list(items())
+    files = [p for item in listed for p in _paths(item)]
+    key = digest({"root": str(Path(root).resolve()), "split": split,
+                  "version": FEATURES_VERSION, "files": fingerprint_files(files, root)})
     path = cache_dir() / f"{tag}-{key}-{split}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            x, y, off = z["x"], z["y"], z["offsets"]
+    z = read_cached_npz(path)
+    if z is not None and {"x", "y", "offsets"} <= set(z) and len(z["offsets"]) == len(listed) + 1:
+        x, y, off = z["x"], z["y"], z["offsets"]
         bounds = list(zip(off[:-1], off[1:], strict=True))
         return [x[a:b] for a, b in bounds], [y[a:b] for a, b in bounds]
     feats, labels = [], []
-    for item in tqdm(items(), desc=f"{tag} {split} features", disable=not progress, leave=False):
+    for item in progress_bar(listed, f"{tag} {split} features", progress):
         f, lab = featurize(item)
         feats.append(f)
         labels.append(lab)
     offsets = np.cumsum([0] + [len(f) for f in feats])
     atomic_save_npz(path, x=np.concatenate(feats), y=np.concatenate(labels), offsets=offsets)
     return feats, labels
+
+
+def _paths(item) -> list[Path]:
+    """The files behind one item of a listing: a path, or a tuple holding paths."""
+    if isinstance(item, str | Path):
+        return [Path(item)]
+    return [Path(p) for p in item if isinstance(p, str | Path)]
 
 
 def pad_sequences(feats: list[np.ndarray], labels: list[np.ndarray]):

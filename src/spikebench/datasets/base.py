@@ -3,8 +3,10 @@ time-major batching."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -13,14 +15,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from spikebench.io import atomic_write
+from spikebench.errors import SpikebenchError
+from spikebench.io import atomic_write, digest
+
+log = logging.getLogger(__name__)
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(SpikebenchError, FileNotFoundError):
     """A data set is not where we looked; the message says where and how to obtain it."""
 
 
-class CorruptDataError(ValueError):
+class CorruptDataError(SpikebenchError, ValueError):
     """A data file exists but cannot be parsed; the message names the file and the defect."""
 
 
@@ -31,6 +36,49 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def fingerprint_files(paths: Iterable[str | Path], root: str | Path | None = None) -> str:
+    """A cheap fingerprint of files: their names (relative to ``root`` if given), sizes and
+    modification times (ns). Any file added, removed, replaced or touched changes it."""
+    rows = []
+    for p in paths:
+        st = os.stat(p)
+        name = os.path.relpath(p, root) if root is not None else os.path.abspath(p)
+        rows.append((name, st.st_size, st.st_mtime_ns))
+    return digest(sorted(rows))
+
+
+def fingerprint_tree(root: str | Path) -> str:
+    """``fingerprint_files`` of every file under ``root`` (a folder, or one file)."""
+    root = Path(root)
+    if root.is_file():
+        return fingerprint_files([root], root.parent)
+    files = []
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=True):
+                    stack.append(entry.path)
+                elif entry.is_file(follow_symlinks=True):
+                    files.append(entry.path)
+    return fingerprint_files(files, root)
+
+
+def read_cached_npz(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None if there is none; an unreadable (truncated,
+    foreign) cache file is deleted with a warning, so that the caller rebuilds it."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        log.warning("cache file %s is unreadable (%s: %s); deleted, building it again",
+                    path, type(err).__name__, err)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from spikebench.errors import ConfigError
 from spikebench.registry import Registry
 
 
@@ -67,7 +68,7 @@ class Encoder:
     def __post_init__(self) -> None:
         ENCODERS.get(self.name)
         if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return ENCODERS.get(self.name)(x, self.steps)

@@ -12,7 +12,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-from tonic.io import read_mnist_file
 
 from spikebench.datasets.base import CorruptDataError, DataNotFoundError
 
@@ -27,11 +26,16 @@ def read_nmnist_bin(path: str | Path, sensor: tuple[int, int] = SENSOR) -> np.nd
     if not path.is_file():
         raise DataNotFoundError(f"event file not found: {path}")
     size = path.stat().st_size
+    if size == 0:
+        raise CorruptDataError(f"{path}: the file is empty (0 bytes, no events); an N-MNIST "
+                               "sample holds thousands of events: restore or remove the file")
     if size % 5 != 0:
         raise CorruptDataError(
             f"{path}: {size} bytes is not a multiple of 5 (N-MNIST events are 5 bytes each); "
             "the file is truncated or not in N-MNIST format"
         )
+    from tonic.io import read_mnist_file  # tonic's reader (imported when needed: slow)
+
     ev = read_mnist_file(str(path), dtype=EVENT_DTYPE)
     if len(ev) and (ev["x"].max() >= sensor[0] or ev["y"].max() >= sensor[1]):
         raise CorruptDataError(
@@ -70,6 +74,8 @@ def decode_nmnist(raw: bytes | np.ndarray) -> np.ndarray:
     raw = np.asarray(raw, dtype=np.uint8) if not isinstance(raw, bytes) else raw
     if len(raw) % 5 != 0:
         raise CorruptDataError(f"{len(raw)} bytes is not a multiple of 5 (N-MNIST events)")
+    from tonic.io import read_mnist_file
+
     return read_mnist_file(io.BytesIO(bytes(raw)), dtype=EVENT_DTYPE, is_stream=True)
 
 

@@ -17,10 +17,9 @@ import numpy as np
 from spikebench.datasets.audio import (
     cached_sequences,
     feature_stats,
-    mfcc39,
     normalise,
     pad_sequences,
-    read_audio,
+    read_features,
 )
 from spikebench.datasets.base import DataNotFoundError, SampleData
 
@@ -52,8 +51,7 @@ def list_recordings(root: str | Path, split: str) -> list[tuple[Path, int]]:
 
 
 def recording(item: tuple[Path, int]) -> tuple[np.ndarray, np.ndarray]:
-    signal, sr = read_audio(item[0])
-    feats = mfcc39(signal, sr)
+    _, _, feats = read_features(item[0])
     return feats, np.full(len(feats), item[1], dtype=np.int64)
 
 

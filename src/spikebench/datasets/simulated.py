@@ -28,12 +28,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spikebench.datasets.base import atomic_save_npz, cache_dir
+from spikebench.datasets.base import (
+    CorruptDataError,
+    atomic_save_npz,
+    cache_dir,
+    read_cached_npz,
+)
 from spikebench.datasets.events import EVENT_DTYPE, SENSOR, decode_nmnist, encode_nmnist
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
+CACHE_KEYS = {"raw", "offsets", "labels", "train", "test"}
 
 
 @dataclass(frozen=True)
@@ -138,13 +144,12 @@ def split_indices(labels: np.ndarray, n_test_per_class: int = 100, seed: int = 0
 def simulated_nmnist(seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
     """All 5000 simulated samples (generated once, then read from the cache)."""
     path = Path(cache_dir()) / f"nmnist-sim-v{VERSION}-seed{seed}.npz"
-    if path.is_file():
+    d = read_cached_npz(path)
+    if d is not None and CACHE_KEYS <= set(d):
         try:
-            with np.load(path) as z:
-                d = {k: z[k] for k in z.files}
             d["events"] = decode_nmnist(d.pop("raw"))
             return d
-        except (OSError, ValueError, KeyError) as err:
+        except CorruptDataError as err:
             log.warning("cached %s is unreadable (%s); generating it again", path, err)
     log.info("generating the embedded N-MNIST-style data set (once) into %s", path)
     images, labels = mnist5k()

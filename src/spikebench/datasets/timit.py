@@ -27,11 +27,10 @@ from spikebench.datasets.audio import (
     cached_sequences,
     feature_stats,
     frame_geometry,
-    mfcc39,
     n_frames,
     normalise,
     pad_sequences,
-    read_audio,
+    read_features,
 )
 from spikebench.datasets.base import IGNORE, CorruptDataError, DataNotFoundError, SampleData
 
@@ -157,8 +156,7 @@ def frame_labels(segs: list[tuple[int, int, int]], n_samples: int, sr: int) -> n
 
 
 def utterance(wav: Path, phn: Path) -> tuple[np.ndarray, np.ndarray]:
-    signal, sr = read_audio(wav)
-    feats = mfcc39(signal, sr)
+    signal, sr, feats = read_features(wav)
     return feats, frame_labels(read_phn(phn, len(signal)), len(signal), sr)
 
 

@@ -17,32 +17,37 @@ Each stage writes ``status.json`` when it ends; a rerun skips ended stages.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from spikebench.analysis.attacks import attack_accuracy, predict  # noqa: E402
-from spikebench.datasets import DATASETS, DataNotFoundError  # noqa: E402
-from spikebench.datasets.encoders import to_unit  # noqa: E402
-from spikebench.harness.report import markdown_table  # noqa: E402
-from spikebench.harness.results import write_atomic  # noqa: E402
-from spikebench.harness.studies import cached  # noqa: E402
-from spikebench.harness.train import seed_everything  # noqa: E402
-from spikebench.io import atomic_write, digest, save_figure, write_json  # noqa: E402
-from spikebench.models.hybrid import (  # noqa: E402
+from spikebench.analysis.attacks import attack_accuracy, predict
+from spikebench.datasets import DATASETS, DataNotFoundError
+from spikebench.datasets.encoders import to_unit
+from spikebench.errors import (
+    ConfigError,
+    TrainingDiverged,
+)
+from spikebench.harness.report import markdown_table
+from spikebench.harness.results import write_atomic
+from spikebench.harness.spec import check_field_types
+from spikebench.harness.studies import cached
+from spikebench.harness.train import (
+    load_state_file,
+    read_json,
+    restore,
+    seed_everything,
+)
+from spikebench.io import atomic_write, digest, save_figure, subplots, write_json
+from spikebench.models.hybrid import (
     ENCODERS,
     HEADS,
     HybridNet,
@@ -63,7 +68,7 @@ REFERENCE = {
     ("cifar100", "resnet18"): ("73.3", "74.3", "34.9 ± 0.08"),
     ("cifar100", "resnet50"): ("77.9", "79.4", "52.9 ± 0.14"),
 }
-NOT_IN_ID = ("suite", "data_dir")
+NOT_IN_ID = ("suite",)  # the id covers the data (folder, fingerprint) as ExperimentSpec's
 NO_WEIGHTS = ("random initialisation (no ImageNet weights: nothing is downloaded; load yours "
               "with --weights)")
 
@@ -91,16 +96,21 @@ class HybridSpec:
     eot: int = 8  # encodings per attack query (expectation over transformation)
     weights: str | None = None  # torchvision-format state_dict of the encoder
     suite: str = "hybrid-resnet"
-    data_dir: str | None = None
+    data_dir: str | None = None  # resolved folder of the images (None: embedded)
+    data_fingerprint: str | None = None  # of its files (DatasetInfo.identity)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         ENCODERS.get(self.encoder)  # an unknown name lists the known ones
         if self.lr_schedule not in ("cosine", "constant"):
-            raise ValueError(f"lr_schedule is 'cosine' or 'constant', got {self.lr_schedule!r}")
+            raise ConfigError(f"lr_schedule is 'cosine' or 'constant', got {self.lr_schedule!r}")
 
     @property
     def run_id(self) -> str:
         core = {k: v for k, v in asdict(self).items() if k not in NOT_IN_ID}
+        for key in ("data_dir", "data_fingerprint"):
+            if core[key] is None:
+                del core[key]
         return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest(core)}"
 
 
@@ -112,17 +122,13 @@ class HybridRun:
     skipped: bool = False
 
 
-def _read_json(path: Path):
-    return json.loads(path.read_text())
-
-
 def load_images(spec: HybridSpec, split: str, progress: bool):
     """Images [N, C, H, W] float in [0, 1] and labels; Fashion-MNIST falls back to the
     embedded MNIST-5k digits when the Debian package is not installed."""
     info = DATASETS.get(spec.dataset)
     data = info.load(split, spec.data_dir, progress=progress)
     if data.encode is None or data.x.dim() != 4:
-        raise ValueError(f"hybrid studies need an image data set; {spec.dataset!r} is not one")
+        raise ConfigError(f"hybrid studies need an image data set; {spec.dataset!r} is not one")
     data = data.subset(spec.n_train if split == "train" else spec.n_test)
     return to_unit(data.x).float(), data.y, data.classes
 
@@ -174,7 +180,7 @@ def _fit(spec: HybridSpec, stage: Path, model: torch.nn.Module, x, y, epochs: in
             opt.zero_grad()
             loss = F.cross_entropy(model(x[idx]), y[idx])
             if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{spec.run_id}: {what} loss is {float(loss)} at "
+                raise TrainingDiverged(f"{spec.run_id}: {what} loss is {float(loss)} at "
                                          f"epoch {epoch}")
             loss.backward()
             opt.step()
@@ -192,7 +198,7 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
     stage = run_dir / "encoder"
     stage.mkdir(parents=True, exist_ok=True)
     if (stage / "status.json").is_file():
-        return _read_json(stage / "status.json")
+        return read_json(stage / "status.json", "status")
     (x, y, classes), (xt, yt, _) = train, test
     seed_everything(spec.seed)
     encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size, spec.weights)
@@ -209,9 +215,8 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
 
 def load_encoder(spec: HybridSpec, run_dir: Path, classes: int):
     encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size)
-    state = torch.load(run_dir / "encoder" / "encoder.pt", map_location="cpu",
-                       weights_only=True)
-    encoder.load_state_dict(state)
+    path = run_dir / "encoder" / "encoder.pt"
+    restore(path, "encoder", encoder, load_state_file(path))
     return encoder.eval(), info, size
 
 
@@ -227,7 +232,7 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
     stage = run_dir / f"head-{neuron}"
     stage.mkdir(parents=True, exist_ok=True)
     if (stage / "status.json").is_file():
-        return _read_json(stage / "status.json")
+        return read_json(stage / "status.json", "status")
     (x, y, classes), (xt, yt, _) = train, test
     encoder, info, size = load_encoder(spec, run_dir, classes)
     net = HybridNet(encoder, info, size)
@@ -255,8 +260,8 @@ def hybrid_net(spec: HybridSpec, run_dir: Path, variant: str, classes: int) -> H
     head = None
     if variant != "default":
         head = SpikingHead(encoder.feature_dim, classes, variant, spec.steps)
-        head.load_state_dict(torch.load(run_dir / f"head-{variant}" / "head.pt",
-                                        map_location="cpu", weights_only=True))
+        path = run_dir / f"head-{variant}" / "head.pt"
+        restore(path, "head", head, load_state_file(path))
     return HybridNet(encoder, info, size, head, eot=spec.eot if head is not None else 1).eval()
 
 
@@ -300,8 +305,12 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
     rows, attack_rows, runs = [], [], []
     data: dict[tuple, tuple] = {}
     t_start = time.perf_counter()
+    identities = {key: DATASETS.get(key[0]).identity(key[1])
+                  for key in dict.fromkeys((s.dataset, s.data_dir) for s in specs)}
+    specs = [replace(s, data_dir=identities[(s.dataset, s.data_dir)][0],
+                     data_fingerprint=identities[(s.dataset, s.data_dir)][1]) for s in specs]
     for spec in specs:
-        key = (spec.dataset, spec.data_dir, spec.n_train, spec.n_test)
+        key = (spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train, spec.n_test)
         if key not in data:
             data[key] = (load_images(spec, "train", progress), load_images(spec, "test", progress))
         train, test = data[key]
@@ -359,7 +368,7 @@ def tidy_results(name: str, rows: list[dict], attack_rows: list[dict]) -> pd.Dat
 
 def _plot_attacks(df: pd.DataFrame, path: Path) -> None:
     encoders = list(dict.fromkeys(df.encoder))
-    fig, axes = plt.subplots(1, len(encoders), figsize=(5 * len(encoders), 3.8), squeeze=False,
+    fig, axes = subplots(1, len(encoders), figsize=(5 * len(encoders), 3.8), squeeze=False,
                              sharey=True)
     styles = {"default": "-", "lif": "--", "paralif": ":"}
     for ax, enc in zip(axes[0], encoders, strict=True):
@@ -464,7 +473,7 @@ def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
                          "the embedded MNIST-5k digits are used instead")
     chosen = opts.encoders or (paper_encoders if opts.paper and paper_encoders else encoders)
     if opts.weights and len(chosen) != 1:
-        raise ValueError("--weights loads one encoder's weights; choose it with --encoders")
+        raise ConfigError("--weights loads one encoder's weights; choose it with --encoders")
     base = HybridSpec(dataset=dataset, suite=name, data_dir=opts.data_dir,
                       weights=opts.weights, **defaults)
     if opts.paper or opts.weights:

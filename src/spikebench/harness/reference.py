@@ -10,10 +10,12 @@ from __future__ import annotations
 from spikebench.analysis.attacks import EPSILONS
 from spikebench.analysis.backdoor import POISON_RATES
 
-__all__ = ["EPSILONS", "PAPER", "POISON_RATES", "TABLE_II", "TABLE_III", "TABLE_IV",
-           "paper_accuracy"]
+__all__ = ["EPSILONS", "PAPER", "PAPER_DATA", "POISON_RATES", "TABLE_II", "TABLE_III",
+           "TABLE_IV", "paper_accuracy"]
 
 PAPER = "Lin et al. 2025, Table II"
+PAPER_DATA = ("N-MNIST: 60000 training / 10000 test samples; TIMIT: 3696 training / 192 "
+              "core-test utterances")
 
 # (task, rule, arch) -> accuracy in %
 TABLE_II: dict[tuple[str, str, str], float] = {

@@ -5,16 +5,12 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from spikebench import __version__  # noqa: E402
-from spikebench.harness.reference import PAPER, paper_accuracy  # noqa: E402
-from spikebench.harness.results import final_metric  # noqa: E402
-from spikebench.io import atomic_write, save_figure  # noqa: E402
+from spikebench import __version__
+from spikebench.harness.reference import PAPER, PAPER_DATA, paper_accuracy
+from spikebench.harness.results import final_metric
+from spikebench.io import atomic_write, save_figure, subplots
 
 RULE_ORDER = ["bptt", "eprop", "decolle"]
 ARCH_ORDER = ["ff", "rec"]
@@ -72,45 +68,91 @@ def accuracy_table(df: pd.DataFrame) -> str:
     return markdown_table(header, rows)
 
 
-def plot_curves(df: pd.DataFrame, path: Path) -> None:
-    """Test accuracy and training loss per epoch, one line per run."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+def plot_curves(df: pd.DataFrame, path: Path, title: str = "") -> None:
+    """Test accuracy (%) and training loss per epoch, one line per run; the legend sits
+    beside the axes, never over a curve."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = subplots(1, 2, figsize=(12, 4.2))
     colors = {"bptt": "tab:blue", "eprop": "tab:orange", "decolle": "tab:green"}
     for _run_id, g in df.groupby("run_id", sort=True):
         first = g.iloc[0]
         style = "-" if first["arch"] == "ff" else "--"
         label = f"{first['rule']} {first['arch'].upper()} s{first['seed']}"
         color = colors.get(first["rule"])
-        for ax, metric in zip(axes, ("test_acc", "train_loss"), strict=True):
-            m = g[g["metric"] == metric].sort_values("epoch")
+        for ax, metric, scale in zip(axes, ("test_acc", "train_loss"), (100.0, 1.0),
+                                     strict=True):
+            m = g[(g["metric"] == metric) & (g["epoch"] >= 1)].sort_values("epoch")
             if not m.empty:
-                ax.plot(m["epoch"], m["value"], style, color=color, marker="o", ms=3,
-                        label=label)
-    axes[0].set(xlabel="epoch", ylabel="test accuracy", title="Test accuracy")
+                ax.plot(m["epoch"], m["value"] * scale, style, color=color, marker="o", ms=3,
+                        label=label if metric == "test_acc" else None)
+    axes[0].set(xlabel="epoch", ylabel="test accuracy (%)", title="Test accuracy")
     axes[1].set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.86, 0.5),
+                   fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     save_figure(fig, path)
 
 
-def runs_table(df: pd.DataFrame, status: dict[str, tuple[str, str]]) -> str:
+def _counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the samples it trained and was tested on (results' epoch-0 rows)."""
+    sizes = df[df["metric"].isin(["n_train", "n_test"])]
+    if sizes.empty:
+        return pd.DataFrame(columns=["n_train", "n_test"])
+    return sizes.pivot_table(index="run_id", columns="metric", values="value", aggfunc="first")
+
+
+def _values(items) -> str:
+    vals = list(dict.fromkeys(str(v) for v in items))
+    return ", ".join(vals)
+
+
+def settings_table(specs: list, df: pd.DataFrame) -> str:
+    """What ran, per data set: folder, samples, T, epochs, batch, lr, neuron, seeds."""
+    counts = _counts(df)
+    rows = []
+    for ds in dict.fromkeys(s.dataset for s in specs):
+        sel = [s for s in specs if s.dataset == ds]
+        ids = [s.run_id for s in sel if s.run_id in counts.index]
+        n_tr = _values(int(v) for v in counts.loc[ids, "n_train"]) if ids else "–"
+        n_te = _values(int(v) for v in counts.loc[ids, "n_test"]) if ids else "–"
+        folder = _values(s.data_dir or "embedded" for s in sel)
+        rows.append([ds, f"`{folder}`", n_tr, n_te, _values(s.n_steps for s in sel),
+                     _values(f"{s.dt_ms:g}" for s in sel), _values(s.epochs for s in sel),
+                     _values(s.batch_size for s in sel), _values(f"{s.lr:g}" for s in sel),
+                     _values(s.neuron for s in sel), _values(s.seed for s in sel)])
+    return markdown_table(["data set", "data folder", "train samples", "test samples", "T",
+                           "bin ms", "epochs", "batch", "lr", "neuron", "seeds"], rows)
+
+
+def runs_table(df: pd.DataFrame, status: dict[str, tuple[str, str]],
+               timings: pd.DataFrame | None = None) -> str:
+    counts = _counts(df)
     rows = []
     for run_id, g in df.groupby("run_id", sort=True):
         first = g.iloc[0]
         acc = g[g["metric"] == "test_acc"].sort_values("epoch")
-        times = g[g["metric"] == "epoch_time_s"]["value"]
-        st, _ = status.get(run_id, ("?", ""))
+        times = (timings[(timings["run_id"] == run_id) & (timings["metric"] == "epoch_time_s")]
+                 ["value"] if timings is not None and not timings.empty else pd.Series([]))
+        st, _ = status.get(run_id, (first.get("status", "?"), ""))
+        n_test = int(counts.loc[run_id, "n_test"]) if run_id in counts.index else "–"
         rows.append([run_id, first["rule"], first["arch"].upper(), first["seed"], st,
                      int(acc["epoch"].max()) if not acc.empty else 0,
-                     f"{100 * acc['value'].iloc[-1]:.2f}" if not acc.empty else "–",
+                     f"{100 * acc['value'].iloc[-1]:.2f}" if not acc.empty else "–", n_test,
                      f"{times.mean():.1f}" if not times.empty else "–"])
-    for run_id, (st, _) in status.items():  # runs that ended before their first epoch
+    for run_id, (st, _) in status.items():  # runs without any row (should not happen)
         if run_id not in set(df.get("run_id", [])):
-            rows.append([run_id, "", "", "", st, 0, "–", "–"])
+            rows.append([run_id, "", "", "", st, 0, "–", "–", "–"])
     return markdown_table(
-        ["run", "rule", "arch", "seed", "status", "epochs", "test acc %", "s/epoch"], rows
+        ["run", "rule", "arch", "seed", "status", "epochs", "test acc %", "test samples",
+         "s/epoch"], rows
     )
 
 
@@ -123,38 +165,55 @@ def write_report(
     notes: list[str] | None = None,
     sections: list[str] | None = None,
     show_accuracy: bool = True,
+    specs: list | None = None,
+    timings: pd.DataFrame | None = None,
 ) -> Path:
     """``out_dir/report.md`` with ``curves.png`` beside it; ``sections``: the studies'
-    Markdown, placed after the accuracy table."""
+    Markdown, placed after the accuracy table. ``specs``: the runs' specs, whose effective
+    settings (data folder, samples, T, epochs, ...) the report states."""
     out_dir = Path(out_dir)
+    specs = specs or []
     parts = [
         f"# spikebench report: `{suite}`",
         "",
         f"{description}",
         "",
         f"spikebench {__version__}, written {_dt.datetime.now().isoformat(timespec='seconds')}. "
-        "Tidy results: `results.csv`.",
+        "Tidy results: `results.csv` (wall times: `timings.csv`).",
         "",
     ]
-    if not df.empty and show_accuracy:
+    if specs:
+        parts += ["## What ran", "", settings_table(specs, df), "",
+                  "Sample counts are those each run trained and was tested on (after "
+                  "`--n-train` / `--n-test`); every accuracy below is over its run's test "
+                  "samples.", ""]
+    if not df.empty and show_accuracy and (df["metric"] == "test_acc").any():
+        counts = _counts(df)
+        n_test = _values(int(v) for v in counts["n_test"]) if "n_test" in counts else "?"
+        n_train = _values(int(v) for v in counts["n_train"]) if "n_train" in counts else "?"
+        epochs = _values(s.epochs for s in specs) or "?"
         parts += [
             "## Test accuracy (%), final epoch",
             "",
             accuracy_table(df),
             "",
-            f"*paper*: {PAPER}, trained on the full data sets with the paper's settings. "
-            "On `nmnist-sim` (simulated events from 5000 real MNIST digits) the paper's "
-            "N-MNIST column is a point of orientation, not a like-for-like comparison. "
-            "TIMIT: frame-wise accuracy after folding 61 -> 39 phones; FSDD: per recording.",
+            f"*ours*: {n_train} training and {n_test} test samples, {epochs} epoch(s) (see "
+            f"*What ran*). *paper*: {PAPER}, trained on the full data sets with the paper's "
+            f"settings ({PAPER_DATA}). On `nmnist-sim` (simulated events from 5000 real "
+            "MNIST digits) the paper's N-MNIST column is a point of orientation, not a "
+            "like-for-like comparison. TIMIT: frame-wise accuracy after folding 61 -> 39 "
+            "phones; FSDD: per recording.",
             "",
             "## Training curves",
             "",
             "![training curves](curves.png)",
             "",
         ]
-        plot_curves(df, out_dir / "curves.png")
+        datasets = _values(s.dataset for s in specs) or _values(df["dataset"])
+        plot_curves(df, out_dir / "curves.png",
+                    f"{suite}: {datasets}, {n_train} train / {n_test} test samples")
     parts += sections or []
-    parts += ["## Runs", "", runs_table(df, status), ""]
+    parts += ["## Runs", "", runs_table(df, status, timings), ""]
     problems = [(r, m) for r, (s, m) in status.items() if s != "done"]
     if problems:
         parts += ["## Problems", ""] + [f"- `{r}`: {m}" for r, m in problems] + [""]

@@ -9,12 +9,20 @@ import pandas as pd
 from spikebench.harness.spec import ExperimentSpec
 from spikebench.io import atomic_write
 
-ID_COLUMNS = ["suite", "run_id", "dataset", "rule", "arch", "neuron", "seed"]
+ID_COLUMNS = ["suite", "run_id", "dataset", "rule", "arch", "neuron", "seed", "status"]
 COLUMNS = [*ID_COLUMNS, "epoch", "metric", "value"]
+# wall-clock measurements: kept out of results.csv (so that two identical runs give
+# byte-identical results) and written to timings.csv instead
+TIMING_METRICS = ("epoch_time_s",)
+# epoch 0 of every run: the samples it trained and was tested on (so every run has rows,
+# also one that diverged in its first epoch)
+SIZE_METRICS = ("n_train", "n_test")
 
 
-def tidy_rows(spec: ExperimentSpec, metrics: list[dict]) -> list[dict]:
-    """Spec fields + {epoch, metric, value} for each metric record."""
+def tidy_rows(spec: ExperimentSpec, metrics: list[dict], status: str = "done",
+              sizes: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
+    """(result rows, timing rows): spec fields + {epoch, metric, value} for each metric
+    record, the run's status, and its sample counts at epoch 0."""
     base = {
         "suite": spec.suite,
         "run_id": spec.run_id,
@@ -23,8 +31,12 @@ def tidy_rows(spec: ExperimentSpec, metrics: list[dict]) -> list[dict]:
         "arch": spec.arch,
         "neuron": spec.neuron,
         "seed": spec.seed,
+        "status": status,
     }
-    return [{**base, **m} for m in metrics]
+    counts = [{"epoch": 0, "metric": k, "value": v} for k, v in (sizes or {}).items()]
+    rows = [{**base, **m} for m in counts + metrics if m["metric"] not in TIMING_METRICS]
+    timings = [{"run_id": spec.run_id, **m} for m in metrics if m["metric"] in TIMING_METRICS]
+    return rows, timings
 
 
 def write_atomic(df: pd.DataFrame, path: str | Path) -> None:

@@ -1,15 +1,26 @@
-"""Experiment specs: one dataclass per run, with a stable id."""
+"""Experiment specs: one dataclass per run, with a stable id.
+
+A run's id hashes every field that defines the experiment, the data included: for a data
+set read from disk, its resolved folder and a fingerprint of its files (names, sizes,
+modification times; ``DatasetInfo.identity``), so that runs on other data are never reused.
+Fields added after runs were made are left out of the hash while they hold their empty
+default, so those runs keep their ids (embedded data, clean runs).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from spikebench.errors import ConfigError
 from spikebench.io import digest
 
 ARCHS = ("ff", "rec")
-# fields that say where things are, not what the experiment is: left out of the id
-NOT_IN_ID = ("suite", "data_dir")
+# a field that names the suite a run was made for, not what the run is: left out of the id
+NOT_IN_ID = ("suite",)
+# fields added later: left out of the id while empty, so that older runs keep their ids
+ID_IF_SET = ("backdoor", "data_dir", "data_fingerprint")
 
 
 @dataclass(frozen=True)
@@ -47,36 +58,51 @@ class ExperimentSpec:
     weight_scale: float = 3.0  # init gain of input weights W
     rec_scale: float = 1.0  # init gain of recurrent weights V
     suite: str = "default"
-    data_dir: str | None = None
+    data_dir: str | None = None  # the data set's folder (resolved; None: embedded data)
+    data_fingerprint: str | None = None  # of the files in data_dir (DatasetInfo.identity)
 
     def __post_init__(self) -> None:
         from spikebench.datasets import DATASETS
         from spikebench.learning_rules import RULES
         from spikebench.neurons import NEURONS
 
+        check_field_types(self)
         rule = RULES.get(self.rule)
         if self.loss not in rule.losses:
-            raise ValueError(
+            raise ConfigError(
                 f"rule {self.rule!r} cannot train with loss {self.loss!r}; it supports: "
                 f"{', '.join(rule.losses)}"
             )
         DATASETS.get(self.dataset)
         NEURONS.get(self.neuron)
         if rule.neurons is not None and self.neuron not in rule.neurons:
-            raise ValueError(
+            raise ConfigError(
                 f"rule {self.rule!r} cannot train neuron {self.neuron!r}; it trains: "
                 f"{', '.join(rule.neurons)}"
             )
         if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
+            raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
         for name in ("epochs", "batch_size", "n_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.dt_ms <= 0:
-            raise ValueError("lr and dt_ms must be positive")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (or None: all samples), got "
+                                  f"{getattr(self, name)}")
+        for name in ("lr", "dt_ms", "slope", "weight_scale", "threshold"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("rec_scale", "burn_in", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.kappa < 1:
+            raise ConfigError(f"kappa (readout decay) must lie in [0, 1), got {self.kappa}")
         if self.burn_in >= self.n_steps:
-            raise ValueError(f"burn_in={self.burn_in} must be < n_steps={self.n_steps}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+            raise ConfigError(f"burn_in={self.burn_in} must be < n_steps={self.n_steps}")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+        bad = [h for h in self.hidden if isinstance(h, bool) or not isinstance(h, int) or h < 1]
+        if bad:
+            raise ConfigError(f"hidden layer sizes must be integers >= 1, got {list(self.hidden)}")
         object.__setattr__(self, "rule_options", dict(self.rule_options))
         object.__setattr__(self, "neuron_options", dict(self.neuron_options))
         object.__setattr__(self, "backdoor", dict(self.backdoor))
@@ -86,15 +112,29 @@ class ExperimentSpec:
             try:
                 Backdoor(**self.backdoor)
             except TypeError as err:
-                raise ValueError(f"bad backdoor settings {self.backdoor}: {err}") from None
+                raise ConfigError(f"bad backdoor settings {self.backdoor}: {err}") from None
         try:  # unknown or bad options fail here, before any training
             rule(**self.rule_options)
         except TypeError as err:
-            raise ValueError(f"bad options for rule {self.rule!r}: {err}") from None
+            raise ConfigError(f"bad options for rule {self.rule!r}: {err}") from None
+        self.neuron_params()
+
+    def neuron_params(self):
+        """The hidden layers' neuron parameters: the spec's LIF fields (alpha, beta, ...)
+        that the neuron takes, overridden by ``neuron_options``."""
+        import inspect
+
+        from spikebench.neurons import NEURONS
+
+        params_cls = NEURONS.get(self.neuron)[1]
+        accepted = inspect.signature(params_cls).parameters
+        common = {k: getattr(self, k) for k in
+                  ("alpha", "beta", "threshold", "reset", "surrogate", "slope")
+                  if k in accepted and (k not in ("threshold", "reset") or self.neuron == "lif")}
         try:
-            NEURONS.get(self.neuron)[1](**self.neuron_options)
+            return params_cls(**{**common, **self.neuron_options})
         except TypeError as err:
-            raise ValueError(f"bad options for neuron {self.neuron!r}: {err}") from None
+            raise ConfigError(f"bad options for neuron {self.neuron!r}: {err}") from None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -106,7 +146,7 @@ class ExperimentSpec:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown spec fields {sorted(unknown)}")
+            raise ConfigError(f"unknown spec fields {sorted(unknown)}")
         d = dict(d)
         if "hidden" in d:
             d["hidden"] = tuple(d["hidden"])
@@ -116,6 +156,46 @@ class ExperimentSpec:
     def run_id(self) -> str:
         """Readable prefix + hash of every field that defines the experiment."""
         core = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_ID}
-        if not core["backdoor"]:  # added later: clean runs keep the ids they had
-            del core["backdoor"]
+        for key in ID_IF_SET:
+            if not core[key]:
+                del core[key]
         return f"{self.dataset}-{self.arch}-{self.rule}-s{self.seed}-{digest(core)}"
+
+    def without_data_identity(self) -> ExperimentSpec:
+        """This spec as spikebench 0.1 saw it (its id did not cover the data folder)."""
+        from dataclasses import replace
+
+        return replace(self, data_dir=None, data_fingerprint=None)
+
+
+def check_field_types(obj) -> None:
+    """Check a spec dataclass's fields against their annotations (int, float, str, bool,
+    optional ones, tuples and dicts): ``seed=1.5``, ``lr=nan`` or ``rules="bptt"`` are
+    errors that name the field, never silently accepted."""
+    for f in fields(obj):
+        value, kind = getattr(obj, f.name), str(f.type).replace(" ", "")
+        optional = kind.endswith("|None")
+        kind = kind.removesuffix("|None")
+        if value is None and optional:
+            continue
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "float": isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value),
+            "str": isinstance(value, str),
+            "bool": isinstance(value, bool),
+        }.get(kind)
+        if ok is None:
+            if kind.startswith("tuple"):
+                ok = isinstance(value, tuple | list)
+            elif kind.startswith("dict"):
+                ok = isinstance(value, dict)
+            elif kind.startswith("list"):
+                ok = isinstance(value, list | tuple) and all(isinstance(v, str | int)
+                                                             for v in value)
+            else:
+                ok = True
+        if not ok:
+            what = "a finite number" if kind == "float" else f"of type {kind}"
+            raise ConfigError(f"{type(obj).__name__}.{f.name} must be {what}"
+                              f"{' or None' if optional else ''}, got {value!r}")

@@ -22,16 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from spikebench.analysis.attacks import (  # noqa: E402
+from spikebench.analysis.attacks import (
     EPSILONS,
     ANNCounterpart,
     Classifier,
@@ -39,18 +35,19 @@ from spikebench.analysis.attacks import (  # noqa: E402
     fgsm,
     predict,
 )
-from spikebench.analysis.backdoor import Backdoor, triggered_source  # noqa: E402
-from spikebench.analysis.cka import cka, flatten_time  # noqa: E402
-from spikebench.analysis.conversion import convert, rate_input, train_ann  # noqa: E402
-from spikebench.analysis.fisher import fisher_traces, shares  # noqa: E402
-from spikebench.datasets import SampleData  # noqa: E402
-from spikebench.datasets.encoders import Encoder  # noqa: E402
-from spikebench.harness.reference import POISON_RATES, TABLE_III, TABLE_IV  # noqa: E402
-from spikebench.harness.report import ARCH_ORDER, RULE_ORDER, markdown_table  # noqa: E402
-from spikebench.harness.spec import ExperimentSpec  # noqa: E402
-from spikebench.harness.train import RunResult, load_trained, seed_everything  # noqa: E402
-from spikebench.io import digest, save_figure, write_json  # noqa: E402
-from spikebench.registry import Registry  # noqa: E402
+from spikebench.analysis.backdoor import Backdoor, triggered_source
+from spikebench.analysis.cka import UndefinedCKAError, cka, flatten_time
+from spikebench.analysis.conversion import convert, rate_input, train_ann
+from spikebench.analysis.fisher import fisher_traces, shares
+from spikebench.datasets import SampleData
+from spikebench.datasets.encoders import Encoder
+from spikebench.errors import ConfigError
+from spikebench.harness.reference import POISON_RATES, TABLE_III, TABLE_IV
+from spikebench.harness.report import ARCH_ORDER, RULE_ORDER, markdown_table
+from spikebench.harness.spec import ExperimentSpec
+from spikebench.harness.train import RunResult, load_trained, seed_everything
+from spikebench.io import digest, save_figure, subplots, write_json
+from spikebench.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +83,10 @@ def cached(run_dir: Path, name: str, params: dict, compute: Callable[[], object]
     """``compute()``'s JSON result, stored once per (run, study, parameters)."""
     path = Path(run_dir) / "analysis" / f"{name}-{digest(params)}.json"
     if path.is_file():
-        return json.loads(path.read_text())["result"]
+        try:
+            return json.loads(path.read_text())["result"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            log.warning("cached analysis %s is unreadable (%s); computing it again", path, err)
     result = compute()
     write_json(path, {"params": params, "result": result})
     return result
@@ -100,7 +100,7 @@ def run_columns(spec: ExperimentSpec) -> dict:
 def eval_samples(data: SampleData, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` test samples (all with None), as float batch-first tensors."""
     if data.task != "sample":
-        raise ValueError("this study needs one label per sample (N-MNIST, images); "
+        raise ConfigError("this study needs one label per sample (N-MNIST, images); "
                          f"the data's task is {data.task!r}")
     data = data.subset(n)
     return data.x.float(), data.y
@@ -243,7 +243,7 @@ def _attack_table(df: pd.DataFrame, with_paper: bool, by_attack: bool = False) -
 
 
 def _plot_fgsm(df: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, variant, title in zip(axes, ("ann", "snn"),
                                   ("FGSM on the ANN counterpart", "FGSM white-box (surrogate)"),
                                   strict=True):
@@ -361,7 +361,7 @@ def fisher_study(ctx: StudyContext) -> StudyOutput:
 def _plot_fisher(df: pd.DataFrame, path: Path) -> None:
     panels = [("LW", "ff"), ("LW", "rec"), ("RW", "rec")]
     panels = [p for p in panels if ((df.kind == p[0]) & (df.arch == p[1])).any()]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     for ax, (kind, arch) in zip(axes[0], panels, strict=True):
         sub = df[(df.kind == kind) & (df.arch == arch)]
         layers = sorted(set(sub.layer), key=lambda s: (s == "out", s))
@@ -380,7 +380,7 @@ def _plot_fisher(df: pd.DataFrame, path: Path) -> None:
 
 def _plot_fisher_time(dt: pd.DataFrame, path: Path) -> None:
     archs = [a for a in ARCH_ORDER if a in set(dt.arch)]
-    fig, axes = plt.subplots(1, len(archs), figsize=(5.5 * len(archs), 3.8), squeeze=False)
+    fig, axes = subplots(1, len(archs), figsize=(5.5 * len(archs), 3.8), squeeze=False)
     for ax, arch in zip(axes[0], archs, strict=True):
         sub = dt[dt.arch == arch]
         for rule in _ordered_rules(sub.rule):
@@ -536,7 +536,7 @@ def _cka_or_nan(a: torch.Tensor, b: torch.Tensor, undefined: list[str], what: st
     """CKA, or NaN with the comparison named in ``undefined`` where it is not defined."""
     try:
         return cka(a, b, batch_size=CKA_BATCH)
-    except ValueError:
+    except UndefinedCKAError:
         undefined.append(what)
         return float("nan")
 
@@ -588,7 +588,7 @@ def _plot_cka(df: pd.DataFrame, path: Path) -> None:
     mean = _cka_mean(df)
     archs = [a for a in ARCH_ORDER if a in set(df.arch)]
     layers = sorted(set(df.layer_a), key=lambda s: (s == "out", s))
-    fig, axes = plt.subplots(len(archs), len(layers), squeeze=False,
+    fig, axes = subplots(len(archs), len(layers), squeeze=False,
                              figsize=(3.6 * len(layers), 3.3 * len(archs)))
     for r, arch in enumerate(archs):
         names = _ordered_rules(set(df[df.arch == arch].a) | set(df[df.arch == arch].b))
@@ -631,7 +631,7 @@ def _adv_table(df: pd.DataFrame) -> str:
 
 def _plot_adv_cka(df: pd.DataFrame, path: Path) -> None:
     layers = sorted(set(df.layer), key=lambda s: (s == "out", s))
-    fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.6), squeeze=False,
+    fig, axes = subplots(1, len(layers), figsize=(4 * len(layers), 3.6), squeeze=False,
                              sharey=True)
     diff = _rec_minus_ff(df)
     for ax, layer in zip(axes[0], layers, strict=True):
@@ -748,7 +748,7 @@ def backdoor_study(ctx: StudyContext) -> StudyOutput:
 
 
 def _plot_backdoor(df: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     for (rule, arch), g in df.groupby(["rule", "arch"]):
         m = g.groupby("rate")[["clean_acc", "asr"]].mean()
         style = "-" if arch == "ff" else "--"

@@ -18,12 +18,14 @@ import pandas as pd
 
 from spikebench.analysis.backdoor import POISON_RATES, Backdoor, poison, random_pairs
 from spikebench.datasets import DATASETS, SampleData
+from spikebench.errors import ConfigError
 from spikebench.harness.report import write_report
 from spikebench.harness.results import tidy_rows, to_frame, write_atomic
-from spikebench.harness.spec import ARCHS, ExperimentSpec
+from spikebench.harness.spec import ARCHS, ExperimentSpec, check_field_types
 from spikebench.harness.studies import STUDIES, StudyContext
 from spikebench.harness.train import RunResult, train_run
 from spikebench.learning_rules import RULES
+from spikebench.progress import progress_line
 from spikebench.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,38 @@ class SuiteOptions:
     weights: str | None = None  # hybrid suites: a torchvision-format encoder state_dict
     n_eval: int | None = None  # test samples the studies analyse (None: study default)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data_dir, Path):
+            self.data_dir = str(self.data_dir)
+        check_field_types(self)
+        for name in ("seeds", "rules", "archs", "encoders"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if isinstance(values, str) or not isinstance(values, list | tuple):
+                raise ConfigError(f"{name} must be a list, got {values!r}")
+            if not values:
+                raise ConfigError(f"{name} is empty; give at least one (or None: the suite's)")
+            dupes = sorted({v for v in values if list(values).count(v) > 1}, key=str)
+            if dupes:
+                raise ConfigError(f"{name} lists {', '.join(map(str, dupes))} more than once; "
+                                  "each would give duplicate rows")
+            kind = int if name == "seeds" else str
+            bad = [v for v in values if not isinstance(v, kind) or isinstance(v, bool)]
+            if bad:
+                raise ConfigError(f"{name} must hold {kind.__name__}s, got {bad!r}")
+        for r in self.rules or []:
+            RULES.get(r)  # an unknown name is an error listing the known rules
+        for a in self.archs or []:
+            if a not in ARCHS:
+                raise ConfigError(f"unknown arch {a!r}; known archs: {', '.join(ARCHS)}")
+        for name in ("epochs", "n_train", "n_test", "batch_size", "n_steps", "n_eval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
 
     def apply(self, spec: ExperimentSpec) -> ExperimentSpec:
         changes = {k: getattr(self, k) for k in
@@ -94,9 +128,6 @@ def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RUL
         dataset = opts.dataset or (real if opts.data_dir or embedded is None else embedded)
         wanted = opts.rules or list(rules)
         notes = []
-        missing = [r for r in wanted if r not in RULES]
-        if missing:
-            notes.append(f"rules not available in this version, not run: {', '.join(missing)}")
         if opts.neuron is not None:
             unable = [r for r in wanted if r in RULES and RULES.get(r).neurons is not None
                       and opts.neuron not in RULES.get(r).neurons]
@@ -232,6 +263,32 @@ SUITES.register("hybrid-lenet", hybrid_suite(
     "a LIF and a ParaLIF head: the small hybrid, attacked like hybrid-resnet.", lr=0.05))
 
 
+def with_data_identity(specs: list[ExperimentSpec]) -> list[ExperimentSpec]:
+    """Each spec with the resolved folder and the fingerprint of the data it reads, so that
+    its run id covers the data (computed once per data set and folder)."""
+    seen: dict[tuple, tuple] = {}
+    out = []
+    for spec in specs:
+        key = (spec.dataset, spec.data_dir)
+        if key not in seen:
+            seen[key] = DATASETS.get(spec.dataset).identity(spec.data_dir)
+        data_dir, fingerprint = seen[key]
+        out.append(replace(spec, data_dir=data_dir, data_fingerprint=fingerprint))
+    return out
+
+
+def legacy_run_notes(specs: list[ExperimentSpec], runs_dir: Path) -> list[str]:
+    """Run folders made by spikebench 0.1, whose ids did not cover the data folder: they
+    are not reused (they may hold runs on other data), and the report says so."""
+    old = sorted({s.without_data_identity().run_id for s in specs if s.data_dir}
+                 & {p.name for p in runs_dir.iterdir()} if runs_dir.is_dir() else set())
+    if not old:
+        return []
+    return [f"{len(old)} run folder(s) in {runs_dir} were made by spikebench 0.1, whose run "
+            "ids did not cover the data folder, so they are not reused (they may hold runs on "
+            f"other data): {', '.join(old)}. Delete them once you no longer need them."]
+
+
 class _DataCache:
     """Load each (dataset, location, binning, subset) once per suite."""
 
@@ -240,8 +297,8 @@ class _DataCache:
         self.progress = progress
 
     def get(self, spec: ExperimentSpec) -> tuple[SampleData, SampleData]:
-        key = (spec.dataset, spec.data_dir, spec.n_steps, spec.dt_ms, spec.encoder,
-               spec.n_train, spec.n_test)
+        key = (spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_steps, spec.dt_ms,
+               spec.encoder, spec.n_train, spec.n_test)
         if key not in self._data:
             info = DATASETS.get(spec.dataset)
             opts = {"n_steps": spec.n_steps, "dt_ms": spec.dt_ms, "encoder": spec.encoder,
@@ -280,19 +337,30 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
         return suite.runner(suite, out_dir, opts, runs_dir)
     specs, notes = suite.build(opts)
     if not specs:
-        raise ValueError(f"suite {name!r} has no runs with the options given")
+        why = f": {'; '.join(notes)}" if notes else ""
+        raise ConfigError(f"suite {name!r} has no runs with the options given{why}")
+    specs = with_data_identity(specs)
+    notes += legacy_run_notes(specs, runs_dir)
     data = _DataCache(opts.progress)
     rows: list[dict] = []
+    timings: list[dict] = []
     runs: list[RunResult] = []
     for i, spec in enumerate(specs, 1):
         log.info("[%d/%d] %s", i, len(specs), spec.run_id)
+        progress_line(f"run {i}/{len(specs)}: {spec.run_id}", opts.progress)
         train, test = data.get(spec)
         result = train_run(spec, runs_dir / spec.run_id, train, test, opts.progress)
         if result.skipped:
             log.info("%s already %s; skipped", spec.run_id, result.status)
+            progress_line(f"run {i}/{len(specs)}: already {result.status}, skipped",
+                          opts.progress)
         runs.append(result)
-        rows += tidy_rows(spec, result.metrics)
+        r, t = tidy_rows(spec, result.metrics, result.status,
+                         {"n_train": len(train), "n_test": len(test)})
+        rows, timings = rows + r, timings + t
         write_atomic(to_frame(rows), out_dir / "results.csv")
+        write_atomic(pd.DataFrame(timings, columns=["run_id", "epoch", "metric", "value"]),
+                     out_dir / "timings.csv")
     table = to_frame(rows)
     status = {r.spec.run_id: (r.status, r.message) for r in runs}
     ctx = StudyContext(name, out_dir, [(r, runs_dir / r.spec.run_id) for r in runs], data.get,
@@ -307,5 +375,6 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
         sections += [f"*{study}: {time.perf_counter() - t0:.0f} s on {len(ctx.done)} "
                      f"model(s); tables: {', '.join(f'`{t}.csv`' for t in output.tables)}*", ""]
     report = write_report(out_dir, name, suite.description, table, status, notes, sections,
-                          show_accuracy="backdoor" not in suite.studies)
+                          show_accuracy="backdoor" not in suite.studies, specs=specs,
+                          timings=pd.DataFrame(timings))
     return SuiteResult(table, runs, report)

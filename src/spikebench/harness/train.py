@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from spikebench.datasets import DATASETS, SampleData, time_major_loader
 from spikebench.datasets.base import IGNORE
+from spikebench.errors import RunFileError, SpikebenchError
 from spikebench.harness.spec import ExperimentSpec
 from spikebench.io import atomic_write, write_json
 from spikebench.learning_rules import LearningRule, evaluate_batch, make_rule
 from spikebench.models import PRESETS, SpikingMLP
-from spikebench.neurons import NEURONS, LIFParams
+from spikebench.progress import progress_bar, progress_line
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,7 @@ def build_model(spec: ExperimentSpec) -> SpikingMLP:
     sizes = list(PRESETS[info.preset])
     if spec.hidden:
         sizes = [sizes[0], *spec.hidden, sizes[-1]]
-    common = {"alpha": spec.alpha, "beta": spec.beta, "surrogate": spec.surrogate,
-              "slope": spec.slope}
-    if spec.neuron == "lif":
-        params = LIFParams(**{"threshold": spec.threshold, "reset": spec.reset, **common,
-                              **spec.neuron_options})
-    else:
-        params = NEURONS.get(spec.neuron)[1](**{**common, **spec.neuron_options})
+    params = spec.neuron_params()
     return SpikingMLP(
         sizes,
         recurrent=spec.arch == "rec",
@@ -87,19 +81,76 @@ def save_checkpoint(run_dir: Path, model, optimizer, rule: LearningRule, epoch: 
     atomic_write(run_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
+CHECKPOINT_KEYS = ("spec", "model_config", "model", "optimizer", "rule", "rule_config",
+                   "rule_state", "epoch")
+
+
+def _unusable(path: Path, why: str) -> RunFileError:
+    return RunFileError(
+        f"{path}: {why}; delete it to retrain the run from epoch 1 (or delete the run folder "
+        f"{path.parent}), then rerun")
+
+
+def load_state_file(path: str | Path):
+    """``torch.load`` of a file a run wrote (weights only, onto the CPU); a truncated,
+    corrupt or foreign file is a ``RunFileError`` that names it and what to do (torch's
+    own message, which suggests unsafe loading, is not relayed)."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises many types here (unpickling, zip, EOF)
+        raise _unusable(path, f"not a readable spikebench checkpoint ({type(err).__name__}: "
+                        "truncated, corrupt or written by another program)") from None
+
+
 def load_checkpoint(path: str | Path) -> dict:
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """A run's checkpoint, checked to hold what spikebench saves (``load_state_file``)."""
+    path = Path(path)
+    ck = load_state_file(path)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise _unusable(path, f"not a spikebench checkpoint (no {', '.join(missing)})")
+    return ck
+
+
+def restore(path: Path, what: str, module, state) -> None:
+    """``module.load_state_dict(state)``; a state of another architecture is a
+    ``RunFileError`` naming the checkpoint."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise _unusable(path, f"its {what} does not fit this run's model (another "
+                        f"architecture or version: {first[:200]})") from None
+
+
+def read_json(path: Path, what: str):
+    """A run's JSON file; garbage in it is a ``RunFileError`` naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunFileError(
+            f"{path}: the run's {what} is not valid JSON ({err}); delete the run folder "
+            f"{path.parent} to retrain the run, then rerun") from None
 
 
 def load_trained(run_dir: str | Path) -> tuple[SpikingMLP, LearningRule, ExperimentSpec]:
     """Rebuild a trained model and its rule from a run directory, whatever the rule."""
-    ck = load_checkpoint(Path(run_dir) / CHECKPOINT)
-    model = SpikingMLP.from_config(ck["model_config"])
-    model.load_state_dict(ck["model"])
-    rule = make_rule(ck["rule"], **ck["rule_config"])
+    path = Path(run_dir) / CHECKPOINT
+    ck = load_checkpoint(path)
+    try:
+        model = SpikingMLP.from_config(ck["model_config"])
+        rule = make_rule(ck["rule"], **ck["rule_config"])
+        spec = ExperimentSpec.from_dict(ck["spec"])
+    except (TypeError, KeyError, SpikebenchError) as err:
+        raise _unusable(path, f"its configuration is not one this version builds ({err})"
+                        ) from None
+    restore(path, "model", model, ck["model"])
     rule.prepare(model)
-    rule.load_state_dict(ck["rule_state"])
-    return model, rule, ExperimentSpec.from_dict(ck["spec"])
+    restore(path, "rule state", rule, ck["rule_state"])
+    return model, rule, spec
 
 
 @torch.no_grad()
@@ -151,8 +202,12 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     status_path, metrics_path = run_dir / "status.json", run_dir / "metrics.json"
     if status_path.is_file():
-        st = json.loads(status_path.read_text())
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else []
+        st = read_json(status_path, "status")
+        metrics = read_json(metrics_path, "metrics") if metrics_path.is_file() else []
+        if not isinstance(st, dict) or st.get("status") not in ("done", "diverged") or \
+                not isinstance(metrics, list):
+            raise RunFileError(f"{status_path}: not a spikebench run status; delete the run "
+                               f"folder {run_dir} to retrain the run, then rerun")
         return RunResult(spec, st["status"], metrics, st.get("message", ""), skipped=True)
     write_json(run_dir / "spec.json", spec.to_dict())
 
@@ -162,15 +217,18 @@ def train_run(
     rule.prepare(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
     start, metrics = 1, []
-    if (run_dir / CHECKPOINT).is_file() and metrics_path.is_file():
-        ck = load_checkpoint(run_dir / CHECKPOINT)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        rule.load_state_dict(ck["rule_state"])
+    ck_path = run_dir / CHECKPOINT
+    if ck_path.is_file() and metrics_path.is_file():
+        ck = load_checkpoint(ck_path)
+        restore(ck_path, "model", model, ck["model"])
+        restore(ck_path, "optimiser state", optimizer, ck["optimizer"])
+        restore(ck_path, "rule state", rule, ck["rule_state"])
         start = int(ck["epoch"]) + 1
-        metrics = [m for m in json.loads(metrics_path.read_text()) if m["epoch"] < start]
+        saved = read_json(metrics_path, "metrics")
+        metrics = [m for m in saved if m["epoch"] < start]
         log.info("%s: resuming after epoch %d", spec.run_id, start - 1)
 
+    label = f"{spec.rule}/{spec.arch} s{spec.seed}"
     for epoch in range(start, spec.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -178,8 +236,7 @@ def train_run(
         # the shuffle depends on (seed, epoch) only, so a resumed run sees the same order
         loader = time_major_loader(train, spec.batch_size, shuffle=True,
                                    seed=spec.seed * 100_003 + epoch)
-        bar = tqdm(loader, desc=f"{spec.rule}/{spec.arch} epoch {epoch}/{spec.epochs}",
-                   disable=not progress, leave=False)
+        bar = progress_bar(loader, f"{label} epoch {epoch}/{spec.epochs}", progress)
         for x, y in bar:
             out = rule.backward(model, x, y, update=optimizer.step)
             if not math.isfinite(out.loss):
@@ -197,7 +254,8 @@ def train_run(
             correct += out.correct
             count += out.count
             n_batches += 1
-            bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", acc=f"{correct / count:.3f}")
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{loss_sum / n_batches:.3f}", acc=f"{correct / count:.3f}")
         train_time = time.perf_counter() - t0
         test = evaluate(model, test_data, spec)
         record = {
@@ -211,5 +269,8 @@ def train_run(
         write_json(metrics_path, metrics)
         log.info("%s epoch %d: train acc %.3f, test acc %.3f (%.1fs)", spec.run_id, epoch,
                  record["train_acc"], record["test_acc"], train_time)
+        progress_line(f"{label} epoch {epoch}/{spec.epochs}: train loss "
+                      f"{record['train_loss']:.3f}, train acc {100 * record['train_acc']:.1f} %, "
+                      f"test acc {100 * record['test_acc']:.1f} % ({train_time:.1f} s)", progress)
     write_json(status_path, {"status": "done"})
     return RunResult(spec, "done", metrics)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.datasets.base import IGNORE
+from spikebench.errors import ConfigError
 
 
 @dataclass
@@ -121,7 +122,7 @@ def objective(
 ) -> torch.Tensor:
     """Training loss of readout [T, B, C] for labels [B] or frame labels [T, B]."""
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; known losses: {', '.join(LOSSES)}")
+        raise ConfigError(f"unknown loss {loss!r}; known losses: {', '.join(LOSSES)}")
     if y.dim() == 2 and y.shape != outputs.shape[:2]:
         raise ValueError(f"frame labels {tuple(y.shape)} do not match outputs {outputs.shape}")
     if loss == "mean_ce" and y.dim() == 1:
@@ -160,9 +161,9 @@ class LearningRule(ABC):
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce") -> None:
         if burn_in < 0:
-            raise ValueError(f"burn_in must be >= 0, got {burn_in}")
+            raise ConfigError(f"burn_in must be >= 0, got {burn_in}")
         if loss not in self.losses:
-            raise ValueError(
+            raise ConfigError(
                 f"rule {self.name!r} cannot train with loss {loss!r}; it supports: "
                 f"{', '.join(self.losses)}"
             )

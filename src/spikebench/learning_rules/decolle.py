@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import torch
 
+from spikebench.errors import ConfigError
 from spikebench.learning_rules.base import (
     LearningRule,
     StepOutput,
@@ -48,7 +49,7 @@ class DECOLLE(LearningRule):
                  readout_seed: int = 0, online: bool = False) -> None:
         super().__init__(burn_in, loss)
         if readout_scale <= 0:
-            raise ValueError(f"readout_scale must be positive, got {readout_scale}")
+            raise ConfigError(f"readout_scale must be positive, got {readout_scale}")
         self.readout_scale, self.readout_seed, self.online = readout_scale, readout_seed, online
         self.R: list[torch.Tensor] = []
         self.local_losses: list[float] = []

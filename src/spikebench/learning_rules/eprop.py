@@ -34,6 +34,7 @@ import math
 
 import torch
 
+from spikebench.errors import ConfigError
 from spikebench.learning_rules.base import (
     LearningRule,
     StepOutput,
@@ -55,7 +56,7 @@ class EProp(LearningRule):
                  feedback_seed: int = 0) -> None:
         super().__init__(burn_in, loss)
         if feedback not in FEEDBACK:
-            raise ValueError(f"unknown feedback {feedback!r}; known: {', '.join(FEEDBACK)}")
+            raise ConfigError(f"unknown feedback {feedback!r}; known: {', '.join(FEEDBACK)}")
         self.feedback, self.feedback_seed = feedback, feedback_seed
         self.B: list[torch.Tensor] = []
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebench.datasets.encoders import bernoulli, minmax
+from spikebench.errors import ConfigError, MissingFileError
 from spikebench.models.lenet import LeNet5
 from spikebench.models.resnet import resnet18, resnet50
 from spikebench.models.vit import vit_b_16, vit_small
@@ -81,7 +82,7 @@ class SpikingHead(nn.Module):
                  weight_scale: float = 3.0) -> None:
         super().__init__()
         if neuron not in ("lif", "paralif"):
-            raise ValueError(f"spiking heads are 'lif' or 'paralif', got {neuron!r}")
+            raise ConfigError(f"spiking heads are 'lif' or 'paralif', got {neuron!r}")
         layer_cls, _ = NEURONS.get(neuron)
         params = LIFParams() if neuron == "lif" else ParaLIFParams(spike_fn="SB")
         self.neuron, self.steps = neuron, steps
@@ -153,20 +154,29 @@ def load_weights(encoder: nn.Module, path: str) -> list[str]:
     from pathlib import Path
 
     if not Path(path).is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise MissingFileError(f"weights file not found: {path}; check --weights")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types (unpickling, zip, EOF)
+        raise ConfigError(f"{path}: not a readable state_dict ({type(err).__name__}); save "
+                          "the encoder's weights with torch.save(model.state_dict(), FILE)"
+                          ) from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise ConfigError(f"{path}: not a state_dict (a dict of tensors); save it with "
+                          "torch.save(model.state_dict(), FILE)")
     own = encoder.state_dict()
     unknown = sorted(set(state) - set(own))
     missing = sorted(set(own) - set(state))
     if unknown or missing:
-        raise ValueError(f"{path} does not fit the encoder: unexpected keys {unknown[:5]}, "
+        raise ConfigError(f"{path} does not fit the encoder: unexpected keys {unknown[:5]}, "
                          f"missing keys {missing[:5]}")
     skipped = [k for k, v in state.items() if v.shape != own[k].shape]
     head_keys = {k for k in own if k.startswith(("fc.", "heads.", "fc3."))}
     bad = [k for k in skipped if k not in head_keys]
     if bad:
-        raise ValueError(f"{path}: shapes differ for {bad[:5]} (another architecture?)")
+        raise ConfigError(f"{path}: shapes differ for {bad[:5]} (another architecture?)")
     encoder.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     return skipped

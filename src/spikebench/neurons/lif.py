@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from spikebench.errors import ConfigError
 from spikebench.neurons.surrogate import spike, surrogate_names
 
 RESETS = ("subtract", "zero")
@@ -50,17 +51,17 @@ class LIFParams:
 
     def __post_init__(self) -> None:
         if self.reset not in RESETS:
-            raise ValueError(f"reset must be one of {RESETS}, got {self.reset!r}")
+            raise ConfigError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if self.surrogate not in surrogate_names():
-            raise ValueError(
+            raise ConfigError(
                 f"unknown surrogate {self.surrogate!r}; known: {', '.join(surrogate_names())}"
             )
         for name in ("alpha", "beta"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {v}")
+                raise ConfigError(f"{name} must lie in [0, 1], got {v}")
         if self.threshold <= 0:
-            raise ValueError(f"threshold must be positive, got {self.threshold}")
+            raise ConfigError(f"threshold must be positive, got {self.threshold}")
 
     @classmethod
     def from_time_constants(
@@ -108,6 +109,9 @@ def lif_step(
 
 class LIFLayer(nn.Module):
     """A layer of LIF neurons with input weights W and optional recurrent weights V."""
+
+    description = ("discrete-time LIF (the locality paper's): synaptic current and membrane "
+                   "decays, subtract or zero reset, surrogate gradients; step-wise")
 
     def __init__(
         self,

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from spikebench.errors import ConfigError
 from spikebench.neurons.surrogate import spike, surrogate_names
 
 SPIKE_FNS = ("SB", "GS", "D", "T")
@@ -53,13 +54,13 @@ class ParaLIFParams:
 
     def __post_init__(self) -> None:
         if self.spike_fn not in SPIKE_FNS:
-            raise ValueError(f"unknown spike_fn {self.spike_fn!r}; known: {', '.join(SPIKE_FNS)}")
+            raise ConfigError(f"unknown spike_fn {self.spike_fn!r}; known: {', '.join(SPIKE_FNS)}")
         for name in ("alpha", "beta"):
             v = getattr(self, name)
             if not 0.0 < v < 1.0:
-                raise ValueError(f"{name} must lie in (0, 1), got {v}")
+                raise ConfigError(f"{name} must lie in (0, 1), got {v}")
         if self.surrogate not in surrogate_names():
-            raise ValueError(f"unknown surrogate {self.surrogate!r}")
+            raise ConfigError(f"unknown surrogate {self.surrogate!r}")
 
 
 def paralif_kernel(alpha: torch.Tensor, beta: torch.Tensor, steps: int) -> torch.Tensor:
@@ -122,6 +123,9 @@ def _logit(p: float) -> float:
 
 class ParaLIFLayer(nn.Module):
     """A layer of ParaLIF neurons; ``forward`` maps x [T, B, n_in] to spikes [T, B, n_out]."""
+
+    description = ("ParaLIF (Yarga & Wood): no reset, the membrane of all T steps at once (FFT "
+                   "convolution), SB/GS/D/T spike functions; parallel in time, BPTT only")
 
     parallel = True  # no step function: the whole sequence at once
 
