@@ -277,11 +277,24 @@ def setup_logging(verbose: bool, progress: bool) -> None:
     )
     plain = logging.getLogger("spikebench.progress")
     plain.propagate = verbose
-    if progress and not on_terminal() and not plain.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    for old in [h for h in plain.handlers if isinstance(h, _StderrLines)]:
+        plain.removeHandler(old)
+    if progress and not on_terminal():
+        handler = _StderrLines()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         plain.addHandler(handler)
         plain.setLevel(logging.INFO)
+
+
+class _StderrLines(logging.Handler):
+    """Plain lines on whatever ``sys.stderr`` is when a record comes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never break a run
+            self.handleError(record)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,15 +20,16 @@ def on_terminal() -> bool:
 
 
 def progress_bar(items: Iterable[T], desc: str, enabled: bool = True,
-                 total: int | None = None) -> Iterable[T]:
-    """``items`` with progress: a bar on a terminal, else one line when the loop ends."""
+                 total: int | None = None, summary: bool = True) -> Iterable[T]:
+    """``items`` with progress: a bar on a terminal, else one line when the loop ends
+    (none with ``summary=False``, where the caller writes its own line)."""
     if not enabled:
         return items
     if on_terminal():
         from tqdm import tqdm
 
         return tqdm(items, desc=desc, total=total, leave=False)
-    return _plain(items, desc)
+    return _plain(items, desc) if summary else items
 
 
 def _plain(items: Iterable[T], desc: str) -> Iterator[T]:

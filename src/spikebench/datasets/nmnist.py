@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from spikebench.datasets.base import CorruptDataError, DataNotFoundError, SampleData
 from spikebench.datasets.events import frames_from_events, read_nmnist_bin
+from spikebench.progress import progress_bar
 
 HOW_TO_OBTAIN = (
     "Obtain N-MNIST from https://www.garrickorchard.com/datasets/n-mnist (Train.zip, Test.zip; "
@@ -84,7 +84,7 @@ def load_nmnist_events(
         rows = rows[:limit]
     events = [
         read_nmnist_bin(p)
-        for p, _ in tqdm(rows, desc=f"N-MNIST {split}", disable=not progress, leave=False)
+        for p, _ in progress_bar(rows, f"N-MNIST {split}", progress)
     ]
     return events, np.array([lab for _, lab in rows], dtype=np.int64)
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from spikebench.datasets.base import (
     CorruptDataError,
@@ -35,6 +34,7 @@ from spikebench.datasets.base import (
     read_cached_npz,
 )
 from spikebench.datasets.events import EVENT_DTYPE, SENSOR, decode_nmnist, encode_nmnist
+from spikebench.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,7 @@ class SaccadeSimulator:
         path = self.offsets()
         ref = np.log(self.log_eps + self.render(images, *path[0]))
         parts: list[tuple[np.ndarray, ...]] = []
-        for k in tqdm(range(1, len(path)), desc="simulating events", disable=not progress,
-                      leave=False):
+        for k in progress_bar(range(1, len(path)), "simulating events", progress):
             level = np.log(self.log_eps + self.render(images, *path[k]))
             crossings = np.trunc((level - ref) / thr).astype(np.int16)
             ref += crossings * thr

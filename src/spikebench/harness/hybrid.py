@@ -27,7 +27,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from spikebench.analysis.attacks import attack_accuracy, predict
 from spikebench.datasets import DATASETS, DataNotFoundError
@@ -54,6 +53,7 @@ from spikebench.models.hybrid import (
     SpikingHead,
     build_encoder,
 )
+from spikebench.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ def _fit(spec: HybridSpec, stage: Path, model: torch.nn.Module, x, y, epochs: in
         for m in frozen:  # frozen stages keep their batch-norm statistics
             m.eval()
         t0, loss_sum, n = time.perf_counter(), 0.0, 0
-        for idx in tqdm(_batches(len(x), spec.batch_size, spec.seed * 1000 + epoch),
-                        desc=f"{what} {epoch}/{epochs}", disable=not progress, leave=False):
+        for idx in progress_bar(_batches(len(x), spec.batch_size, spec.seed * 1000 + epoch),
+                                f"{what} {epoch}/{epochs}", progress):
             opt.zero_grad()
             loss = F.cross_entropy(model(x[idx]), y[idx])
             if not math.isfinite(loss.item()):

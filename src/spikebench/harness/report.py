@@ -209,9 +209,11 @@ def write_report(
             "![training curves](curves.png)",
             "",
         ]
-        datasets = _values(s.dataset for s in specs) or _values(df["dataset"])
+        datasets = _values(s.dataset + (f" ({Path(s.data_dir).name})" if s.data_dir else "")
+                           for s in specs) or _values(df["dataset"])
         plot_curves(df, out_dir / "curves.png",
-                    f"{suite}: {datasets}, {n_train} train / {n_test} test samples")
+                    f"{suite}: {datasets}, {n_train} train / {n_test} test samples, "
+                    f"{_values(s.n_steps for s in specs) or '?'} steps")
     parts += sections or []
     parts += ["## Runs", "", runs_table(df, status, timings), ""]
     problems = [(r, m) for r, (s, m) in status.items() if s != "done"]

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from spikebench.analysis.attacks import (
     EPSILONS,
@@ -47,6 +46,7 @@ from spikebench.harness.report import ARCH_ORDER, RULE_ORDER, markdown_table
 from spikebench.harness.spec import ExperimentSpec
 from spikebench.harness.train import RunResult, load_trained, seed_everything
 from spikebench.io import digest, save_figure, subplots, write_json
+from spikebench.progress import progress_bar
 from spikebench.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def _save(fig, path: Path) -> None:
 
 
 def _bar(items, desc: str, progress: bool):
-    return tqdm(items, desc=desc, disable=not progress, leave=False)
+    return progress_bar(items, desc, progress)
 
 
 # -- FGSM (Table III) ---------------------------------------------------------------------

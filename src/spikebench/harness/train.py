@@ -118,10 +118,22 @@ def load_checkpoint(path: str | Path) -> dict:
 def restore(path: Path, what: str, module, state) -> None:
     """``module.load_state_dict(state)``; a state of another architecture is a
     ``RunFileError`` naming the checkpoint."""
+    why = ""
+    if isinstance(module, torch.nn.Module) and isinstance(state, dict):
+        own = module.state_dict()
+        extra, missing = sorted(set(state) - set(own)), sorted(set(own) - set(state))
+        shapes = [k for k in set(own) & set(state) if getattr(state[k], "shape", None)
+                  != own[k].shape]
+        why = "; ".join(part for part in (
+            f"unexpected {', '.join(extra[:4])}" if extra else "",
+            f"missing {', '.join(missing[:4])}" if missing else "",
+            f"other shapes for {', '.join(sorted(shapes)[:4])}" if shapes else "") if part)
     try:
+        if why:
+            raise ValueError(why)
         module.load_state_dict(state)
-    except (RuntimeError, ValueError, KeyError, TypeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+        first = why or (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise _unusable(path, f"its {what} does not fit this run's model (another "
                         f"architecture or version: {first[:200]})") from None
 
@@ -236,7 +248,8 @@ def train_run(
         # the shuffle depends on (seed, epoch) only, so a resumed run sees the same order
         loader = time_major_loader(train, spec.batch_size, shuffle=True,
                                    seed=spec.seed * 100_003 + epoch)
-        bar = progress_bar(loader, f"{label} epoch {epoch}/{spec.epochs}", progress)
+        bar = progress_bar(loader, f"{label} epoch {epoch}/{spec.epochs}", progress,
+                           summary=False)  # the epoch's line follows below
         for x, y in bar:
             out = rule.backward(model, x, y, update=optimizer.step)
             if not math.isfinite(out.loss):
