@@ -168,7 +168,7 @@ class ExperimentSpec:
         return replace(self, data_dir=None, data_fingerprint=None)
 
 
-def check_field_types(obj) -> None:
+def check_field_types(obj, flags: dict[str, str] | None = None) -> None:
     """Check a spec dataclass's fields against their annotations (int, float, str, bool,
     optional ones, tuples and dicts): ``seed=1.5``, ``lr=nan`` or ``rules="bptt"`` are
     errors that name the field, never silently accepted."""
@@ -197,5 +197,8 @@ def check_field_types(obj) -> None:
                 ok = True
         if not ok:
             what = "a finite number" if kind == "float" else f"of type {kind}"
-            raise ConfigError(f"{type(obj).__name__}.{f.name} must be {what}"
+            name = f"{type(obj).__name__}.{f.name}"
+            if flags and f.name in flags:
+                name = f"{flags[f.name]} ({name})"
+            raise ConfigError(f"{name} must be {what}"
                               f"{' or None' if optional else ''}, got {value!r}")

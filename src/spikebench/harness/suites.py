@@ -60,7 +60,10 @@ class SuiteOptions:
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, Path):
             self.data_dir = str(self.data_dir)
-        check_field_types(self)
+        check_field_types(self, {f: "--" + f.replace("_", "-") for f in (
+            "data_dir", "dataset", "epochs", "seeds", "n_train", "n_test", "batch_size", "lr",
+            "rules", "archs", "neuron", "paper", "encoders", "weights", "n_eval")}
+            | {"n_steps": "--steps"})
         for name in ("seeds", "rules", "archs", "encoders"):
             values = getattr(self, name)
             if values is None:
