@@ -193,7 +193,8 @@ def fgsm_study(ctx: StudyContext) -> StudyOutput:
         "",
         "Accuracy (%) under FGSM crafted on the ANN counterpart (the paper's setting: ReLU "
         "units of rate current/threshold with the SNN's own weights; see "
-        "`spikebench.analysis.attacks.ANNCounterpart`), ours / paper, mean over seeds. "
+        "`spikebench.analysis.attacks.ANNCounterpart`), ours / paper, mean over seeds, on "
+        f"{int(df[df.attack == 'fgsm']['n'].max())} test samples (paper: all 10000). "
         f"Perturbed inputs are clipped to the valid range {clips} (event frames: [0, the "
         "largest per-bin event count]; images: [0, 1]).",
         "",
@@ -702,7 +703,7 @@ def backdoor_study(ctx: StudyContext) -> StudyOutput:
 
         r = cached(run_dir, "backdoor", {"n": len(test)}, compute)
         rows.append({**run_columns(spec), "source": bd.source, "target": bd.target,
-                     "rate": bd.rate, **r})
+                     "rate": bd.rate, **r, "n_test": len(test)})
     df = pd.DataFrame(rows)
     if df.empty:
         return StudyOutput(["## Backdoor", "", "No finished poisoned runs.", ""])
@@ -733,7 +734,9 @@ def backdoor_study(ctx: StudyContext) -> StudyOutput:
         "poison rate that share of the source class's training samples carries the trigger "
         "and the target label. Clean test accuracy / attack success rate (share of the "
         "triggered source-class test samples classified as the target), %, ours (paper), mean "
-        f"over {len(pairs)} (source, target) pair(s): {pairs}.",
+        f"over {len(pairs)} (source, target) pair(s): {pairs}; clean accuracy on "
+        f"{int(df['n_test'].max())} test samples, ASR on {int(df['n_triggered'].max())} "
+        "triggered source-class test samples per pair.",
         "",
         markdown_table(["arch", "rule"] + [f"{r:g}" for r in rates], table),
         "",
