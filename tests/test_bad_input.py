@@ -158,7 +158,7 @@ def test_empty_event_file_is_an_error(tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["--seeds", "0", "0"], "seeds lists 0 more than once"),
-    (["--lr", "nan"], "lr must be"),
+    (["--lr", "nan"], "--lr (SuiteOptions.lr) must be a finite number"),
     (["--lr", "-1"], "lr must be positive"),
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--neuron", "paralif", "--rules", "eprop"],
@@ -187,9 +187,9 @@ def test_specs_refuse_bad_values(fields, message):
 
 @pytest.mark.parametrize("fields,message", [
     ({"rules": ["bptt", "hebb"]}, "unknown rule 'hebb'"),
-    ({"rules": "bptt"}, "rules must be of type list"),
+    ({"rules": "bptt"}, r"--rules \(SuiteOptions.rules\) must be of type list"),
     ({"seeds": [0, 0]}, "more than once"),
-    ({"seeds": [0.5]}, "seeds must"),
+    ({"seeds": [0.5]}, r"--seeds \(SuiteOptions.seeds\) must"),
     ({"archs": ["ff", "conv"]}, "unknown arch 'conv'"),
     ({"rules": []}, "rules is empty"),
 ])

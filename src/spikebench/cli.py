@@ -158,8 +158,7 @@ def cmd_list() -> int:
     out += ["learning rules:"]
     out += [f"  {n:18s} {(cls.__doc__ or '').strip().splitlines()[0]}" for n, cls in RULES.items()]
     out += ["neurons:"]
-    out += [f"  {n:18s} {getattr(layer, 'description', '')}"
-            for n, (layer, _params) in NEURONS.items()]
+    out += [f"  {n:18s} {entry.description}" for n, entry in NEURONS.items()]
     out += ["data sets:"]
     for n, info in DATASETS.items():
         where = "embedded" if info.embedded else f"--data-dir or {info.location()}"
@@ -203,13 +202,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from spikebench.harness.suites import SUITES, SuiteOptions, run_suite
     from spikebench.learning_rules import RULES
-    from spikebench.models.hybrid import ENCODERS
+    from spikebench.models.hybrid import IMAGE_ENCODERS
 
     SUITES.get(args.suite)  # an unknown suite fails before any folder is made
     for r in args.rules or []:
         RULES.get(r)
     for e in args.encoders or []:
-        ENCODERS.get(e)
+        IMAGE_ENCODERS.get(e)
     for key, _ in args.rule_option:
         takers = [n for n, cls in RULES.items() if key in inspect.signature(cls).parameters]
         if not takers:

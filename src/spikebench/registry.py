@@ -32,6 +32,11 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def unregister(self, name: str) -> T:
+        """Remove an entry (e.g. one a test registered) and return it."""
+        self.get(name)
+        return self._items.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

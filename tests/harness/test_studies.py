@@ -4,7 +4,7 @@ sections, shared runs and resumable per-model results."""
 import pandas as pd
 import pytest
 
-import spikebench.harness.studies as studies_mod
+import spikebench.harness.studies.base as studies_mod
 from spikebench.cli import main
 from spikebench.harness import SuiteOptions, run_suite
 from spikebench.harness.spec import ExperimentSpec

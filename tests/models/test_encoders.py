@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spikebench.models.hybrid import (
-    ENCODERS,
+    IMAGE_ENCODERS,
     HybridNet,
     SpikingHead,
     build_encoder,
@@ -152,4 +152,5 @@ def test_hybrid_preprocessing_and_eot():
     assert HybridNet(vit, vinfo, vsize)(x).shape == (3, 10)
     with pytest.raises(ValueError, match="32x32"):
         vit.features(torch.rand(1, 3, 28, 28))
-    assert set(ENCODERS.names()) == {"lenet5", "resnet18", "resnet50", "vit_b_16", "vit_small"}
+    assert set(IMAGE_ENCODERS.names()) == {"lenet5", "resnet18", "resnet50", "vit_b_16",
+                                           "vit_small"}

@@ -104,9 +104,8 @@ class ANNCounterpart(nn.Module):
             h = x_t
             for k, layer in enumerate(snn.hidden):
                 cur = h @ layer.weight.t()
-                if getattr(layer, "rec_weight", None) is not None:
-                    rec = (layer.recurrent_matrix() if hasattr(layer, "recurrent_matrix")
-                           else layer.rec_weight)
+                rec = layer.recurrent_matrix()
+                if rec is not None:
                     cur = cur + h_prev[k] @ rec.t()
                 h = torch.relu(cur / self.threshold)
                 h_prev[k] = h

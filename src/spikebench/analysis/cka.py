@@ -169,3 +169,58 @@ def cka_matrix(reps_a: Iterable[torch.Tensor], reps_b: Iterable[torch.Tensor],
     """Layer-by-layer CKA: entry (i, j) compares layer i of model A with layer j of B."""
     reps_a, reps_b = list(reps_a), list(reps_b)
     return torch.tensor([[cka(a, b, kernel, batch_size) for b in reps_b] for a in reps_a])
+
+
+def cka_or_nan(x: torch.Tensor, y: torch.Tensor, kernel: str = "linear",
+               batch_size: int | None = None) -> float:
+    """``cka``, or NaN where it is undefined (a representation constant over the samples)."""
+    try:
+        return cka(x, y, kernel, batch_size)
+    except UndefinedCKAError:
+        return float("nan")
+
+
+def layer_names(n_hidden: int) -> list[str]:
+    """Names of a spiking MLP's representations: h1, h2, ..., out (the readout)."""
+    return [f"h{k + 1}" for k in range(n_hidden)] + ["out"]
+
+
+def representations(model, x: torch.Tensor, encode=None, batch: int = 250,
+                    seed: int = 0) -> list[torch.Tensor]:
+    """[N, T*f] per hidden layer and for the readout of a spiking MLP (time steps
+    concatenated); ``x`` batch-first, encoded by ``encode`` (static images) or made
+    time-major (event frames). The same seed gives every model the same rate code."""
+    from spikebench.analysis.attacks import Classifier
+
+    clf = Classifier(model)
+    parts: list[list[torch.Tensor]] = []
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch]
+            xt = encode(xb) if encode is not None else clf.time_major(xb)
+            out, spikes = model(xt, record=True)
+            parts.append([flatten_time(s) for s in [*spikes, out]])
+    return [torch.cat(p) for p in zip(*parts, strict=True)]
+
+
+def adversarial_cka(model, source, x: torch.Tensor, y: torch.Tensor, epsilons,
+                    clip: tuple[float, float], encode=None, batch_size: int = 256,
+                    attack_batch: int = 250) -> list[dict]:
+    """CKA of each layer between its representations of clean inputs and of FGSM inputs
+    crafted on ``source`` (e.g. the ANN counterpart), per epsilon: rows {eps, layer, cka}
+    (cka None where undefined)."""
+    from spikebench.analysis.attacks import fgsm
+
+    clean = representations(model, x, encode)
+    names = layer_names(len(clean) - 1)
+    rows = []
+    for eps in epsilons:
+        adv = torch.cat([fgsm(source, x[i:i + attack_batch], y[i:i + attack_batch], eps, clip)
+                         for i in range(0, len(x), attack_batch)])
+        reps = representations(model, adv, encode)
+        for k, name in enumerate(names):
+            value = cka_or_nan(clean[k], reps[k], batch_size=batch_size)
+            rows.append({"eps": float(eps), "layer": name,
+                         "cka": None if value != value else value})
+    return rows

@@ -71,8 +71,7 @@ def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, burn_in: int) -> 
 
 
 def _stepwise(model: nn.Module) -> bool:
-    return not getattr(model, "parallel", False) and all(
-        hasattr(layer, "dynamics") and hasattr(layer, "input_current") for layer in model.hidden)
+    return all(layer.stepwise for layer in model.hidden)  # the neuron interface says so
 
 
 def _gram(a: torch.Tensor) -> torch.Tensor:

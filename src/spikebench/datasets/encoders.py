@@ -53,9 +53,9 @@ def direct(x: torch.Tensor, steps: int) -> torch.Tensor:
     return x.unsqueeze(0).expand(steps, *x.shape)
 
 
-ENCODERS: Registry = Registry("encoder")
-ENCODERS.register("bernoulli", bernoulli)
-ENCODERS.register("direct", direct)
+INPUT_CODINGS: Registry = Registry("input coding")
+INPUT_CODINGS.register("bernoulli", bernoulli)
+INPUT_CODINGS.register("direct", direct)
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,9 @@ class Encoder:
     steps: int
 
     def __post_init__(self) -> None:
-        ENCODERS.get(self.name)
+        INPUT_CODINGS.get(self.name)
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return ENCODERS.get(self.name)(x, self.steps)
+        return INPUT_CODINGS.get(self.name)(x, self.steps)

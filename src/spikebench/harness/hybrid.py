@@ -47,8 +47,8 @@ from spikebench.harness.train import (
 )
 from spikebench.io import atomic_write, digest, save_figure, subplots, write_json
 from spikebench.models.hybrid import (
-    ENCODERS,
     HEADS,
+    IMAGE_ENCODERS,
     HybridNet,
     SpikingHead,
     build_encoder,
@@ -101,7 +101,7 @@ class HybridSpec:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        ENCODERS.get(self.encoder)  # an unknown name lists the known ones
+        IMAGE_ENCODERS.get(self.encoder)  # an unknown name lists the known ones
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"lr_schedule is 'cosine' or 'constant', got {self.lr_schedule!r}")
 
@@ -410,7 +410,7 @@ def _write_report(out_dir, name, description, specs, table, attacks, notes, wall
             markdown_table(["data set", "encoder", "ours", "reference"], rows),
             "",
             f"Ours: {spec.n_train or 'all'} training and {spec.n_test or 'all'} test images, "
-            f"encoder input {spec.image_size or ENCODERS.get(spec.encoder).image_size} px, "
+            f"encoder input {spec.image_size or IMAGE_ENCODERS.get(spec.encoder).image_size} px, "
             f"{spec.finetune_epochs} fine-tuning + {spec.head_epochs} head epochs (SGD lr "
             f"{spec.lr:g} {spec.lr_schedule}, momentum {spec.momentum}, weight decay "
             f"{spec.weight_decay:g}), "
@@ -487,6 +487,6 @@ def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
     if opts.epochs is not None:
         changes.update(finetune_epochs=opts.epochs, head_epochs=opts.epochs)
     specs = [replace(base, encoder=e, seed=s,
-                     image_size=ENCODERS.get(e).paper_size if opts.paper else None, **changes)
+                     image_size=IMAGE_ENCODERS.get(e).paper_size if opts.paper else None, **changes)
              for e in chosen for s in (opts.seeds or [0])]
     return specs, notes

@@ -122,17 +122,12 @@ class ExperimentSpec:
     def neuron_params(self):
         """The hidden layers' neuron parameters: the spec's LIF fields (alpha, beta, ...)
         that the neuron takes, overridden by ``neuron_options``."""
-        import inspect
-
         from spikebench.neurons import NEURONS
 
-        params_cls = NEURONS.get(self.neuron)[1]
-        accepted = inspect.signature(params_cls).parameters
-        common = {k: getattr(self, k) for k in
-                  ("alpha", "beta", "threshold", "reset", "surrogate", "slope")
-                  if k in accepted and (k not in ("threshold", "reset") or self.neuron == "lif")}
+        entry = NEURONS.get(self.neuron)
+        common = {k: getattr(self, k) for k in entry.spec_fields}
         try:
-            return params_cls(**{**common, **self.neuron_options})
+            return entry.params(**{**common, **self.neuron_options})
         except TypeError as err:
             raise ConfigError(f"bad options for neuron {self.neuron!r}: {err}") from None
 

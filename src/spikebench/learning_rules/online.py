@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from spikebench.errors import ConfigError
 from spikebench.learning_rules.base import RunningScore, step_error
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFLayer, spike_derivative
@@ -36,7 +37,7 @@ def check_online_model(model, rule: str) -> None:
                 f"for the LIF dynamics); layer {k} is {type(layer).__name__}"
             )
         if layer.params.reset != "subtract":
-            raise ValueError(
+            raise ConfigError(
                 f"rule {rule!r} supports reset='subtract' (the locality paper's), where the "
                 f"membrane is linear in the weights through presynaptic traces; layer {k} "
                 f"has reset={layer.params.reset!r}"

@@ -30,7 +30,7 @@ from spikebench.errors import ConfigError, MissingFileError
 from spikebench.models.lenet import LeNet5
 from spikebench.models.resnet import resnet18, resnet50
 from spikebench.models.vit import vit_b_16, vit_small
-from spikebench.neurons import NEURONS, LIFParams, ParaLIFParams
+from spikebench.neurons import NEURONS
 from spikebench.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,20 +57,20 @@ def _vit_frozen(m) -> list:  # the patch embedding and the first half of the blo
     return m.early_modules(len(m.encoder.layers) // 2)
 
 
-ENCODERS: Registry[EncoderInfo] = Registry("encoder")
-ENCODERS.register("resnet18", EncoderInfo(
+IMAGE_ENCODERS: Registry[EncoderInfo] = Registry("image encoder")
+IMAGE_ENCODERS.register("resnet18", EncoderInfo(
     lambda n, size: resnet18(n), 3, 32, 224, _resnet_frozen,
     "ResNet-18 (torchvision keys); frozen: conv1, layer1, layer2"))
-ENCODERS.register("resnet50", EncoderInfo(
+IMAGE_ENCODERS.register("resnet50", EncoderInfo(
     lambda n, size: resnet50(n), 3, 32, 224, _resnet_frozen,
     "ResNet-50 (torchvision keys); frozen: conv1, layer1, layer2"))
-ENCODERS.register("vit_b_16", EncoderInfo(
+IMAGE_ENCODERS.register("vit_b_16", EncoderInfo(
     lambda n, size: vit_b_16(n, size), 3, 224, 224, _vit_frozen,
     "ViT-B/16 (torchvision keys); frozen: patch embedding, blocks 0-5"))
-ENCODERS.register("vit_small", EncoderInfo(
+IMAGE_ENCODERS.register("vit_small", EncoderInfo(
     lambda n, size: vit_small(n, size), 3, 32, 32, _vit_frozen,
     "small ViT (patch 4, 6 x 128, CPU-sized); frozen: patch embedding, blocks 0-2"))
-ENCODERS.register("lenet5", EncoderInfo(
+IMAGE_ENCODERS.register("lenet5", EncoderInfo(
     lambda n, size: LeNet5(n, 1), 1, 28, 28, lambda m: [],
     "LeNet-5 for 28x28 images; trained from scratch, nothing frozen"))
 
@@ -81,12 +81,10 @@ class SpikingHead(nn.Module):
     def __init__(self, n_in: int, n_classes: int, neuron: str = "paralif", steps: int = 20,
                  weight_scale: float = 3.0) -> None:
         super().__init__()
-        if neuron not in ("lif", "paralif"):
-            raise ConfigError(f"spiking heads are 'lif' or 'paralif', got {neuron!r}")
-        layer_cls, _ = NEURONS.get(neuron)
-        params = LIFParams() if neuron == "lif" else ParaLIFParams(spike_fn="SB")
+        entry = NEURONS.get(neuron)  # any registered neuron; an unknown name lists them
+        params = entry.make_params(**entry.head_params)
         self.neuron, self.steps = neuron, steps
-        self.layer = layer_cls(n_in, n_classes, params=params, weight_scale=weight_scale)
+        self.layer = entry.layer(n_in, n_classes, params=params, weight_scale=weight_scale)
         self.gain = nn.Parameter(torch.tensor(10.0))
         self.bias = nn.Parameter(torch.zeros(n_classes))
 
@@ -140,7 +138,7 @@ def build_encoder(name: str, n_classes: int, image_size: int | None = None,
                   weights: str | None = None) -> tuple[nn.Module, EncoderInfo, int]:
     """An encoder by name, its info and input size; ``weights``: a torchvision-format
     state_dict file (heads whose class count differs are left at their initialisation)."""
-    info = ENCODERS.get(name)
+    info = IMAGE_ENCODERS.get(name)
     size = image_size or info.image_size
     encoder = info.build(n_classes, size)
     if weights:

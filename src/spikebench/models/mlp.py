@@ -61,15 +61,15 @@ class SpikingMLP(nn.Module):
                 f"got {sizes}"
             )
         self.sizes, self.recurrent, self.neuron = sizes, recurrent, neuron
-        layer_cls, params_cls = NEURONS.get(neuron)
-        self.params = params or params_cls()
-        if not isinstance(self.params, params_cls):
-            raise TypeError(f"neuron {neuron!r} takes {params_cls.__name__}, "
+        entry = NEURONS.get(neuron)
+        self.params = params or entry.params()
+        if not isinstance(self.params, entry.params):
+            raise TypeError(f"neuron {neuron!r} takes {entry.params.__name__}, "
                             f"got {type(self.params).__name__}")
         self.kappa, self.weight_scale, self.rec_scale = kappa, weight_scale, rec_scale
-        self.parallel = bool(getattr(layer_cls, "parallel", False))
+        self.parallel = not entry.stepwise  # whole sequences at once, no step function
         self.hidden = nn.ModuleList(
-            layer_cls(a, b, recurrent=recurrent, params=self.params, weight_scale=weight_scale,
+            entry.layer(a, b, recurrent=recurrent, params=self.params, weight_scale=weight_scale,
                       rec_scale=rec_scale)
             for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)
         )
@@ -90,7 +90,7 @@ class SpikingMLP(nn.Module):
     @classmethod
     def from_config(cls, cfg: dict) -> SpikingMLP:
         cfg = dict(cfg)
-        cfg["params"] = NEURONS.get(cfg.get("neuron", "lif"))[1](**cfg["params"])
+        cfg["params"] = NEURONS.get(cfg.get("neuron", "lif")).params(**cfg["params"])
         return cls(**cfg)
 
     # -- dynamics --------------------------------------------------------------------

@@ -1,23 +1,30 @@
-"""Pure neuron dynamics: LIF (and, later, ParaLIF) and surrogate spike functions.
+"""Pure neuron dynamics behind one explicit interface (``spikebench.neurons.base``):
+step-wise LIF, ParaLIF (parallel in time), and surrogate spike functions.
 
-``NEURONS`` maps a neuron name to (layer class, parameter class). A layer is built as
-``cls(n_in, n_out, recurrent=..., params=..., weight_scale=..., rec_scale=...)``; it has
-``weight`` (and ``rec_weight`` in REC) and ``forward`` over a whole sequence. Step-wise
-layers (LIF) also have ``initial_state`` and ``step``; parallel ones (ParaLIF) set
-``parallel = True``.
+``NEURONS`` maps a neuron name to a ``Neuron`` entry: its ``SpikingLayer`` class, its
+parameter dataclass, a description, the spec fields it takes and its spiking-head settings.
+Adding a neuron is one file plus one line here.
 """
 
+from spikebench.neurons.base import SPEC_NEURON_FIELDS, Neuron, SpikingLayer
 from spikebench.neurons.lif import LIFLayer, LIFParams, LIFState, lif_initial_state, lif_step
 from spikebench.neurons.paralif import ParaLIFLayer, ParaLIFParams
 from spikebench.neurons.surrogate import spike, spike_derivative, surrogate_names
 from spikebench.registry import Registry
 
-NEURONS: Registry[tuple[type, type]] = Registry("neuron")
-NEURONS.register("lif", (LIFLayer, LIFParams))
-NEURONS.register("paralif", (ParaLIFLayer, ParaLIFParams))
+NEURONS: Registry[Neuron] = Registry("neuron")
+NEURONS.register("lif", Neuron(
+    LIFLayer, LIFParams, LIFLayer.description, spec_fields=SPEC_NEURON_FIELDS))
+NEURONS.register("paralif", Neuron(
+    ParaLIFLayer, ParaLIFParams, ParaLIFLayer.description,
+    spec_fields=("alpha", "beta", "surrogate", "slope"),  # its own threshold (0.1), no reset
+    head_params={"spike_fn": "SB"}))
 
 __all__ = [
     "NEURONS",
+    "SPEC_NEURON_FIELDS",
+    "Neuron",
+    "SpikingLayer",
     "LIFLayer",
     "LIFParams",
     "LIFState",

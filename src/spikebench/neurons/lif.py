@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from spikebench.errors import ConfigError
+from spikebench.neurons.base import SpikingLayer
 from spikebench.neurons.surrogate import spike, surrogate_names
 
 RESETS = ("subtract", "zero")
@@ -107,7 +108,7 @@ def lif_step(
     return s, LIFState(i, u, s)
 
 
-class LIFLayer(nn.Module):
+class LIFLayer(SpikingLayer):
     """A layer of LIF neurons with input weights W and optional recurrent weights V."""
 
     description = ("discrete-time LIF (the locality paper's): synaptic current and membrane "
@@ -154,24 +155,12 @@ class LIFLayer(nn.Module):
         return cur
 
     def recurrent_matrix(self) -> torch.Tensor:
-        """V with its diagonal masked out (what the dynamics use)."""
-        return self.rec_weight * self.rec_mask
+        """V with its diagonal masked out (what the dynamics use); None in FF."""
+        return self.rec_weight * self.rec_mask if self.rec_weight is not None else None
 
     def dynamics(self, current: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
         """The neuron's step given its synaptic input (analyses probe ``current``)."""
         return lif_step(current, state, self.params)
-
-    def step(self, x: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
-        return self.dynamics(self.input_current(x, state), state)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Unroll over time: ``x`` is [T, B, n_in]; returns spikes [T, B, n_out]."""
-        state = self.initial_state(x.shape[1], x)
-        out = []
-        for x_t in x:
-            s, state = self.step(x_t, state)
-            out.append(s)
-        return torch.stack(out)
 
     def extra_repr(self) -> str:
         return f"{self.n_in}, {self.n_out}, recurrent={self.recurrent}, {self.params}"

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from spikebench.errors import ConfigError
+from spikebench.neurons.base import SpikingLayer
 from spikebench.neurons.surrogate import spike, surrogate_names
 
 SPIKE_FNS = ("SB", "GS", "D", "T")
@@ -121,13 +122,13 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-class ParaLIFLayer(nn.Module):
+class ParaLIFLayer(SpikingLayer):
     """A layer of ParaLIF neurons; ``forward`` maps x [T, B, n_in] to spikes [T, B, n_out]."""
 
     description = ("ParaLIF (Yarga & Wood): no reset, the membrane of all T steps at once (FFT "
                    "convolution), SB/GS/D/T spike functions; parallel in time, BPTT only")
 
-    parallel = True  # no step function: the whole sequence at once
+    stepwise = False  # no step function: the whole sequence at once
 
     def __init__(self, n_in: int, n_out: int, recurrent: bool = False,
                  params: ParaLIFParams | None = None, weight_scale: float = 1.0,
