@@ -164,10 +164,16 @@ def test_empty_event_file_is_an_error(tmp_path):
     (["--neuron", "paralif", "--rules", "eprop"],
      "no runs with the options given: eprop cannot train paralif"),
     (["--neuron-option", "reset=sideways"], "reset must be one of"),
+    (["--encoders", "resnet18"], "suite 'default' does not use --encoders; drop it (suites "
+     "that use it: hybrid-lenet, hybrid-resnet, hybrid-vit)"),
+    (["hybrid-lenet", "--rules", "bptt"], "suite 'hybrid-lenet' does not use --rules"),
+    (["fisher", "--weights", "w.pt"], "suite 'fisher' does not use --weights"),
+    (["--n-eval", "10"], "suite 'default' does not use --n-eval"),
 ])
 def test_bad_values_from_the_command_line(tmp_path, capsys, argv, message):
     code, err = run_cli(["run", "--out", str(tmp_path / "o"), "--no-progress", *argv], capsys)
     assert code == 2 and message in one_line_error(err)
+    assert not (tmp_path / "o").exists()  # refused before any folder is made
 
 
 @pytest.mark.parametrize("fields,message", [

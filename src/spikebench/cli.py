@@ -236,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     out = args.out or Path("spikebench-runs") / args.suite
     runs = args.runs or (out / "runs" if args.out else Path("spikebench-runs") / "runs")
+    SUITES.get(args.suite).check_options(opts)  # before any folder is made
     for flag, folder in (("--out", out), ("--runs", runs)):
         writable_folder(folder, flag)
     t0 = time.perf_counter()
@@ -249,15 +250,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def writable_folder(path: Path, flag: str) -> None:
-    """Create ``path`` if needed and check that files can be written in it, before any
-    work starts (a file in the way or a read-only folder is a one-line error)."""
+    """Check, before any work starts, that ``path`` is (or can become) a folder in which
+    files can be written: a file in the way or a read-only place is a one-line error.
+    Nothing is created here; the suite makes its folders once its runs are valid."""
     from spikebench.errors import RunFileError
 
     if path.exists() and not path.is_dir():
         raise RunFileError(f"{flag} {path} is a file, not a folder; choose another {flag}")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunFileError(f"{flag} {path}: {existing} is a file, not a folder; choose "
+                           f"another {flag}")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".spikebench-write-test"
+        probe = existing / ".spikebench-write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as err:

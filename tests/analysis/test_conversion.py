@@ -3,7 +3,8 @@
 import torch
 
 from spikebench.analysis.attacks import Classifier, predict
-from spikebench.analysis.conversion import ReLUMLP, convert, rate_input, train_ann
+from spikebench.analysis.conversion import ReLUMLP, convert, rate_input
+from spikebench.harness.conversion import ConversionSpec, train_conversion_ann
 
 
 def test_converted_rates_approach_the_relu_network():
@@ -25,14 +26,21 @@ def test_converted_rates_approach_the_relu_network():
     assert err < 0.1 * scale
 
 
-def test_trained_and_converted_network_keeps_the_accuracy_on_frames():
+def test_trained_and_converted_network_keeps_the_accuracy_on_frames(tmp_path):
     g = torch.Generator().manual_seed(0)
     y = torch.arange(400) % 2
     rate = torch.full((400, 20, 2, 4, 4), 0.05)
     rate[y == 0, :, :, :, :2] = 0.5
     rate[y == 1, :, :, :, 2:] = 0.5
     x = (torch.rand(rate.shape, generator=g) < rate).float()
-    ann = train_ann((32, 16, 2), rate_input(x[:300]), y[:300], epochs=20, lr=1e-2)
+    spec = ConversionSpec((32, 16, 2), epochs=20, lr=1e-2)
+    result, ann = train_conversion_ann(spec, tmp_path / spec.run_id, rate_input(x[:300]),
+                                       y[:300], progress=False)
+    assert result.status == "done" and not result.skipped
+    again, reread = train_conversion_ann(spec, tmp_path / spec.run_id, rate_input(x[:300]),
+                                         y[:300], progress=False)
+    assert again.skipped and all(torch.equal(a, b) for a, b in zip(
+        ann.state_dict().values(), reread.state_dict().values(), strict=True))
     snn = convert(ann, rate_input(x[:300]))
     ann_acc = float((ann(rate_input(x[300:])).argmax(-1) == y[300:]).float().mean())
     snn_acc = float((predict(Classifier(snn), x[300:]) == y[300:]).float().mean())

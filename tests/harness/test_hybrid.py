@@ -27,7 +27,15 @@ def test_hybrid_lenet_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     tidy = pd.read_csv(tmp_path / "out" / "results.csv")
     assert {"test_acc", "fgsm_acc@0.05", "deepfool_success", "square_success@0.05"} <= set(
         tidy.metric)
-    assert len(tidy[tidy.metric == "test_acc"]) == 3
+    # the common contract: a row per stage run, epoch and metric, traceable to its folder
+    assert {"run_id", "epoch", "status"} <= set(tidy.columns)
+    final = tidy[(tidy.metric == "test_acc") & (tidy.epoch == 6)]
+    assert sorted(final["head"]) == ["default", "lif", "paralif"]
+    run_dir = tmp_path / "runs" / final.run_id.iloc[0].split("/")[0]
+    assert {r.split("/")[1] for r in final.run_id} == {"encoder", "head-lif", "head-paralif"}
+    assert all((run_dir / r.split("/")[1] / "checkpoint.pt").is_file() for r in final.run_id)
+    assert "epoch_time_s" not in set(tidy.metric)
+    assert set(pd.read_csv(tmp_path / "out" / "timings.csv").metric) == {"epoch_time_s"}
     report = (tmp_path / "out" / "report.md").read_text()
     assert "default / LIF / ParaLIF" in report and "DeepFool" in report
     assert (tmp_path / "out" / "hybrid_attacks.png").stat().st_size > 0
@@ -66,3 +74,29 @@ def test_hybrid_specs_follow_the_options():
     assert HybridSpec(seed=1).run_id != HybridSpec(seed=2).run_id
     assert HybridSpec(data_dir="/a").run_id != HybridSpec(data_dir="/b").run_id
     assert HybridSpec(suite="a").run_id == HybridSpec(suite="b").run_id
+
+
+def test_a_diverged_hybrid_stage_is_final(tmp_path, monkeypatch):
+    opts = SuiteOptions(dataset="mnist5k", n_train=64, n_test=32, epochs=1, n_eval=8,
+                        progress=False)
+    real = hybrid_mod._ce_step
+
+    def nan_step(model):
+        step = real(model)
+
+        def wrapped(batch):
+            out = step(batch)
+            out.loss = float("nan")
+            return out
+
+        return wrapped
+
+    monkeypatch.setattr(hybrid_mod, "_ce_step", nan_step)
+    first = run_suite("hybrid-lenet", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
+    assert [r.status for r in first.runs] == ["diverged"]
+    monkeypatch.setattr(hybrid_mod, "_ce_step", real)
+    again = run_suite("hybrid-lenet", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
+    assert [r.status for r in again.runs] == ["diverged"] and again.runs[0].skipped
+    tidy = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(tidy.status) == {"diverged"} and "diverged" in (
+        tmp_path / "out" / "report.md").read_text()

@@ -1,7 +1,8 @@
 """ANN-SNN conversion: the CKA study's baseline (the locality paper, after Diehl et al. 2015).
 
 A ReLU network of the SNN's topology (no hidden biases) is trained on the time-averaged
-input, then converted to a spiking MLP by data-based weight normalisation:
+input (by the harness's one training loop: ``harness.conversion``), then converted to a
+spiking MLP by data-based weight normalisation:
 
     lambda_k = the ``percentile`` of layer k's ReLU activations on training data
     W_k  <- W_k lambda_{k-1} / lambda_k        (lambda_0 = 1: the SNN sees the raw frames)
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spikebench.models import SpikingMLP
@@ -51,21 +51,6 @@ class ReLUMLP(nn.Module):
 def rate_input(frames: torch.Tensor) -> torch.Tensor:
     """Sample-major frames [N, T, ...] -> time-averaged input [N, features]."""
     return frames.float().mean(1).flatten(1)
-
-
-def train_ann(sizes, x: torch.Tensor, y: torch.Tensor, epochs: int = 5, lr: float = 1e-3,
-              batch_size: int = 64, seed: int = 0) -> ReLUMLP:
-    """Train the ReLU network on time-averaged inputs ``x`` [N, features] (Adam, CE)."""
-    torch.manual_seed(seed)
-    ann = ReLUMLP(sizes)
-    opt = torch.optim.Adam(ann.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(batch_size):
-            opt.zero_grad()
-            F.cross_entropy(ann(x[idx]), y[idx]).backward()
-            opt.step()
-    return ann
 
 
 @torch.no_grad()

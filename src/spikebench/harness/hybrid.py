@@ -18,7 +18,6 @@ Each stage writes ``status.json`` when it ends; a rerun skips ended stages.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,18 +32,23 @@ from spikebench.datasets import DATASETS, DataNotFoundError
 from spikebench.datasets.encoders import to_unit
 from spikebench.errors import (
     ConfigError,
-    TrainingDiverged,
+    RunFileError,
 )
-from spikebench.harness.report import markdown_table
-from spikebench.harness.results import write_atomic
-from spikebench.harness.spec import check_field_types
-from spikebench.harness.studies import cached
-from spikebench.harness.train import (
-    load_state_file,
+from spikebench.harness.executor import (
+    CHECKPOINT,
+    RunResult,
+    StepResult,
+    Training,
+    fit,
+    load_checkpoint,
     read_json,
     restore,
-    seed_everything,
 )
+from spikebench.harness.report import markdown_table
+from spikebench.harness.results import TIMING_METRICS, SuiteResult, write_atomic
+from spikebench.harness.spec import check_field_types
+from spikebench.harness.studies import cached
+from spikebench.harness.train import seed_everything
 from spikebench.io import atomic_write, digest, save_figure, subplots, write_json
 from spikebench.models.hybrid import (
     HEADS,
@@ -53,7 +57,7 @@ from spikebench.models.hybrid import (
     SpikingHead,
     build_encoder,
 )
-from spikebench.progress import progress_bar
+from spikebench.progress import progress_line
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +118,6 @@ class HybridSpec:
         return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest(core)}"
 
 
-@dataclass
-class HybridRun:
-    spec: HybridSpec
-    status: str
-    message: str = ""
-    skipped: bool = False
-
-
 def load_images(spec: HybridSpec, split: str, progress: bool):
     """Images [N, C, H, W] float in [0, 1] and labels; Fashion-MNIST falls back to the
     embedded MNIST-5k digits when the Debian package is not installed."""
@@ -162,61 +158,65 @@ def _accuracy(net: HybridNet, x, y) -> float:
     return float((predict(net, x) == y).float().mean()) if len(x) else 0.0
 
 
-def _fit(spec: HybridSpec, stage: Path, model: torch.nn.Module, x, y, epochs: int,
-         what: str, progress: bool, evaluate=None, frozen=()) -> list[dict]:
-    """SGD on cross-entropy over ``epochs`` (shuffled per seed and epoch, the schedule
-    stepped per epoch); ``evaluate()`` adds a test accuracy per epoch; the metrics are
-    written to ``stage/metrics.json`` after every epoch. A non-finite loss raises
-    FloatingPointError naming the run."""
-    opt, schedule = _sgd([p for p in model.parameters() if p.requires_grad], spec, epochs)
-    metrics = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        for m in frozen:  # frozen stages keep their batch-norm statistics
-            m.eval()
-        t0, loss_sum, n = time.perf_counter(), 0.0, 0
-        for idx in progress_bar(_batches(len(x), spec.batch_size, spec.seed * 1000 + epoch),
-                                f"{what} {epoch}/{epochs}", progress):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            if not math.isfinite(loss.item()):
-                raise TrainingDiverged(f"{spec.run_id}: {what} loss is {float(loss)} at "
-                                         f"epoch {epoch}")
-            loss.backward()
-            opt.step()
-            loss_sum, n = loss_sum + loss.item() * len(idx), n + len(idx)
-        schedule.step()
-        metrics.append({"epoch": epoch, "train_loss": loss_sum / n,
-                        **({"test_acc": evaluate()} if evaluate else {}),
-                        "epoch_time_s": time.perf_counter() - t0})
-        write_json(stage / "metrics.json", metrics)
-    return metrics
+def _ce_step(model: torch.nn.Module):
+    def step(batch) -> StepResult:
+        x, y = batch
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return StepResult(loss.item(), count=len(y))
+
+    return step
 
 
-def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: bool) -> dict:
-    """First transfer: the encoder with its default head; returns the stage's record."""
+def _epoch_batches(spec: HybridSpec, x, y):
+    """Shuffled per seed and epoch, so that a resumed stage sees the same order."""
+    return lambda epoch: ((x[idx], y[idx])
+                          for idx in _batches(len(x), spec.batch_size, spec.seed * 1000 + epoch))
+
+
+def _check_layout(stage: Path) -> None:
+    """Stage folders of spikebench 0.1 (encoder.pt / head.pt, no status version) are not
+    read as this version's: a clear message instead of a wrong reuse."""
+    status = stage / "status.json"
+    if status.is_file() and "version" not in (read_json(status, "status") or {}):
+        raise RunFileError(
+            f"{stage} was written by spikebench 0.1 (another stage layout); delete the run "
+            f"folder {stage.parent} to retrain it with this version, then rerun")
+
+
+def _final(result: RunResult, metric: str) -> float:
+    values = [m["value"] for m in result.metrics if m["metric"] == metric]
+    return float(values[-1]) if values else float("nan")
+
+
+def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: bool
+                     ) -> RunResult:
+    """First transfer: the encoder with its default head (``executor.fit``, SGD)."""
     stage = run_dir / "encoder"
-    stage.mkdir(parents=True, exist_ok=True)
-    if (stage / "status.json").is_file():
-        return read_json(stage / "status.json", "status")
+    _check_layout(stage)
     (x, y, classes), (xt, yt, _) = train, test
-    seed_everything(spec.seed)
-    encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size, spec.weights)
-    net = HybridNet(encoder, info, size)
-    metrics = _fit(spec, stage, net, x, y, spec.finetune_epochs,
-                   f"{spec.encoder} fine-tuning", progress,
-                   evaluate=lambda: _accuracy(net, xt, yt), frozen=_freeze(net))
-    atomic_write(stage / "encoder.pt", lambda tmp: torch.save(encoder.state_dict(), tmp))
-    record = {"status": "done", "test_acc": metrics[-1]["test_acc"] if metrics else
-              _accuracy(net, xt, yt), "metrics": metrics}
-    write_json(stage / "status.json", record)
-    return record
+
+    def make() -> Training:
+        seed_everything(spec.seed)
+        encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size,
+                                            spec.weights)
+        net = HybridNet(encoder, info, size)
+        frozen = _freeze(net)
+        opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
+                             spec.finetune_epochs)
+        return Training(net, opt, spec.finetune_epochs, _epoch_batches(spec, x, y),
+                        _ce_step(net), evaluate=lambda: {"acc": _accuracy(net, xt, yt)},
+                        scheduler=schedule, frozen=frozen, meta={"stage": "encoder"},
+                        label=f"{spec.encoder} fine-tuning", note=f"lr={spec.lr}")
+
+    return fit(stage, spec, {**asdict(spec), "stage": "encoder"}, make, progress)
 
 
 def load_encoder(spec: HybridSpec, run_dir: Path, classes: int):
     encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size)
-    path = run_dir / "encoder" / "encoder.pt"
-    restore(path, "encoder", encoder, load_state_file(path))
+    net = HybridNet(encoder, info, size)
+    path = run_dir / "encoder" / CHECKPOINT
+    restore(path, "encoder", net, load_checkpoint(path)["model"])
     return encoder.eval(), info, size
 
 
@@ -226,33 +226,42 @@ def _features(net: HybridNet, x, batch: int = 256) -> torch.Tensor:
     return torch.cat([net.features(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
-def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
-               progress: bool) -> dict:
-    """Second transfer: a spiking head on the frozen, fine-tuned encoder's features."""
-    stage = run_dir / f"head-{neuron}"
-    stage.mkdir(parents=True, exist_ok=True)
-    if (stage / "status.json").is_file():
-        return read_json(stage / "status.json", "status")
-    (x, y, classes), (xt, yt, _) = train, test
-    encoder, info, size = load_encoder(spec, run_dir, classes)
-    net = HybridNet(encoder, info, size)
-    f_train, f_test = _features(net, x), _features(net, xt)
-    seed_everything(spec.seed)
-    head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps)
-    metrics = _fit(spec, stage, head, f_train, y, spec.head_epochs,
-                   f"{spec.encoder}+{neuron} head", progress)
+@torch.no_grad()
+def _head_accuracy(head: SpikingHead, f_test, yt, encodings: int) -> dict[str, float]:
+    """Test accuracy over ``encodings`` rate codes (mean, std); the training's random
+    stream is left untouched."""
     head.eval()
     accs = []
-    with torch.no_grad():
-        for s in range(spec.eval_seeds):
+    with torch.random.fork_rng():
+        for s in range(encodings):
             torch.manual_seed(10_000 + s)
             accs.append(float((head(f_test).argmax(-1) == yt).float().mean()))
-    atomic_write(stage / "head.pt", lambda tmp: torch.save(head.state_dict(), tmp))
-    record = {"status": "done", "test_acc": float(np.mean(accs)),
-              "test_acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
-              "test_accs": accs, "metrics": metrics}
-    write_json(stage / "status.json", record)
-    return record
+    head.train()
+    return {"acc": float(np.mean(accs)),
+            "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0}
+
+
+def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
+               progress: bool) -> RunResult:
+    """Second transfer: a spiking head on the frozen, fine-tuned encoder's features."""
+    stage = run_dir / f"head-{neuron}"
+    _check_layout(stage)
+    (x, y, classes), (xt, yt, _) = train, test
+
+    def make() -> Training:
+        encoder, info, size = load_encoder(spec, run_dir, classes)
+        net = HybridNet(encoder, info, size)
+        f_train, f_test = _features(net, x), _features(net, xt)
+        seed_everything(spec.seed)
+        head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps)
+        opt, schedule = _sgd(list(head.parameters()), spec, spec.head_epochs)
+        return Training(head, opt, spec.head_epochs, _epoch_batches(spec, f_train, y),
+                        _ce_step(head),
+                        evaluate=lambda: _head_accuracy(head, f_test, yt, spec.eval_seeds),
+                        scheduler=schedule, meta={"stage": f"head-{neuron}"},
+                        label=f"{spec.encoder}+{neuron} head", note=f"lr={spec.lr}")
+
+    return fit(stage, spec, {**asdict(spec), "stage": f"head-{neuron}"}, make, progress)
 
 
 def hybrid_net(spec: HybridSpec, run_dir: Path, variant: str, classes: int) -> HybridNet:
@@ -260,8 +269,8 @@ def hybrid_net(spec: HybridSpec, run_dir: Path, variant: str, classes: int) -> H
     head = None
     if variant != "default":
         head = SpikingHead(encoder.feature_dim, classes, variant, spec.steps)
-        path = run_dir / f"head-{variant}" / "head.pt"
-        restore(path, "head", head, load_state_file(path))
+        path = run_dir / f"head-{variant}" / CHECKPOINT
+        restore(path, "head", head, load_checkpoint(path)["model"])
     return HybridNet(encoder, info, size, head, eot=spec.eot if head is not None else 1).eval()
 
 
@@ -294,22 +303,26 @@ def attack_run(spec: HybridSpec, run_dir: Path, variant: str, test) -> list[dict
                   compute)
 
 
-def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_dir: Path,
-                     runs_dir: Path, progress: bool = True, notes: list[str] | None = None):
-    """Train and attack every spec; write ``hybrid.csv``, ``hybrid_attacks.csv``,
-    ``report.md`` and ``hybrid_attacks.png`` into ``out_dir``."""
-    from spikebench.harness.suites import SuiteResult
+STAGES = {"default": "encoder", "lif": "head-lif", "paralif": "head-paralif"}
 
+
+def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_dir: Path,
+                     runs_dir: Path, progress: bool = True, notes: list[str] | None = None
+                     ) -> SuiteResult:
+    """Train and attack every spec; write ``results.csv`` (the common contract: a row per
+    stage run, epoch and metric), ``timings.csv``, ``hybrid.csv``, ``hybrid_attacks.csv``,
+    ``report.md`` and ``hybrid_attacks.png`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = list(notes or [])
-    rows, attack_rows, runs = [], [], []
+    rows, attack_rows, tidy, timings, runs = [], [], [], [], []
     data: dict[tuple, tuple] = {}
     t_start = time.perf_counter()
     identities = {key: DATASETS.get(key[0]).identity(key[1])
                   for key in dict.fromkeys((s.dataset, s.data_dir) for s in specs)}
     specs = [replace(s, data_dir=identities[(s.dataset, s.data_dir)][0],
                      data_fingerprint=identities[(s.dataset, s.data_dir)][1]) for s in specs]
-    for spec in specs:
+    for i, spec in enumerate(specs, 1):
+        progress_line(f"run {i}/{len(specs)}: {spec.run_id}", progress)
         key = (spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train, spec.n_test)
         if key not in data:
             data[key] = (load_images(spec, "train", progress), load_images(spec, "test", progress))
@@ -317,53 +330,82 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
         run_dir = runs_dir / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "spec.json", asdict(spec))
-        skipped = (run_dir / "head-paralif" / "status.json").is_file()
-        t0 = time.perf_counter()
-        try:
-            records = {"default": finetune_encoder(spec, run_dir, train, test, progress)}
+        stages = {"default": finetune_encoder(spec, run_dir, train, test, progress)}
+        if stages["default"].status == "done":
             for neuron in ("lif", "paralif"):
-                records[neuron] = train_head(spec, run_dir, neuron, train, test, progress)
+                stages[neuron] = train_head(spec, run_dir, neuron, train, test, progress)
+        failed = [r for r in stages.values() if r.status != "done"]
+        for variant, res in stages.items():
+            r, t = stage_rows(name, spec, variant, res)
+            tidy, timings = tidy + r, timings + t
+        if failed:
+            runs.append(RunResult(spec, "diverged", [], failed[0].message,
+                                  skipped=failed[0].skipped, run_dir=run_dir))
+            notes.append(f"{spec.run_id} ({failed[0].run_dir.name}): {failed[0].message}")
+        else:
             for variant in HEADS:
+                results = attack_run(spec, run_dir, variant, test)
                 attack_rows += [{"dataset": spec.dataset, "encoder": spec.encoder,
-                                 "seed": spec.seed, "head": variant, **r}
-                                for r in attack_run(spec, run_dir, variant, test)]
-        except FloatingPointError as err:
-            runs.append(HybridRun(spec, "diverged", str(err), skipped))
-            notes.append(str(err))
-            continue
-        for variant, rec in records.items():
-            rows.append({"suite": name, "run_id": spec.run_id, "dataset": spec.dataset,
-                         "encoder": spec.encoder, "head": variant, "seed": spec.seed,
-                         "test_acc": rec["test_acc"],
-                         "test_acc_std": rec.get("test_acc_std", 0.0),
-                         "wall_s": time.perf_counter() - t0})
-        runs.append(HybridRun(spec, "done", skipped=skipped))
+                                 "seed": spec.seed, "head": variant, **r} for r in results]
+                last = max(m["epoch"] for m in stages[variant].metrics)
+                tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
+                         for m in attack_metrics(results)]
+            for variant, res in stages.items():
+                rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
+                             "dataset": spec.dataset, "encoder": spec.encoder,
+                             "head": variant, "seed": spec.seed,
+                             "test_acc": _final(res, "test_acc"),
+                             "test_acc_std": (0.0 if variant == "default"
+                                              else _final(res, "test_acc_std"))})
+            runs.append(RunResult(spec, "done", [], skipped=all(
+                r.skipped for r in stages.values()), run_dir=run_dir))
         write_atomic(pd.DataFrame(rows), out_dir / "hybrid.csv")
         write_atomic(pd.DataFrame(attack_rows), out_dir / "hybrid_attacks.csv")
-        write_atomic(tidy_results(name, rows, attack_rows), out_dir / "results.csv")
+        write_atomic(pd.DataFrame(tidy, columns=TIDY_COLUMNS), out_dir / "results.csv")
+        write_atomic(pd.DataFrame(timings, columns=["run_id", "epoch", "metric", "value"]),
+                     out_dir / "timings.csv")
     table, attacks = pd.DataFrame(rows), pd.DataFrame(attack_rows)
     if not attacks.empty:
         _plot_attacks(attacks, out_dir / "hybrid_attacks.png")
     report = _write_report(out_dir, name, description, specs, table, attacks, notes,
                            time.perf_counter() - t_start)
-    return SuiteResult(table, runs, report)
+    return SuiteResult(pd.DataFrame(tidy, columns=TIDY_COLUMNS), runs, report)
 
 
-def tidy_results(name: str, rows: list[dict], attack_rows: list[dict]) -> pd.DataFrame:
-    """The suites' common contract: one row per run, head and metric (``test_acc``,
-    ``test_acc_std``, ``fgsm_acc@EPS``, ``deepfool_success``, ``square_success@EPS``)."""
-    keys = ["dataset", "encoder", "head", "seed"]
-    out = [{"suite": name, **{k: r[k] for k in keys}, "metric": m, "value": r[m]}
-           for r in rows for m in ("test_acc", "test_acc_std")]
-    for r in attack_rows:
-        base = {"suite": name, **{k: r[k] for k in keys}}
+TIDY_COLUMNS = ["suite", "run_id", "dataset", "encoder", "head", "seed", "status", "epoch",
+                "metric", "value"]
+
+
+def _row_base(name: str, spec: HybridSpec, variant: str, status: str) -> dict:
+    return {"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
+            "dataset": spec.dataset, "encoder": spec.encoder, "head": variant,
+            "seed": spec.seed, "status": status}
+
+
+def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult
+               ) -> tuple[list[dict], list[dict]]:
+    """(result rows, timing rows) of one stage run: its per-epoch metrics, with sample
+    counts at epoch 0."""
+    base = _row_base(name, spec, variant, res.status)
+    counts = [{"epoch": 0, "metric": k, "value": v}
+              for k, v in (("n_train", spec.n_train), ("n_test", spec.n_test)) if v]
+    rows = [{**base, **m} for m in counts + res.metrics if m["metric"] not in TIMING_METRICS]
+    times = [{"run_id": base["run_id"], **m} for m in res.metrics
+             if m["metric"] in TIMING_METRICS]
+    return rows, times
+
+
+def attack_metrics(results: list[dict]) -> list[dict]:
+    """Attack results as tidy metrics: ``fgsm_acc@EPS``, ``deepfool_success``,
+    ``square_success@EPS``."""
+    out = []
+    for r in results:
         if r["attack"] == "fgsm":
-            out.append({**base, "metric": f"fgsm_acc@{r['eps']:g}", "value": r["acc"]})
+            out.append({"metric": f"fgsm_acc@{r['eps']:g}", "value": r["acc"]})
         else:
             tag = f"@{r['eps']:g}" if r["eps"] else ""
-            out.append({**base, "metric": f"{r['attack']}_success{tag}",
-                        "value": r["success_rate"]})
-    return pd.DataFrame(out, columns=["suite", *keys, "metric", "value"])
+            out.append({"metric": f"{r['attack']}_success{tag}", "value": r["success_rate"]})
+    return out
 
 
 def _plot_attacks(df: pd.DataFrame, path: Path) -> None:

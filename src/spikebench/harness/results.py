@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -59,3 +60,16 @@ def final_metric(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
         return sub
     last = sub.loc[sub.groupby("run_id")["epoch"].idxmax()]
     return last.reset_index(drop=True)
+
+
+@dataclass
+class SuiteResult:
+    """What a suite returns: its tidy table, its runs and the report's path."""
+
+    table: pd.DataFrame
+    runs: list  # RunResult of every run
+    report: Path
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.runs if r.status != "done"]

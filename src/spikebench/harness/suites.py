@@ -19,8 +19,9 @@ import pandas as pd
 from spikebench.analysis.backdoor import POISON_RATES, Backdoor, poison, random_pairs
 from spikebench.datasets import DATASETS, SampleData
 from spikebench.errors import ConfigError
+from spikebench.harness import hybrid
 from spikebench.harness.report import write_report
-from spikebench.harness.results import tidy_rows, to_frame, write_atomic
+from spikebench.harness.results import SuiteResult, tidy_rows, to_frame, write_atomic
 from spikebench.harness.spec import ARCHS, ExperimentSpec, check_field_types
 from spikebench.harness.studies import STUDIES, StudyContext
 from spikebench.harness.train import RunResult, train_run
@@ -117,6 +118,37 @@ class Suite:
     studies: tuple[str, ...] = ()  # analyses run on the trained models (harness.studies)
     # suites with their own kind of runs (the hybrids): (name, out_dir, opts, runs_dir)
     runner: Callable | None = None
+    options: frozenset[str] | None = None  # SuiteOptions it uses (None: the SNN suites')
+
+    def accepted(self) -> frozenset[str]:
+        if self.options is not None:
+            return self.options
+        return SNN_OPTIONS | ({"n_eval"} if self.studies else frozenset())
+
+    def check_options(self, opts: SuiteOptions) -> None:
+        """An option this suite does not use is an error that says so (never ignored)."""
+        unused = [f for f in OPTION_FLAGS if f not in self.accepted()
+                  and getattr(opts, f) not in (None, False, [], {}, ())]
+        if unused:
+            flags = ", ".join(OPTION_FLAGS[f] for f in unused)
+            users = sorted(n for n, s in SUITES.items() if all(f in s.accepted()
+                                                               for f in unused))
+            raise ConfigError(
+                f"suite {self.name!r} does not use {flags}; drop it"
+                + (f" (suites that use it: {', '.join(users)})" if users else ""))
+
+
+OPTION_FLAGS = {"data_dir": "--data-dir", "dataset": "--dataset", "epochs": "--epochs",
+                "seeds": "--seeds", "n_train": "--n-train", "n_test": "--n-test",
+                "batch_size": "--batch-size", "lr": "--lr", "n_steps": "--steps",
+                "rules": "--rules", "archs": "--archs", "rule_options": "--rule-option",
+                "neuron": "--neuron", "neuron_options": "--neuron-option", "paper": "--paper",
+                "encoders": "--encoders", "weights": "--weights", "n_eval": "--n-eval"}
+COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train", "n_test",
+                            "batch_size", "lr", "paper"})
+SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",
+                                "neuron_options"}
+HYBRID_OPTIONS = COMMON_OPTIONS | {"encoders", "weights", "n_eval"}
 
 
 def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RULES,
@@ -240,14 +272,12 @@ SUITES.register(
 
 def hybrid_suite(name: str, encoders: list[str], paper_encoders: list[str] | None,
                  what: str, **defaults) -> Suite:
-    from spikebench.harness import hybrid
-
     def runner(suite: Suite, out_dir: Path, opts: SuiteOptions, runs_dir: Path):
         specs, notes = hybrid.hybrid_specs(name, encoders, opts, paper_encoders, **defaults)
         return hybrid.run_hybrid_specs(name, suite.description, specs, out_dir, runs_dir,
                                        opts.progress, notes)
 
-    return Suite(name, what, lambda opts: ([], []), runner=runner)
+    return Suite(name, what, lambda opts: ([], []), runner=runner, options=HYBRID_OPTIONS)
 
 
 SUITES.register("hybrid-resnet", hybrid_suite(
@@ -315,17 +345,6 @@ class _DataCache:
         return train, test
 
 
-@dataclass
-class SuiteResult:
-    table: pd.DataFrame
-    runs: list[RunResult]
-    report: Path
-
-    @property
-    def failed(self) -> list[RunResult]:
-        return [r for r in self.runs if r.status != "done"]
-
-
 def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
               runs_dir: str | Path | None = None) -> SuiteResult:
     """Train (or reuse) every run of suite ``name`` under ``runs_dir`` (default
@@ -333,8 +352,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     train each spec once), run the suite's studies, write results and report to ``out_dir``."""
     suite = SUITES.get(name)
     opts = opts or SuiteOptions()
+    suite.check_options(opts)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     if suite.runner is not None:
         return suite.runner(suite, out_dir, opts, runs_dir)
@@ -344,6 +363,7 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
         raise ConfigError(f"suite {name!r} has no runs with the options given{why}")
     specs = with_data_identity(specs)
     notes += legacy_run_notes(specs, runs_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the suite has valid runs
     data = _DataCache(opts.progress)
     rows: list[dict] = []
     timings: list[dict] = []
@@ -367,7 +387,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     table = to_frame(rows)
     status = {r.spec.run_id: (r.status, r.message) for r in runs}
     ctx = StudyContext(name, out_dir, [(r, runs_dir / r.spec.run_id) for r in runs], data.get,
-                       paper=opts.paper, n_eval=opts.n_eval, progress=opts.progress)
+                       paper=opts.paper, n_eval=opts.n_eval, progress=opts.progress,
+                       runs_dir=runs_dir)
     sections = []
     for study in suite.studies:
         t0 = time.perf_counter()

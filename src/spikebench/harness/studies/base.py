@@ -42,6 +42,7 @@ class StudyContext:
     paper: bool = False  # the paper's settings instead of this machine's defaults
     n_eval: int | None = None  # test samples analysed (None: the study's default)
     progress: bool = True
+    runs_dir: Path | None = None  # where runs a study needs (e.g. the conversion ANN) go
 
     @property
     def done(self) -> list[tuple[RunResult, Path]]:

@@ -15,7 +15,8 @@ from spikebench.analysis.attacks import (
     predict,
 )
 from spikebench.analysis.cka import adversarial_cka, cka_or_nan, layer_names, representations
-from spikebench.analysis.conversion import convert, rate_input, train_ann
+from spikebench.analysis.conversion import convert, rate_input
+from spikebench.harness.conversion import ConversionSpec, data_identity, train_conversion_ann
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
     RULE_COLORS,
@@ -55,10 +56,14 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
     conv: dict[int, torch.nn.Module] = {}
     if test.encode is None:
         x_rate = rate_input(train.x)
+        sizes = next(iter(specs_models(models))).sizes
         for seed in _bar(seeds, "cka: ANN-SNN conversion", ctx.progress):
-            sizes = next(iter(next(iter(models.values())).values()))
-            ann = train_ann(next(iter(sizes.values())).sizes, x_rate, train.y, epochs=5,
-                            seed=seed)
+            ann_spec = ConversionSpec(sizes, seed=seed, data=data_identity(spec0))
+            result, ann = train_conversion_ann(ann_spec, ctx.runs_dir / ann_spec.run_id,
+                                               x_rate, train.y, ctx.progress)
+            if result.status != "done":
+                notes.append(f"conversion ANN s{seed} {result.status}: {result.message}")
+                continue
             conv[seed] = convert(ann, x_rate).eval()
         acc = [float((predict(Classifier(m), x) == y).float().mean()) for m in conv.values()]
         notes.append("*conversion*: a ReLU network of the FF topology (no hidden biases) "
@@ -131,6 +136,12 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
     sections += ["Findings, as the paper states them and as our numbers say:", "",
                  *_cka_findings(pairs_df, adv_df), ""]
     return StudyOutput(sections, {"cka": pairs_df, "cka_adversarial": adv_df})
+
+
+def specs_models(models: dict) -> list[torch.nn.Module]:
+    """Every model of arch -> method -> seed -> model."""
+    return [m for by_rule in models.values() for by_seed in by_rule.values()
+            for m in by_seed.values()]
 
 
 def _cka_or_nan(a: torch.Tensor, b: torch.Tensor, undefined: list[str], what: str) -> float:
