@@ -47,6 +47,7 @@ class RunResult:
     message: str = ""
     skipped: bool = False  # ended before; read from disk
     run_dir: Path | None = None
+    sizes: dict[str, int] = field(default_factory=dict)  # samples trained / tested on
 
 
 @dataclass

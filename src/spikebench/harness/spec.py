@@ -17,10 +17,33 @@ from spikebench.errors import ConfigError
 from spikebench.io import digest
 
 ARCHS = ("ff", "rec")
+# The spec's schema. Version 1 hashes its fields in the flat form of spikebench 0.1, so
+# runs made since then keep their ids; a change of what a field means bumps SCHEMA, and a
+# SCHEMA above 1 enters the hash (every id changes, on purpose, and old run folders are
+# named in the report as not reused).
+SCHEMA = 1
+# the sections of the nested form (spec.json, checkpoints): every field is in one of them
+SECTIONS = {
+    "data": ("dataset", "data_dir", "data_fingerprint", "n_steps", "dt_ms", "encoder",
+             "n_train", "n_test"),
+    "model": ("arch", "neuron", "hidden", "neuron_options", "alpha", "beta", "threshold",
+              "reset", "surrogate", "slope", "kappa", "weight_scale", "rec_scale"),
+    "training": ("rule", "rule_options", "seed", "epochs", "batch_size", "lr", "burn_in",
+                 "loss"),
+    "extras": ("backdoor",),  # procedures on top of training (BadNets poisoning)
+    "meta": ("suite",),
+}
 # a field that names the suite a run was made for, not what the run is: left out of the id
 NOT_IN_ID = ("suite",)
-# fields added later: left out of the id while empty, so that older runs keep their ids
-ID_IF_SET = ("backdoor", "data_dir", "data_fingerprint")
+# fields added after runs were made, with their defaults: they enter the id only when they
+# differ from it, so those runs keep their ids. A new field must be added here (a test
+# checks that every field is a schema-1 field or listed here).
+ADDED_LATER: dict[str, Any] = {"backdoor": {}, "data_dir": None, "data_fingerprint": None}
+SCHEMA_1_FIELDS = (
+    "dataset", "arch", "neuron", "rule", "seed", "epochs", "batch_size", "lr", "n_steps",
+    "dt_ms", "encoder", "hidden", "n_train", "n_test", "burn_in", "loss", "rule_options",
+    "neuron_options", "alpha", "beta", "threshold", "reset", "surrogate", "slope", "kappa",
+    "weight_scale", "rec_scale", "suite")
 
 
 @dataclass(frozen=True)
@@ -131,29 +154,78 @@ class ExperimentSpec:
         except TypeError as err:
             raise ConfigError(f"bad options for neuron {self.neuron!r}: {err}") from None
 
-    def to_dict(self) -> dict:
+    def flat(self) -> dict:
+        """Every field, flat (JSON-able)."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d
 
+    def section(self, name: str) -> dict:
+        """One section of the nested form: ``data``, ``model``, ``training``, ``extras``."""
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown spec section {name!r}; known: {', '.join(SECTIONS)}")
+        flat = self.flat()
+        return {k: flat[k] for k in SECTIONS[name]}
+
+    @property
+    def data(self) -> dict:
+        return self.section("data")
+
+    @property
+    def model(self) -> dict:
+        return self.section("model")
+
+    @property
+    def training(self) -> dict:
+        return self.section("training")
+
+    def to_dict(self) -> dict:
+        """The nested, versioned form written to spec.json and checkpoints:
+        ``{"schema": 1, "data": {...}, "model": {...}, "training": {...}, "extras": {...},
+        "suite": ...}``."""
+        nested: dict[str, Any] = {"schema": SCHEMA}
+        for name in ("data", "model", "training", "extras"):
+            nested[name] = self.section(name)
+        nested["suite"] = self.suite
+        return nested
+
     @classmethod
     def from_dict(cls, d: dict) -> ExperimentSpec:
+        """From the nested form (``to_dict``) or the flat one of spikebench 0.1."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a spec is a JSON object, got {type(d).__name__}")
+        if "schema" in d:
+            if not isinstance(d["schema"], int) or d["schema"] > SCHEMA:
+                raise ConfigError(f"spec schema {d['schema']!r} is newer than this "
+                                  f"spikebench's ({SCHEMA}); upgrade spikebench to read it")
+            flat: dict[str, Any] = {"suite": d.get("suite", "default")}
+            for name in ("data", "model", "training", "extras"):
+                part = d.get(name, {})
+                wrong = set(part) - set(SECTIONS[name])
+                if wrong:
+                    raise ConfigError(f"unknown fields in spec section {name!r}: "
+                                      f"{sorted(wrong)}")
+                flat.update(part)
+        else:
+            flat = dict(d)
         known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        unknown = set(flat) - known
         if unknown:
             raise ConfigError(f"unknown spec fields {sorted(unknown)}")
-        d = dict(d)
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
+        if "hidden" in flat:
+            flat["hidden"] = tuple(flat["hidden"])
+        return cls(**flat)
 
     @property
     def run_id(self) -> str:
-        """Readable prefix + hash of every field that defines the experiment."""
-        core = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_ID}
-        for key in ID_IF_SET:
-            if not core[key]:
-                del core[key]
+        """Readable prefix + hash of the schema and every field that defines the
+        experiment (see SCHEMA and ADDED_LATER)."""
+        core = {k: v for k, v in self.flat().items() if k not in NOT_IN_ID}
+        for key, default in ADDED_LATER.items():
+            if core.get(key, default) == default:
+                core.pop(key, None)
+        if SCHEMA > 1:
+            core["schema"] = SCHEMA
         return f"{self.dataset}-{self.arch}-{self.rule}-s{self.seed}-{digest(core)}"
 
     def without_data_identity(self) -> ExperimentSpec:

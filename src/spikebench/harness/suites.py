@@ -20,11 +20,12 @@ from spikebench.analysis.backdoor import POISON_RATES, Backdoor, poison, random_
 from spikebench.datasets import DATASETS, SampleData
 from spikebench.errors import ConfigError
 from spikebench.harness import hybrid
+from spikebench.harness.executor import InProcessExecutor, RunResult
 from spikebench.harness.report import write_report
 from spikebench.harness.results import SuiteResult, tidy_rows, to_frame, write_atomic
 from spikebench.harness.spec import ARCHS, ExperimentSpec, check_field_types
 from spikebench.harness.studies import STUDIES, StudyContext
-from spikebench.harness.train import RunResult, train_run
+from spikebench.harness.train import train_run
 from spikebench.learning_rules import RULES
 from spikebench.progress import progress_line
 from spikebench.registry import Registry
@@ -346,12 +347,13 @@ class _DataCache:
 
 
 def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
-              runs_dir: str | Path | None = None) -> SuiteResult:
+              runs_dir: str | Path | None = None, executor=None) -> SuiteResult:
     """Train (or reuse) every run of suite ``name`` under ``runs_dir`` (default
     ``out_dir/runs``; runs are keyed by their spec's id, so suites that share a runs folder
     train each spec once), run the suite's studies, write results and report to ``out_dir``."""
     suite = SUITES.get(name)
     opts = opts or SuiteOptions()
+    executor = executor or InProcessExecutor()
     suite.check_options(opts)
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
@@ -367,8 +369,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     data = _DataCache(opts.progress)
     rows: list[dict] = []
     timings: list[dict] = []
-    runs: list[RunResult] = []
-    for i, spec in enumerate(specs, 1):
+
+    def train_one(i: int, spec: ExperimentSpec) -> RunResult:
         log.info("[%d/%d] %s", i, len(specs), spec.run_id)
         progress_line(f"run {i}/{len(specs)}: {spec.run_id}", opts.progress)
         train, test = data.get(spec)
@@ -377,13 +379,18 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
             log.info("%s already %s; skipped", spec.run_id, result.status)
             progress_line(f"run {i}/{len(specs)}: already {result.status}, skipped",
                           opts.progress)
-        runs.append(result)
-        r, t = tidy_rows(spec, result.metrics, result.status,
-                         {"n_train": len(train), "n_test": len(test)})
+        result.sizes = {"n_train": len(train), "n_test": len(test)}
+        return result
+
+    def record(result: RunResult) -> None:  # results.csv is rewritten after every run
+        nonlocal rows, timings
+        r, t = tidy_rows(result.spec, result.metrics, result.status, result.sizes)
         rows, timings = rows + r, timings + t
         write_atomic(to_frame(rows), out_dir / "results.csv")
         write_atomic(pd.DataFrame(timings, columns=["run_id", "epoch", "metric", "value"]),
                      out_dir / "timings.csv")
+
+    runs = executor.run(specs, train_one, record)
     table = to_frame(rows)
     status = {r.spec.run_id: (r.status, r.message) for r in runs}
     ctx = StudyContext(name, out_dir, [(r, runs_dir / r.spec.run_id) for r in runs], data.get,
