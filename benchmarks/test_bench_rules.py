@@ -24,7 +24,10 @@ import torch
 from spikebench.learning_rules import make_rule
 from spikebench.models import preset
 
-RULES = ["bptt", "eprop", "decolle"]
+# name -> (rule, options): e-prop as shipped (chunked traces) beside its per-step reference
+VARIANTS = {"bptt": ("bptt", {}), "eprop": ("eprop", {}),
+            "eprop-perstep": ("eprop", {"chunk": 1}), "decolle": ("decolle", {})}
+RULES = list(VARIANTS)
 BATCH = 64
 
 MEASURE = r"""
@@ -33,14 +36,16 @@ torch.set_num_threads(2)
 from spikebench.learning_rules import make_rule
 from spikebench.models import preset
 rule_name, arch, T = sys.argv[1], sys.argv[2], int(sys.argv[3])
+options = json.loads(sys.argv[4])
 torch.manual_seed(0)
 model = preset("nmnist", recurrent=arch == "rec", weight_scale=3.0)
 frame = (torch.rand(1, 64, 2312) < 0.04).float()
 x = frame.expand(T, -1, -1)
 y = torch.randint(0, 10, (64,))
-rule = make_rule(rule_name)
+rule = make_rule(rule_name, **options)
 rule.prepare(model)
-short = make_rule(rule_name); short.prepare(model); short.backward(model, x[:5], y)  # warm-up
+short = make_rule(rule_name, **options); short.prepare(model)
+short.backward(model, x[:5], y)  # warm-up
 def status_kb(key):
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith(key))
@@ -60,8 +65,10 @@ print(json.dumps({"peak_mb": (peak - before) / 1024, "rss_before_mb": before / 1
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
 
 
-def measure(rule: str, arch: str, steps: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE, rule, arch, str(steps)],
+def measure(variant: str, arch: str, steps: int) -> dict:
+    rule, options = VARIANTS[variant]
+    out = subprocess.run([sys.executable, "-c", MEASURE, rule, arch, str(steps),
+                          json.dumps(options)],
                          capture_output=True, text=True, check=True,
                          env={**os.environ, **MALLOC_ENV})
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -90,7 +97,8 @@ def test_step_time(benchmark, rule, arch, steps):
     model = preset("nmnist", recurrent=arch == "rec", weight_scale=3.0)
     x = (torch.rand(steps, BATCH, 2312) < 0.04).float()
     y = torch.randint(0, 10, (BATCH,))
-    r = make_rule(rule)
+    name, options = VARIANTS[rule]
+    r = make_rule(name, **options)
     r.prepare(model)
     r.backward(model, x[:5], y)  # warm-up
     benchmark.pedantic(r.backward, args=(model, x, y), rounds=3, iterations=1)

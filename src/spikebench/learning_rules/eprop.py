@@ -24,8 +24,19 @@ Feedback B (which matrix each hidden layer k receives, C = classes):
   ``prepare`` and saved with the checkpoint.
 
 Memory: the filtered traces ebar are [n_k, B, n_in] per layer, constant in T. This is
-e-prop's inherent cost (one trace per sample and synapse): a step costs about B n_k n_in
-memory operations per layer, several times BPTT's matmuls on this CPU (benchmarks/).
+e-prop's inherent cost (one trace per sample and synapse). Rewriting it at every step costs
+about B n_k n_in memory operations per layer and step, several times BPTT's matmuls on this
+CPU. ``chunk=K`` (default 16) processes K steps at a time instead (``ChunkedTrace``): with
+the chunk's steps m = 0..K-1 and the trace ebar_0 carried into it,
+
+    sum_k L[k] ebar[k] = (sum_k kappa^(k+1) L[k]) . ebar_0 + sum_m (Lambda[m] psi[m]) eps[m]
+    Lambda[m] = sum_(k >= m) kappa^(k-m) L[k]       (a reverse scan over the chunk)
+    ebar_K    = kappa^K ebar_0 + sum_m kappa^(K-1-m) psi[m] eps[m]
+
+so the gradient of the chunk is one GEMM over its K B rows plus one contraction with the
+carried trace, and the trace is rewritten once per chunk, not once per step. Only the K
+steps of the current chunk are buffered: memory stays flat in T. ``chunk=1`` is the
+per-step algorithm (the reference the tests compare every K with, float64).
 """
 
 from __future__ import annotations
@@ -53,15 +64,19 @@ class EProp(LearningRule):
     neurons = ("lif",)  # its traces are derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", feedback: str = "symmetric",
-                 feedback_seed: int = 0) -> None:
+                 feedback_seed: int = 0, chunk: int = 16) -> None:
         super().__init__(burn_in, loss)
         if feedback not in FEEDBACK:
             raise ConfigError(f"unknown feedback {feedback!r}; known: {', '.join(FEEDBACK)}")
-        self.feedback, self.feedback_seed = feedback, feedback_seed
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+            raise ConfigError(f"chunk (time steps per trace update) must be an integer >= 1, "
+                              f"got {chunk!r}")
+        self.feedback, self.feedback_seed, self.chunk = feedback, feedback_seed, chunk
         self.B: list[torch.Tensor] = []
 
     def config(self) -> dict:
-        return {**super().config(), "feedback": self.feedback, "feedback_seed": self.feedback_seed}
+        return {**super().config(), "feedback": self.feedback,
+                "feedback_seed": self.feedback_seed, "chunk": self.chunk}
 
     def prepare(self, model) -> None:
         check_online_model(model, self.name)
@@ -85,6 +100,8 @@ class EProp(LearningRule):
         return mats[::-1]
 
     def backward(self, model, x: torch.Tensor, y: torch.Tensor, update=None) -> StepOutput:
+        if self.chunk > 1:
+            return self._backward_chunked(model, x, y)
         model.zero_grad(set_to_none=True)
         B = self.feedback_matrices(model)
         kappa = model.readout.kappa
@@ -118,6 +135,33 @@ class EProp(LearningRule):
         loss, correct, count = score.result()
         return StepOutput(loss, None, correct, count)
 
+    def _backward_chunked(self, model, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        """The same gradient as the per-step algorithm, K steps at a time (module doc)."""
+        model.zero_grad(set_to_none=True)
+        B = self.feedback_matrices(model)
+        kappa = model.readout.kappa
+        g_in = [torch.zeros_like(layer.weight) for layer in model.hidden]
+        g_rec = [torch.zeros_like(layer.rec_weight) if layer.recurrent else None
+                 for layer in model.hidden]
+        tr_in = [ChunkedTrace(kappa, self.chunk, g) for g in g_in]
+        tr_rec = [ChunkedTrace(kappa, self.chunk, g) if g is not None else None for g in g_rec]
+
+        def on_step(t, layers, delta, targets, weights):
+            for k, ls in enumerate(layers):
+                signal_t = (delta @ B[k]).t()  # L_k[t], [n_k, batch]
+                psi_t = ls.psi.t()
+                tr_in[k].add(psi_t, ls.eps_in, signal_t)
+                if ls.eps_rec is not None:
+                    tr_rec[k].add(psi_t, ls.eps_rec, signal_t)
+
+        score = run_online(model, x, y, self.burn_in, on_step)
+        for tr in [*tr_in, *tr_rec]:
+            if tr is not None:
+                tr.flush()
+        set_hidden_grads(model, g_in, g_rec)
+        loss, correct, count = score.result()
+        return StepOutput(loss, None, correct, count)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         return matrices_state("B", self.B)
 
@@ -126,3 +170,53 @@ class EProp(LearningRule):
             super().load_state_dict(state)
             return
         self.B = matrices_from_state(state, "B", self.B, "feedback shapes")
+
+
+class ChunkedTrace:
+    """The filtered eligibility trace of one weight matrix, updated K steps at a time, and
+    the gradient it contributes (``grad``, accumulated in place). See the module doc."""
+
+    def __init__(self, kappa: float, chunk: int, grad: torch.Tensor) -> None:
+        self.kappa, self.chunk, self.grad = kappa, chunk, grad
+        self.ebar: torch.Tensor | None = None  # [B, n, n_in], carried between chunks
+        self.psi: list[torch.Tensor] = []  # [n, B] per buffered step
+        self.eps: list[torch.Tensor] = []  # [B, n_in]
+        self.signal: list[torch.Tensor] = []  # [n, B]
+
+    def add(self, psi_t: torch.Tensor, eps_t: torch.Tensor, signal_t: torch.Tensor) -> None:
+        self.psi.append(psi_t)
+        self.eps.append(eps_t)
+        self.signal.append(signal_t)
+        if len(self.psi) == self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        steps = len(self.psi)
+        if steps == 0:
+            return
+        kappa = self.kappa
+        psi, eps, sig = torch.stack(self.psi), torch.stack(self.eps), torch.stack(self.signal)
+        self.psi, self.eps, self.signal = [], [], []
+        n, batch = psi.shape[1], psi.shape[2]
+        # Lambda[m] = sum_(k >= m) kappa^(k-m) L[k]: a reverse scan over the chunk
+        lam = torch.empty_like(sig)
+        acc = torch.zeros_like(sig[0])
+        for m in range(steps - 1, -1, -1):
+            acc = sig[m] + kappa * acc
+            lam[m] = acc
+        # within the chunk: one GEMM over its steps and samples
+        q = (lam * psi).permute(1, 0, 2).reshape(n, steps * batch)
+        self.grad.addmm_(q, eps.reshape(steps * batch, -1))
+        # the carried trace: its share of the chunk's gradient, then its update (laid out
+        # [B, n, n_in], so that the update is one in-place batched GEMM over the samples)
+        coeff = kappa ** torch.arange(steps - 1, -1, -1, dtype=sig.dtype, device=sig.device)
+        p_bnm = (psi * coeff.view(-1, 1, 1)).permute(2, 1, 0)  # [B, n, K]
+        e_bmi = eps.permute(1, 0, 2)  # [B, K, n_in]
+        if self.ebar is None:
+            self.ebar = torch.bmm(p_bnm, e_bmi)
+        else:
+            powers = kappa ** torch.arange(1, steps + 1, dtype=sig.dtype, device=sig.device)
+            w = (sig * powers.view(-1, 1, 1)).sum(0)  # [n, B]
+            # grad[j, i] += sum_b w[j, b] ebar[b, j, i]: batched over j on a strided view
+            self.grad += torch.bmm(w.unsqueeze(1), self.ebar.transpose(0, 1)).squeeze(1)
+            self.ebar.baddbmm_(p_bnm, e_bmi, beta=kappa ** steps)
