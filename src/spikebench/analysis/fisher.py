@@ -32,6 +32,8 @@ Three computations of the same quantity:
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -162,8 +164,12 @@ def fisher_traces_vmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     params = {name: p.detach() for name, p in model.named_parameters()
               if name in groups.values()}
 
+    # the unrolled step: torch.func transforms do not go through the fused LIF scan
+    reference_kwargs = ({"reference": True}
+                        if "reference" in inspect.signature(model.forward).parameters else {})
+
     def losses(p, x1, y1):
-        out = functional_call(model, p, (x1.unsqueeze(1),))
+        out = functional_call(model, p, (x1.unsqueeze(1),), reference_kwargs)
         return step_losses(out, y1.view(1), burn_in)[:, 0]
 
     per_sample = vmap(jacrev(losses), in_dims=(None, 1, 0))

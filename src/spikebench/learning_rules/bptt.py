@@ -14,10 +14,17 @@ class BPTT(LearningRule):
     name = "bptt"
     losses = ("step_ce", "mean_ce")
 
+    def __init__(self, burn_in: int = 0, loss: str = "step_ce", fast: bool = True) -> None:
+        super().__init__(burn_in, loss)
+        self.fast = fast  # False: autograd through the unrolled step (the reference path)
+
+    def config(self) -> dict:
+        return {**super().config(), "fast": self.fast}
+
     def backward(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                  update=None) -> StepOutput:
         model.zero_grad(set_to_none=True)
-        outputs = model(x)
+        outputs = model(x) if self.fast else model(x, reference=True)
         loss = objective(outputs, y, self.burn_in, self.loss)
         loss.backward()
         correct, count = count_correct(outputs.detach(), y, self.burn_in)
