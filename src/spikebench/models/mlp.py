@@ -165,8 +165,8 @@ class SpikingMLP(nn.Module):
                 state = layer.initial_state(batch, current)
                 rec = layer.recurrent_matrix()
                 out = []
-                for t in range(steps):
-                    s, state = layer.dynamics(current[t] + state.s @ rec.t(), state)
+                for c_t in current.unbind(0):  # one backward for all steps (not T selects)
+                    s, state = layer.dynamics(c_t + state.s @ rec.t(), state)
                     out.append(s)
                 h = torch.stack(out)
             spikes.append(h)
@@ -174,7 +174,7 @@ class SpikingMLP(nn.Module):
         drive = drive + self.readout.bias
         y = torch.zeros(batch, self.sizes[-1], dtype=x.dtype, device=x.device)
         ys = []
-        for d_t in drive:  # y[t] = kappa y[t-1] + W s[t] + b
+        for d_t in drive.unbind(0):  # y[t] = kappa y[t-1] + W s[t] + b
             y = self.readout.kappa * y + d_t
             ys.append(y)
         out = torch.stack(ys)
