@@ -70,12 +70,17 @@ class NorseMLP(torch.nn.Module):
         return torch.stack(out)
 
 
-def ours(recurrent):
+def ours(recurrent, fast=True):
     params = LIFParams.from_time_constants(5e-3, 1e-2, 1e-3, threshold=0.1, reset="zero")
     model = SpikingMLP(SIZES, recurrent=recurrent, params=params)
-    rule = BPTT()
+    rule = BPTT(fast=fast)
     x, y = workload()
     return lambda: rule.backward(model, x, y)
+
+
+def ours_reference(recurrent):
+    """Autograd through the unrolled step (the reference path the fast one is tested on)."""
+    return ours(recurrent, fast=False)
 
 
 def norse(recurrent):
@@ -112,11 +117,12 @@ def matmul(recurrent):
 
 
 @pytest.mark.parametrize("arch", ["ff", "rec"])
-@pytest.mark.parametrize("impl", ["ours", "norse", "matmul"])
+@pytest.mark.parametrize("impl", ["ours", "ours-reference", "norse", "matmul"])
 def test_bptt_step(benchmark, impl, arch):
     recurrent = arch == "rec"
     benchmark.group = f"bptt-step-{arch}-T{T}-B{B}"
     benchmark.extra_info["flops"] = step_flops(recurrent)
-    fn = {"ours": ours, "norse": norse, "matmul": matmul}[impl](recurrent)
+    fn = {"ours": ours, "ours-reference": ours_reference, "norse": norse,
+          "matmul": matmul}[impl](recurrent)
     fn()  # warm-up
     benchmark.pedantic(fn, rounds=5, iterations=1)
