@@ -48,6 +48,7 @@ class RunResult:
     skipped: bool = False  # ended before; read from disk
     run_dir: Path | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # samples trained / tested on
+    details: dict = field(default_factory=dict)  # what a kind of run adds (hybrid stages)
 
 
 @dataclass

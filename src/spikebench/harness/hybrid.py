@@ -36,6 +36,7 @@ from spikebench.errors import (
 )
 from spikebench.harness.executor import (
     CHECKPOINT,
+    InProcessExecutor,
     RunResult,
     StepResult,
     Training,
@@ -307,21 +308,23 @@ STAGES = {"default": "encoder", "lif": "head-lif", "paralif": "head-paralif"}
 
 
 def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_dir: Path,
-                     runs_dir: Path, progress: bool = True, notes: list[str] | None = None
-                     ) -> SuiteResult:
+                     runs_dir: Path, progress: bool = True, notes: list[str] | None = None,
+                     executor=None) -> SuiteResult:
     """Train and attack every spec; write ``results.csv`` (the common contract: a row per
     stage run, epoch and metric), ``timings.csv``, ``hybrid.csv``, ``hybrid_attacks.csv``,
     ``report.md`` and ``hybrid_attacks.png`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = list(notes or [])
-    rows, attack_rows, tidy, timings, runs = [], [], [], [], []
+    rows, attack_rows, tidy, timings = [], [], [], []
     data: dict[tuple, tuple] = {}
     t_start = time.perf_counter()
     identities = {key: DATASETS.get(key[0]).identity(key[1])
                   for key in dict.fromkeys((s.dataset, s.data_dir) for s in specs)}
     specs = [replace(s, data_dir=identities[(s.dataset, s.data_dir)][0],
                      data_fingerprint=identities[(s.dataset, s.data_dir)][1]) for s in specs]
-    for i, spec in enumerate(specs, 1):
+
+    def train_one(i: int, spec: HybridSpec) -> RunResult:
+        """The stages of one run and its attacks (what an executor runs, anywhere)."""
         progress_line(f"run {i}/{len(specs)}: {spec.run_id}", progress)
         key = (spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train, spec.n_test)
         if key not in data:
@@ -335,21 +338,30 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
             for neuron in ("lif", "paralif"):
                 stages[neuron] = train_head(spec, run_dir, neuron, train, test, progress)
         failed = [r for r in stages.values() if r.status != "done"]
+        if failed:
+            return RunResult(spec, "diverged", [], failed[0].message, skipped=failed[0].skipped,
+                             run_dir=run_dir, details={"stages": stages, "attacks": {},
+                                                       "failed": failed[0].run_dir.name})
+        attacks = {variant: attack_run(spec, run_dir, variant, test) for variant in HEADS}
+        return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
+                         run_dir=run_dir, details={"stages": stages, "attacks": attacks})
+
+    def record(result: RunResult) -> None:
+        """Rows of one run, and every table rewritten (the driver's side)."""
+        nonlocal tidy, timings
+        spec, stages = result.spec, result.details["stages"]
         for variant, res in stages.items():
             r, t = stage_rows(name, spec, variant, res)
             tidy, timings = tidy + r, timings + t
-        if failed:
-            runs.append(RunResult(spec, "diverged", [], failed[0].message,
-                                  skipped=failed[0].skipped, run_dir=run_dir))
-            notes.append(f"{spec.run_id} ({failed[0].run_dir.name}): {failed[0].message}")
-        else:
-            for variant in HEADS:
-                results = attack_run(spec, run_dir, variant, test)
-                attack_rows += [{"dataset": spec.dataset, "encoder": spec.encoder,
-                                 "seed": spec.seed, "head": variant, **r} for r in results]
-                last = max(m["epoch"] for m in stages[variant].metrics)
-                tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
-                         for m in attack_metrics(results)]
+        if result.status != "done":
+            notes.append(f"{spec.run_id} ({result.details['failed']}): {result.message}")
+        for variant, results in result.details["attacks"].items():
+            attack_rows.extend({"dataset": spec.dataset, "encoder": spec.encoder,
+                                "seed": spec.seed, "head": variant, **r} for r in results)
+            last = max(m["epoch"] for m in stages[variant].metrics)
+            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
+                     for m in attack_metrics(results)]
+        if result.status == "done":
             for variant, res in stages.items():
                 rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
                              "dataset": spec.dataset, "encoder": spec.encoder,
@@ -357,13 +369,13 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
                              "test_acc": _final(res, "test_acc"),
                              "test_acc_std": (0.0 if variant == "default"
                                               else _final(res, "test_acc_std"))})
-            runs.append(RunResult(spec, "done", [], skipped=all(
-                r.skipped for r in stages.values()), run_dir=run_dir))
         write_atomic(pd.DataFrame(rows), out_dir / "hybrid.csv")
         write_atomic(pd.DataFrame(attack_rows), out_dir / "hybrid_attacks.csv")
         write_atomic(pd.DataFrame(tidy, columns=TIDY_COLUMNS), out_dir / "results.csv")
         write_atomic(pd.DataFrame(timings, columns=["run_id", "epoch", "metric", "value"]),
                      out_dir / "timings.csv")
+
+    runs = (executor or InProcessExecutor()).run(specs, train_one, record)
     table, attacks = pd.DataFrame(rows), pd.DataFrame(attack_rows)
     if not attacks.empty:
         _plot_attacks(attacks, out_dir / "hybrid_attacks.png")

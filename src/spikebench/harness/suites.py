@@ -117,7 +117,8 @@ class Suite:
     description: str
     build: Callable[[SuiteOptions], tuple[list[ExperimentSpec], list[str]]]
     studies: tuple[str, ...] = ()  # analyses run on the trained models (harness.studies)
-    # suites with their own kind of runs (the hybrids): (name, out_dir, opts, runs_dir)
+    # suites with their own kind of runs (the hybrids): (suite, out_dir, opts, runs_dir,
+    # executor)
     runner: Callable | None = None
     options: frozenset[str] | None = None  # SuiteOptions it uses (None: the SNN suites')
 
@@ -273,10 +274,10 @@ SUITES.register(
 
 def hybrid_suite(name: str, encoders: list[str], paper_encoders: list[str] | None,
                  what: str, **defaults) -> Suite:
-    def runner(suite: Suite, out_dir: Path, opts: SuiteOptions, runs_dir: Path):
+    def runner(suite: Suite, out_dir: Path, opts: SuiteOptions, runs_dir: Path, executor):
         specs, notes = hybrid.hybrid_specs(name, encoders, opts, paper_encoders, **defaults)
         return hybrid.run_hybrid_specs(name, suite.description, specs, out_dir, runs_dir,
-                                       opts.progress, notes)
+                                       opts.progress, notes, executor)
 
     return Suite(name, what, lambda opts: ([], []), runner=runner, options=HYBRID_OPTIONS)
 
@@ -358,7 +359,7 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     if suite.runner is not None:
-        return suite.runner(suite, out_dir, opts, runs_dir)
+        return suite.runner(suite, out_dir, opts, runs_dir, executor)
     specs, notes = suite.build(opts)
     if not specs:
         why = f": {'; '.join(notes)}" if notes else ""
