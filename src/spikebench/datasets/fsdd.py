@@ -62,7 +62,8 @@ def load_fsdd(root: str | Path, split: str, progress: bool = True) -> SampleData
         return cached_sequences("fsdd", root, name, lambda: list_recordings(root, name),
                                 recording, progress)
 
-    mean, std = feature_stats(split_data("train")[0])
-    feats, labels = split_data(split)
+    train = split_data("train")  # its statistics normalise every split
+    mean, std = feature_stats(train[0])
+    feats, labels = train if split == "train" else split_data(split)
     x, y = pad_sequences(normalise(feats, mean, std), labels)
     return SampleData(x, y, classes=10, task="sequence")

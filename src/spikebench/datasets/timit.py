@@ -168,7 +168,8 @@ def load_timit(root: str | Path, split: str, progress: bool = True) -> SampleDat
         return cached_sequences("timit", base, name, lambda: list_utterances(base, name),
                                 lambda pair: utterance(*pair), progress)
 
-    mean, std = feature_stats(split_data("train")[0])
-    feats, labels = split_data(split)
+    train = split_data("train")  # its statistics normalise every split
+    mean, std = feature_stats(train[0])
+    feats, labels = train if split == "train" else split_data(split)
     x, y = pad_sequences(normalise(feats, mean, std), labels)
     return SampleData(x, y, classes=61, task="frames", fold=fold_table())

@@ -77,7 +77,6 @@ class Training:
     state: Callable[[], dict] | None = None  # extra state saved with the checkpoint
     load_state: Callable[[dict], None] | None = None  # ... and restored on resume
     label: str = "run"  # progress label
-    record_train: bool = True  # per-epoch train_loss / train_acc
     note: str = ""  # said with a divergence (e.g. the learning rate)
 
 
@@ -230,11 +229,9 @@ def fit(run_dir: str | Path, spec, spec_dict: dict, make: Callable[[], Training]
         if tr.scheduler is not None:
             tr.scheduler.step()
         train_time = time.perf_counter() - t0
-        record: dict[str, float] = {}
-        if tr.record_train:
-            record["train_loss"] = loss_sum / max(n_batches, 1)
-            if count:
-                record["train_acc"] = correct / count
+        record: dict[str, float] = {"train_loss": loss_sum / max(n_batches, 1)}
+        if count:
+            record["train_acc"] = correct / count
         if tr.evaluate is not None:
             record.update({f"test_{k}": v for k, v in tr.evaluate().items()})
         record["epoch_time_s"] = train_time
@@ -257,8 +254,6 @@ def fit(run_dir: str | Path, spec, spec_dict: dict, make: Callable[[], Training]
 
 class InProcessExecutor:
     """Runs a suite's runs one after the other in this process."""
-
-    name = "in-process"
 
     def run(self, jobs: Sequence[Any], train_one: Callable[[int, Any], RunResult],
             after_each: Callable[[RunResult], None] | None = None) -> list[RunResult]:

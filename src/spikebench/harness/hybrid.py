@@ -46,8 +46,8 @@ from spikebench.harness.executor import (
     restore,
 )
 from spikebench.harness.report import markdown_table
-from spikebench.harness.results import TIMING_METRICS, SuiteResult, write_atomic
-from spikebench.harness.spec import check_field_types
+from spikebench.harness.results import SuiteResult, split_rows, timings_frame, write_atomic
+from spikebench.harness.spec import check_field_types, with_data_identity
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
 from spikebench.io import atomic_write, digest, save_figure, subplots, write_json
@@ -318,10 +318,7 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
     rows, attack_rows, tidy, timings = [], [], [], []
     data: dict[tuple, tuple] = {}
     t_start = time.perf_counter()
-    identities = {key: DATASETS.get(key[0]).identity(key[1])
-                  for key in dict.fromkeys((s.dataset, s.data_dir) for s in specs)}
-    specs = [replace(s, data_dir=identities[(s.dataset, s.data_dir)][0],
-                     data_fingerprint=identities[(s.dataset, s.data_dir)][1]) for s in specs]
+    specs = with_data_identity(specs)
 
     def train_one(i: int, spec: HybridSpec) -> RunResult:
         """The stages of one run and its attacks (what an executor runs, anywhere)."""
@@ -372,8 +369,7 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
         write_atomic(pd.DataFrame(rows), out_dir / "hybrid.csv")
         write_atomic(pd.DataFrame(attack_rows), out_dir / "hybrid_attacks.csv")
         write_atomic(pd.DataFrame(tidy, columns=TIDY_COLUMNS), out_dir / "results.csv")
-        write_atomic(pd.DataFrame(timings, columns=["run_id", "epoch", "metric", "value"]),
-                     out_dir / "timings.csv")
+        write_atomic(timings_frame(timings), out_dir / "timings.csv")
 
     runs = (executor or InProcessExecutor()).run(specs, train_one, record)
     table, attacks = pd.DataFrame(rows), pd.DataFrame(attack_rows)
@@ -398,13 +394,8 @@ def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult
                ) -> tuple[list[dict], list[dict]]:
     """(result rows, timing rows) of one stage run: its per-epoch metrics, with sample
     counts at epoch 0."""
-    base = _row_base(name, spec, variant, res.status)
-    counts = [{"epoch": 0, "metric": k, "value": v}
-              for k, v in (("n_train", spec.n_train), ("n_test", spec.n_test)) if v]
-    rows = [{**base, **m} for m in counts + res.metrics if m["metric"] not in TIMING_METRICS]
-    times = [{"run_id": base["run_id"], **m} for m in res.metrics
-             if m["metric"] in TIMING_METRICS]
-    return rows, times
+    sizes = {k: v for k, v in (("n_train", spec.n_train), ("n_test", spec.n_test)) if v}
+    return split_rows(_row_base(name, spec, variant, res.status), res.metrics, sizes)
 
 
 def attack_metrics(results: list[dict]) -> list[dict]:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from spikebench import __version__
 from spikebench.harness.reference import PAPER, PAPER_DATA, paper_accuracy
-from spikebench.harness.results import final_metric
+from spikebench.harness.results import SIZE_METRICS, final_metric
 from spikebench.io import atomic_write, save_figure, subplots
 
 RULE_ORDER = ["bptt", "eprop", "decolle"]
@@ -103,9 +103,9 @@ def plot_curves(df: pd.DataFrame, path: Path, title: str = "") -> None:
 
 def _counts(df: pd.DataFrame) -> pd.DataFrame:
     """Per run: the samples it trained and was tested on (results' epoch-0 rows)."""
-    sizes = df[df["metric"].isin(["n_train", "n_test"])]
+    sizes = df[df["metric"].isin(SIZE_METRICS)]
     if sizes.empty:
-        return pd.DataFrame(columns=["n_train", "n_test"])
+        return pd.DataFrame(columns=list(SIZE_METRICS))
     return sizes.pivot_table(index="run_id", columns="metric", values="value", aggfunc="first")
 
 

@@ -18,6 +18,7 @@ TIMING_METRICS = ("epoch_time_s",)
 # epoch 0 of every run: the samples it trained and was tested on (so every run has rows,
 # also one that diverged in its first epoch)
 SIZE_METRICS = ("n_train", "n_test")
+TIMING_COLUMNS = ["run_id", "epoch", "metric", "value"]
 
 
 def tidy_rows(spec: ExperimentSpec, metrics: list[dict], status: str = "done",
@@ -34,10 +35,23 @@ def tidy_rows(spec: ExperimentSpec, metrics: list[dict], status: str = "done",
         "seed": spec.seed,
         "status": status,
     }
+    return split_rows(base, metrics, sizes)
+
+
+def split_rows(base: dict, metrics: list[dict], sizes: dict[str, int] | None = None
+               ) -> tuple[list[dict], list[dict]]:
+    """(result rows, timing rows) of one run: ``base`` (its identifying columns, with
+    ``run_id``) + each metric record, its sample counts at epoch 0; wall times apart."""
     counts = [{"epoch": 0, "metric": k, "value": v} for k, v in (sizes or {}).items()]
     rows = [{**base, **m} for m in counts + metrics if m["metric"] not in TIMING_METRICS]
-    timings = [{"run_id": spec.run_id, **m} for m in metrics if m["metric"] in TIMING_METRICS]
+    timings = [{"run_id": base["run_id"], **m} for m in metrics
+               if m["metric"] in TIMING_METRICS]
     return rows, timings
+
+
+def timings_frame(timings: list[dict]) -> pd.DataFrame:
+    """The rows of ``timings.csv``."""
+    return pd.DataFrame(timings, columns=TIMING_COLUMNS)
 
 
 def write_atomic(df: pd.DataFrame, path: str | Path) -> None:

@@ -235,6 +235,25 @@ class ExperimentSpec:
         return replace(self, data_dir=None, data_fingerprint=None)
 
 
+def with_data_identity(specs: list) -> list:
+    """Each spec (any spec dataclass with ``dataset``, ``data_dir`` and ``data_fingerprint``)
+    with the resolved folder and the fingerprint of the data it reads, so that its run id
+    covers the data; computed once per data set and folder."""
+    from dataclasses import replace
+
+    from spikebench.datasets import DATASETS
+
+    seen: dict[tuple, tuple] = {}
+    out = []
+    for spec in specs:
+        key = (spec.dataset, spec.data_dir)
+        if key not in seen:
+            seen[key] = DATASETS.get(spec.dataset).identity(spec.data_dir)
+        data_dir, fingerprint = seen[key]
+        out.append(replace(spec, data_dir=data_dir, data_fingerprint=fingerprint))
+    return out
+
+
 def check_field_types(obj, flags: dict[str, str] | None = None) -> None:
     """Check a spec dataclass's fields against their annotations (int, float, str, bool,
     optional ones, tuples and dicts): ``seed=1.5``, ``lr=nan`` or ``rules="bptt"`` are

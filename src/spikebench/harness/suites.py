@@ -14,16 +14,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pandas as pd
-
 from spikebench.analysis.backdoor import POISON_RATES, Backdoor, poison, random_pairs
 from spikebench.datasets import DATASETS, SampleData
 from spikebench.errors import ConfigError
 from spikebench.harness import hybrid
 from spikebench.harness.executor import InProcessExecutor, RunResult
 from spikebench.harness.report import write_report
-from spikebench.harness.results import SuiteResult, tidy_rows, to_frame, write_atomic
-from spikebench.harness.spec import ARCHS, ExperimentSpec, check_field_types
+from spikebench.harness.results import (
+    SuiteResult,
+    tidy_rows,
+    timings_frame,
+    to_frame,
+    write_atomic,
+)
+from spikebench.harness.spec import (
+    ARCHS,
+    ExperimentSpec,
+    check_field_types,
+    with_data_identity,
+)
 from spikebench.harness.studies import STUDIES, StudyContext
 from spikebench.harness.train import train_run
 from spikebench.learning_rules import RULES
@@ -62,16 +71,11 @@ class SuiteOptions:
     def __post_init__(self) -> None:
         if isinstance(self.data_dir, Path):
             self.data_dir = str(self.data_dir)
-        check_field_types(self, {f: "--" + f.replace("_", "-") for f in (
-            "data_dir", "dataset", "epochs", "seeds", "n_train", "n_test", "batch_size", "lr",
-            "rules", "archs", "neuron", "paper", "encoders", "weights", "n_eval")}
-            | {"n_steps": "--steps"})
+        check_field_types(self, OPTION_FLAGS)  # a string for a list is refused here
         for name in ("seeds", "rules", "archs", "encoders"):
             values = getattr(self, name)
             if values is None:
                 continue
-            if isinstance(values, str) or not isinstance(values, list | tuple):
-                raise ConfigError(f"{name} must be a list, got {values!r}")
             if not values:
                 raise ConfigError(f"{name} is empty; give at least one (or None: the suite's)")
             dupes = sorted({v for v in values if list(values).count(v) > 1}, key=str)
@@ -298,20 +302,6 @@ SUITES.register("hybrid-lenet", hybrid_suite(
     "a LIF and a ParaLIF head: the small hybrid, attacked like hybrid-resnet.", lr=0.05))
 
 
-def with_data_identity(specs: list[ExperimentSpec]) -> list[ExperimentSpec]:
-    """Each spec with the resolved folder and the fingerprint of the data it reads, so that
-    its run id covers the data (computed once per data set and folder)."""
-    seen: dict[tuple, tuple] = {}
-    out = []
-    for spec in specs:
-        key = (spec.dataset, spec.data_dir)
-        if key not in seen:
-            seen[key] = DATASETS.get(spec.dataset).identity(spec.data_dir)
-        data_dir, fingerprint = seen[key]
-        out.append(replace(spec, data_dir=data_dir, data_fingerprint=fingerprint))
-    return out
-
-
 def legacy_run_notes(specs: list[ExperimentSpec], runs_dir: Path) -> list[str]:
     """Run folders made by spikebench 0.1, whose ids did not cover the data folder: they
     are not reused (they may hold runs on other data), and the report says so."""
@@ -388,8 +378,7 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
         r, t = tidy_rows(result.spec, result.metrics, result.status, result.sizes)
         rows, timings = rows + r, timings + t
         write_atomic(to_frame(rows), out_dir / "results.csv")
-        write_atomic(pd.DataFrame(timings, columns=["run_id", "epoch", "metric", "value"]),
-                     out_dir / "timings.csv")
+        write_atomic(timings_frame(timings), out_dir / "timings.csv")
 
     runs = executor.run(specs, train_one, record)
     table = to_frame(rows)
@@ -408,5 +397,5 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
                      f"model(s); tables: {', '.join(f'`{t}.csv`' for t in output.tables)}*", ""]
     report = write_report(out_dir, name, suite.description, table, status, notes, sections,
                           show_accuracy="backdoor" not in suite.studies, specs=specs,
-                          timings=pd.DataFrame(timings))
+                          timings=timings_frame(timings))
     return SuiteResult(table, runs, report)

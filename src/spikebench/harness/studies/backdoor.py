@@ -16,7 +16,6 @@ from spikebench.harness.studies.base import (
     RULE_COLORS,
     StudyContext,
     StudyOutput,
-    _bar,
     _ordered_rules,
     _pct,
     _save,
@@ -27,11 +26,12 @@ from spikebench.harness.studies.base import (
 )
 from spikebench.harness.train import seed_everything
 from spikebench.io import subplots
+from spikebench.progress import progress_bar
 
 
 def backdoor_study(ctx: StudyContext) -> StudyOutput:
     rows = []
-    for res, run_dir in _bar(ctx.done, "backdoor", ctx.progress):
+    for res, run_dir in progress_bar(ctx.done, "backdoor", ctx.progress):
         spec = res.spec
         if not spec.backdoor:
             continue

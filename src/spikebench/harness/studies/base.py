@@ -23,7 +23,6 @@ from spikebench.harness.report import RULE_ORDER
 from spikebench.harness.spec import ExperimentSpec
 from spikebench.harness.train import RunResult, load_trained
 from spikebench.io import digest, save_figure, write_json
-from spikebench.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +123,6 @@ def _save(fig, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _bar(items, desc: str, progress: bool):
-    return progress_bar(items, desc, progress)
 
 
 

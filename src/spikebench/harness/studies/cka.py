@@ -22,7 +22,6 @@ from spikebench.harness.studies.base import (
     RULE_COLORS,
     StudyContext,
     StudyOutput,
-    _bar,
     _ordered_rules,
     _pct,
     _save,
@@ -33,6 +32,7 @@ from spikebench.harness.studies.base import (
     valid_range,
 )
 from spikebench.io import save_figure, subplots
+from spikebench.progress import progress_bar
 
 CKA_BATCH = 256  # minibatch CKA: HSIC_1 summed over batches, normalised once at the end
 CKA_VERSION = 2  # 2: the stable HSIC (version 1 cached Song's term-by-term values)
@@ -42,7 +42,7 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
     n = ctx.n_eval if ctx.n_eval else (4096 if ctx.paper else 1000)
     models: dict[str, dict[str, dict[int, torch.nn.Module]]] = {}  # arch -> method -> seed
     specs = {}
-    for res, run_dir in _bar(ctx.done, "cka: loading", ctx.progress):
+    for res, run_dir in progress_bar(ctx.done, "cka: loading", ctx.progress):
         model = load_model(run_dir)
         models.setdefault(res.spec.arch, {}).setdefault(res.spec.rule, {})[res.spec.seed] = model
         specs[(res.spec.arch, res.spec.rule, res.spec.seed)] = res.spec
@@ -57,7 +57,7 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
     if test.encode is None:
         x_rate = rate_input(train.x)
         sizes = next(iter(specs_models(models))).sizes
-        for seed in _bar(seeds, "cka: ANN-SNN conversion", ctx.progress):
+        for seed in progress_bar(seeds, "cka: ANN-SNN conversion", ctx.progress):
             ann_spec = ConversionSpec(sizes, seed=seed, data=data_identity(spec0))
             result, ann = train_conversion_ann(ann_spec, ctx.runs_dir / ann_spec.run_id,
                                                x_rate, train.y, ctx.progress)
@@ -77,7 +77,7 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
     for arch, by_rule in models.items():
         methods = {**by_rule, **({"conversion": conv} if conv else {})}
         reps = {m: {s: representations(model, x, test.encode) for s, model in d.items()}
-                for m, d in _bar(list(methods.items()), f"cka {arch}", ctx.progress)}
+                for m, d in progress_bar(list(methods.items()), f"cka {arch}", ctx.progress)}
         names = _ordered_rules(methods)
         for i, a in enumerate(names):
             for b in names[i:]:

@@ -21,7 +21,6 @@ from spikebench.harness.studies.base import (
     SQUARE_EPS,
     StudyContext,
     StudyOutput,
-    _bar,
     _ordered_rules,
     _pct,
     _save,
@@ -35,6 +34,7 @@ from spikebench.harness.studies.base import (
 )
 from spikebench.harness.train import seed_everything
 from spikebench.io import subplots
+from spikebench.progress import progress_bar
 
 
 def fgsm_study(ctx: StudyContext) -> StudyOutput:
@@ -42,7 +42,7 @@ def fgsm_study(ctx: StudyContext) -> StudyOutput:
     n_strong = None if ctx.paper else 200
     n_square = None if ctx.paper else 100
     rows, clips = [], set()
-    for res, run_dir in _bar(ctx.done, "fgsm", ctx.progress):
+    for res, run_dir in progress_bar(ctx.done, "fgsm", ctx.progress):
         spec = res.spec
         _, test = ctx.data(spec)
         x, y = eval_samples(test, n)

@@ -16,7 +16,6 @@ from spikebench.harness.studies.base import (
     RULE_COLORS,
     StudyContext,
     StudyOutput,
-    _bar,
     _ordered_rules,
     _pct,
     _save,
@@ -27,12 +26,13 @@ from spikebench.harness.studies.base import (
 )
 from spikebench.harness.train import seed_everything
 from spikebench.io import subplots
+from spikebench.progress import progress_bar
 
 
 def fisher_study(ctx: StudyContext) -> StudyOutput:
     n = ctx.n_eval if ctx.n_eval else (1000 if ctx.paper else 256)
     rows, time_rows, counts = [], [], set()
-    for res, run_dir in _bar(ctx.done, "fisher", ctx.progress):
+    for res, run_dir in progress_bar(ctx.done, "fisher", ctx.progress):
         spec = res.spec
         _, test = ctx.data(spec)
         x, y = eval_samples(test, n)
