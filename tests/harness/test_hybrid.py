@@ -77,7 +77,8 @@ def test_hybrid_specs_follow_the_options():
 
 
 def test_a_diverged_hybrid_stage_is_final(tmp_path, monkeypatch):
-    opts = SuiteOptions(dataset="mnist5k", n_train=64, n_test=32, epochs=1, n_eval=8,
+    # more test images asked for than MNIST-5k has (1000): the counts say what was used
+    opts = SuiteOptions(dataset="mnist5k", n_train=64, n_test=2000, epochs=1, n_eval=8,
                         progress=False)
     real = hybrid_mod._ce_step
 
@@ -98,5 +99,7 @@ def test_a_diverged_hybrid_stage_is_final(tmp_path, monkeypatch):
     again = run_suite("hybrid-lenet", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
     assert [r.status for r in again.runs] == ["diverged"] and again.runs[0].skipped
     tidy = pd.read_csv(tmp_path / "out" / "results.csv")
+    counts = tidy[tidy.epoch == 0].groupby("metric").value.unique()
+    assert counts["n_train"].tolist() == [64] and counts["n_test"].tolist() == [1000]
     assert set(tidy.status) == {"diverged"} and "diverged" in (
         tmp_path / "out" / "report.md").read_text()

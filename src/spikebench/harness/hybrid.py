@@ -335,20 +335,23 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
             for neuron in ("lif", "paralif"):
                 stages[neuron] = train_head(spec, run_dir, neuron, train, test, progress)
         failed = [r for r in stages.values() if r.status != "done"]
+        sizes = {"n_train": len(train[0]), "n_test": len(test[0])}  # as used, not as asked
         if failed:
             return RunResult(spec, "diverged", [], failed[0].message, skipped=failed[0].skipped,
-                             run_dir=run_dir, details={"stages": stages, "attacks": {},
-                                                       "failed": failed[0].run_dir.name})
+                             run_dir=run_dir, sizes=sizes,
+                             details={"stages": stages, "attacks": {},
+                                      "failed": failed[0].run_dir.name})
         attacks = {variant: attack_run(spec, run_dir, variant, test) for variant in HEADS}
         return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
-                         run_dir=run_dir, details={"stages": stages, "attacks": attacks})
+                         run_dir=run_dir, sizes=sizes,
+                         details={"stages": stages, "attacks": attacks})
 
     def record(result: RunResult) -> None:
         """Rows of one run, and every table rewritten (the driver's side)."""
         nonlocal tidy, timings
         spec, stages = result.spec, result.details["stages"]
         for variant, res in stages.items():
-            r, t = stage_rows(name, spec, variant, res)
+            r, t = stage_rows(name, spec, variant, res, result.sizes)
             tidy, timings = tidy + r, timings + t
         if result.status != "done":
             notes.append(f"{spec.run_id} ({result.details['failed']}): {result.message}")
@@ -390,11 +393,10 @@ def _row_base(name: str, spec: HybridSpec, variant: str, status: str) -> dict:
             "seed": spec.seed, "status": status}
 
 
-def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult
-               ) -> tuple[list[dict], list[dict]]:
-    """(result rows, timing rows) of one stage run: its per-epoch metrics, with sample
-    counts at epoch 0."""
-    sizes = {k: v for k, v in (("n_train", spec.n_train), ("n_test", spec.n_test)) if v}
+def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult,
+               sizes: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    """(result rows, timing rows) of one stage run: its per-epoch metrics, with the
+    samples it trained and was tested on at epoch 0."""
     return split_rows(_row_base(name, spec, variant, res.status), res.metrics, sizes)
 
 
