@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 
 RULE_COLORS = {"bptt": "tab:blue", "eprop": "tab:orange", "decolle": "tab:green",
                "conversion": "tab:gray"}
-PGD_EPS = (0.01, 0.05)  # PGD: 10 steps of eps/4
-SQUARE_EPS = (0.05,)  # Square: 100 queries (ART's implementation loops in Python: slow)
 
 
 @dataclass

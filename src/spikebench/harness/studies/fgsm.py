@@ -16,9 +16,7 @@ from spikebench.analysis.attacks import (
 from spikebench.harness.reference import TABLE_III
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
-    PGD_EPS,
     RULE_COLORS,
-    SQUARE_EPS,
     StudyContext,
     StudyOutput,
     _ordered_rules,
@@ -35,6 +33,9 @@ from spikebench.harness.studies.base import (
 from spikebench.harness.train import seed_everything
 from spikebench.io import subplots
 from spikebench.progress import progress_bar
+
+PGD_EPS = (0.01, 0.05)  # PGD: 10 steps of eps/4
+SQUARE_EPS = (0.05,)  # Square: 100 queries (ART's implementation loops in Python: slow)
 
 
 def fgsm_study(ctx: StudyContext) -> StudyOutput:
