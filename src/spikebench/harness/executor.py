@@ -11,15 +11,25 @@ the checkpoint.
 
 A run folder holds ``spec.json``, ``checkpoint.pt`` (``torch.load(..., weights_only=True)``
 loads it), ``metrics.json`` (records ``{epoch, metric, value}``) and, once ended,
-``status.json``. ``InProcessExecutor`` trains a suite's runs one after the other in this
-process; other executors differ only in where ``train_one`` runs, never in what it writes.
+``status.json``. While a process trains a run it holds the folder's ``lock`` (an advisory
+``flock``, released by the kernel when the process dies), so that two processes never train
+one run at once: the second waits, then finds the run ended or resumes it.
+
+An executor runs a suite's runs (``run``) and a study's per-model analyses (``map``).
+``InProcessExecutor`` runs them one after the other in this process; the Ray executor
+(``spikebench.harness.ray_executor``) runs each as a Ray task. Executors differ only in where
+a task runs, never in what it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +177,29 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return metrics
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``run_dir/lock`` while this process trains the run; it names the holder
+    (``pid host``). A lock held by another process is waited for."""
+    path = Path(run_dir) / "lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            log.warning("%s: being trained by %s; waiting for it", run_dir.name, holder)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()} {socket.gethostname()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def fit(run_dir: str | Path, spec, spec_dict: dict, make: Callable[[], Training],
         progress: bool = True) -> RunResult:
     """Train one run in ``run_dir`` (skipping, resuming or starting it as the folder says).
@@ -174,6 +207,12 @@ def fit(run_dir: str | Path, spec, spec_dict: dict, make: Callable[[], Training]
     there is something to train."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        return _fit(run_dir, spec, spec_dict, make, progress)
+
+
+def _fit(run_dir: Path, spec, spec_dict: dict, make: Callable[[], Training],
+         progress: bool) -> RunResult:
     status_path = run_dir / "status.json"
     done = ended(run_dir)
     if done is not None:
@@ -197,6 +236,8 @@ def fit(run_dir: str | Path, spec, spec_dict: dict, make: Callable[[], Training]
         start = int(ck["epoch"]) + 1
         metrics = [m for m in read_metrics(run_dir) if m["epoch"] < start]
         log.info("%s: resuming after epoch %d", run_dir.name, start - 1)
+    # the epochs after which it was interrupted and resumed (status.json says so)
+    resumed = _resumed(run_dir) + [start - 1] if start > 1 else []
 
     for epoch in range(start, tr.epochs + 1):
         tr.model.train()
@@ -215,7 +256,7 @@ def fit(run_dir: str | Path, spec, spec_dict: dict, make: Callable[[], Training]
                            f"to epoch {epoch - 1} are kept")
                 write_json(metrics_path, metrics)
                 write_json(status_path, {"status": "diverged", "message": message,
-                                         "version": STATUS_VERSION})
+                                         "version": STATUS_VERSION, "resumed_after": resumed})
                 log.error("%s: %s", run_dir.name, message)
                 return RunResult(spec, "diverged", metrics, message, run_dir=run_dir)
             if not out.updated:
@@ -242,25 +283,69 @@ def fit(run_dir: str | Path, spec, spec_dict: dict, make: Callable[[], Training]
             state["scheduler"] = tr.scheduler.state_dict()
         atomic_write(ck_path, lambda tmp, state=state: torch.save(state, tmp))
         write_json(metrics_path, metrics)
+        if resumed:
+            write_json(run_dir / "resumed.json", resumed)
         summary = ", ".join(
             f"{k.replace('_', ' ')} {100 * v:.1f} %" if "acc" in k else
             f"{k.replace('_', ' ')} {v:.3f}" for k, v in record.items() if k != "epoch_time_s")
         log.info("%s epoch %d: %s (%.1fs)", run_dir.name, epoch, summary, train_time)
         progress_line(f"{tr.label} epoch {epoch}/{tr.epochs}: {summary} ({train_time:.1f} s)",
                       progress)
-    write_json(status_path, {"status": "done", "version": STATUS_VERSION})
+    write_json(status_path, {"status": "done", "version": STATUS_VERSION,
+                             "resumed_after": resumed})
     return RunResult(spec, "done", metrics, run_dir=run_dir)
 
 
-class InProcessExecutor:
-    """Runs a suite's runs one after the other in this process."""
+def _resumed(run_dir: Path) -> list[int]:
+    path = run_dir / "resumed.json"
+    value = read_json(path, "resume record") if path.is_file() else []
+    return [int(v) for v in value] if isinstance(value, list) else []
 
-    def run(self, jobs: Sequence[Any], train_one: Callable[[int, Any], RunResult],
-            after_each: Callable[[RunResult], None] | None = None) -> list[RunResult]:
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """``torch.set_num_threads(n)`` for the block (None: leave it as it is)."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class InProcessExecutor:
+    """Runs a suite's runs and a study's analyses one after the other in this process,
+    with ``cpus_per_run`` torch threads (None: torch's default, all cores)."""
+
+    name = "in-process"
+
+    def __init__(self, cpus_per_run: int | None = None) -> None:
+        self.cpus_per_run = cpus_per_run
+
+    def run(self, jobs: Sequence[Any], task: Callable[[int, Any], RunResult],
+            after_each: Callable[[int, RunResult], None] | None = None) -> list[RunResult]:
+        """``task(i, job)`` for each job (i from 1); ``after_each(i, result)`` as each ends."""
         results = []
         for i, job in enumerate(jobs, 1):
-            result = train_one(i, job)
+            with torch_threads(self.cpus_per_run):
+                result = task(i, job)
             results.append(result)
             if after_each is not None:
-                after_each(result)
+                after_each(i, result)
         return results
+
+    def map(self, fn: Callable[..., Any], items: Sequence[tuple], label: str = "",
+            progress: bool = True) -> list:
+        """``fn(*item)`` for each item, in order."""
+        out = []
+        for item in progress_bar(items, label, progress and bool(label)):
+            with torch_threads(self.cpus_per_run):
+                out.append(fn(*item))
+        return out
+
+    def prepare(self, runs_dir: Path) -> None:
+        """Nothing to check: this process writes the runs folder itself."""
+
+    def close(self) -> None:
+        pass

@@ -34,6 +34,7 @@ from spikebench.errors import (
     ConfigError,
     RunFileError,
 )
+from spikebench.harness.data import once
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -314,19 +315,19 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
     stage run, epoch and metric), ``timings.csv``, ``hybrid.csv``, ``hybrid_attacks.csv``,
     ``report.md`` and ``hybrid_attacks.png`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    notes = list(notes or [])
-    rows, attack_rows, tidy, timings = [], [], [], []
-    data: dict[tuple, tuple] = {}
     t_start = time.perf_counter()
     specs = with_data_identity(specs)
+    executor = executor or InProcessExecutor()
+    executor.prepare(runs_dir)
+    n_runs = len(specs)
 
     def train_one(i: int, spec: HybridSpec) -> RunResult:
         """The stages of one run and its attacks (what an executor runs, anywhere)."""
-        progress_line(f"run {i}/{len(specs)}: {spec.run_id}", progress)
-        key = (spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train, spec.n_test)
-        if key not in data:
-            data[key] = (load_images(spec, "train", progress), load_images(spec, "test", progress))
-        train, test = data[key]
+        progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
+        key = ("hybrid", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
+               spec.n_test)
+        train, test = once(key, lambda: (load_images(spec, "train", progress),
+                                         load_images(spec, "test", progress)))
         run_dir = runs_dir / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "spec.json", asdict(spec))
@@ -346,21 +347,46 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
                          run_dir=run_dir, sizes=sizes,
                          details={"stages": stages, "attacks": attacks})
 
-    def record(result: RunResult) -> None:
-        """Rows of one run, and every table rewritten (the driver's side)."""
-        nonlocal tidy, timings
-        spec, stages = result.spec, result.details["stages"]
+    done: dict[int, RunResult] = {}
+    tables = _tables(name, [])
+
+    def record(i: int, result: RunResult) -> None:
+        """Every table rewritten as each run ends (the driver's side), in the suite's order."""
+        done[i] = result
+        tables.update(_tables(name, [done[k] for k in sorted(done)]))
+        write_atomic(tables["hybrid"], out_dir / "hybrid.csv")
+        write_atomic(tables["attacks"], out_dir / "hybrid_attacks.csv")
+        write_atomic(tables["tidy"], out_dir / "results.csv")
+        write_atomic(tables["timings"], out_dir / "timings.csv")
+
+    runs = executor.run(specs, train_one, record)
+    table, attacks = tables["hybrid"], tables["attacks"]
+    notes = list(notes or []) + tables["notes"]
+    if not attacks.empty:
+        _plot_attacks(attacks, out_dir / "hybrid_attacks.png")
+    report = _write_report(out_dir, name, description, specs, table, attacks, notes,
+                           time.perf_counter() - t_start)
+    return SuiteResult(tables["tidy"], runs, report)
+
+
+def _tables(name: str, results: list[RunResult]) -> dict:
+    """hybrid.csv, hybrid_attacks.csv, results.csv and timings.csv of the runs so far, and
+    the notes on failed runs."""
+    rows, attack_rows, tidy, timings, notes = [], [], [], [], []
+    for result in results:
+        spec, stages = result.spec, result.details.get("stages", {})
         for variant, res in stages.items():
             r, t = stage_rows(name, spec, variant, res, result.sizes)
             tidy, timings = tidy + r, timings + t
         if result.status != "done":
-            notes.append(f"{spec.run_id} ({result.details['failed']}): {result.message}")
-        for variant, results in result.details["attacks"].items():
+            where = result.details.get("failed", "")
+            notes.append(f"{spec.run_id}{f' ({where})' if where else ''}: {result.message}")
+        for variant, res_attacks in result.details.get("attacks", {}).items():
             attack_rows.extend({"dataset": spec.dataset, "encoder": spec.encoder,
-                                "seed": spec.seed, "head": variant, **r} for r in results)
+                                "seed": spec.seed, "head": variant, **r} for r in res_attacks)
             last = max(m["epoch"] for m in stages[variant].metrics)
             tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
-                     for m in attack_metrics(results)]
+                     for m in attack_metrics(res_attacks)]
         if result.status == "done":
             for variant, res in stages.items():
                 rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
@@ -369,18 +395,9 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
                              "test_acc": _final(res, "test_acc"),
                              "test_acc_std": (0.0 if variant == "default"
                                               else _final(res, "test_acc_std"))})
-        write_atomic(pd.DataFrame(rows), out_dir / "hybrid.csv")
-        write_atomic(pd.DataFrame(attack_rows), out_dir / "hybrid_attacks.csv")
-        write_atomic(pd.DataFrame(tidy, columns=TIDY_COLUMNS), out_dir / "results.csv")
-        write_atomic(timings_frame(timings), out_dir / "timings.csv")
-
-    runs = (executor or InProcessExecutor()).run(specs, train_one, record)
-    table, attacks = pd.DataFrame(rows), pd.DataFrame(attack_rows)
-    if not attacks.empty:
-        _plot_attacks(attacks, out_dir / "hybrid_attacks.png")
-    report = _write_report(out_dir, name, description, specs, table, attacks, notes,
-                           time.perf_counter() - t_start)
-    return SuiteResult(pd.DataFrame(tidy, columns=TIDY_COLUMNS), runs, report)
+    return {"hybrid": pd.DataFrame(rows), "attacks": pd.DataFrame(attack_rows),
+            "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
+            "timings": timings_frame(timings), "notes": notes}
 
 
 TIDY_COLUMNS = ["suite", "run_id", "dataset", "encoder", "head", "seed", "status", "epoch",

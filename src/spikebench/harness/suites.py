@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from spikebench.analysis.backdoor import POISON_RATES, Backdoor, poison, random_pairs
-from spikebench.datasets import DATASETS, SampleData
+from spikebench.analysis.backdoor import POISON_RATES, random_pairs
 from spikebench.errors import ConfigError
 from spikebench.harness import hybrid
+from spikebench.harness.data import spec_data
 from spikebench.harness.executor import InProcessExecutor, RunResult
 from spikebench.harness.report import write_report
 from spikebench.harness.results import (
@@ -314,29 +314,6 @@ def legacy_run_notes(specs: list[ExperimentSpec], runs_dir: Path) -> list[str]:
             f"other data): {', '.join(old)}. Delete them once you no longer need them."]
 
 
-class _DataCache:
-    """Load each (dataset, location, binning, subset) once per suite."""
-
-    def __init__(self, progress: bool = True) -> None:
-        self._data: dict[tuple, tuple[SampleData, SampleData]] = {}
-        self.progress = progress
-
-    def get(self, spec: ExperimentSpec) -> tuple[SampleData, SampleData]:
-        key = (spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_steps, spec.dt_ms,
-               spec.encoder, spec.n_train, spec.n_test)
-        if key not in self._data:
-            info = DATASETS.get(spec.dataset)
-            opts = {"n_steps": spec.n_steps, "dt_ms": spec.dt_ms, "encoder": spec.encoder,
-                    "progress": self.progress}
-            train = info.load("train", spec.data_dir, **opts).subset(spec.n_train)
-            test = info.load("test", spec.data_dir, **opts).subset(spec.n_test)
-            self._data[key] = (train, test)
-        train, test = self._data[key]
-        if spec.backdoor:  # the poisoned training set of this run; the test set stays clean
-            train, _ = poison(train, Backdoor(**{"seed": spec.seed, **spec.backdoor}))
-        return train, test
-
-
 def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
               runs_dir: str | Path | None = None, executor=None) -> SuiteResult:
     """Train (or reuse) every run of suite ``name`` under ``runs_dir`` (default
@@ -347,7 +324,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     executor = executor or InProcessExecutor()
     suite.check_options(opts)
     out_dir = Path(out_dir)
-    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
+    # absolute: a run may train in another process or on another machine
+    runs_dir = (Path(runs_dir) if runs_dir is not None else out_dir / "runs").absolute()
     if suite.runner is not None:
         return suite.runner(suite, out_dir, opts, runs_dir, executor)
     specs, notes = suite.build(opts)
@@ -357,35 +335,37 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     specs = with_data_identity(specs)
     notes += legacy_run_notes(specs, runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the suite has valid runs
-    data = _DataCache(opts.progress)
-    rows: list[dict] = []
-    timings: list[dict] = []
+    executor.prepare(runs_dir)
+    n_runs, progress = len(specs), opts.progress
 
-    def train_one(i: int, spec: ExperimentSpec) -> RunResult:
-        log.info("[%d/%d] %s", i, len(specs), spec.run_id)
-        progress_line(f"run {i}/{len(specs)}: {spec.run_id}", opts.progress)
-        train, test = data.get(spec)
-        result = train_run(spec, runs_dir / spec.run_id, train, test, opts.progress)
+    def train_one(i: int, spec: ExperimentSpec) -> RunResult:  # runs in any process
+        log.info("[%d/%d] %s", i, n_runs, spec.run_id)
+        progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
+        train, test = spec_data(spec, progress)
+        result = train_run(spec, runs_dir / spec.run_id, train, test, progress)
         if result.skipped:
             log.info("%s already %s; skipped", spec.run_id, result.status)
-            progress_line(f"run {i}/{len(specs)}: already {result.status}, skipped",
-                          opts.progress)
+            progress_line(f"run {i}/{n_runs}: already {result.status}, skipped", progress)
         result.sizes = {"n_train": len(train), "n_test": len(test)}
         return result
 
-    def record(result: RunResult) -> None:  # results.csv is rewritten after every run
-        nonlocal rows, timings
-        r, t = tidy_rows(result.spec, result.metrics, result.status, result.sizes)
-        rows, timings = rows + r, timings + t
-        write_atomic(to_frame(rows), out_dir / "results.csv")
-        write_atomic(timings_frame(timings), out_dir / "timings.csv")
+    done: dict[int, tuple[list[dict], list[dict]]] = {}
+
+    def record(i: int, result: RunResult) -> None:
+        """results.csv is rewritten as each run ends, its rows in the suite's order."""
+        done[i] = tidy_rows(result.spec, result.metrics, result.status, result.sizes)
+        order = sorted(done)
+        write_atomic(to_frame([r for k in order for r in done[k][0]]), out_dir / "results.csv")
+        write_atomic(timings_frame([t for k in order for t in done[k][1]]),
+                     out_dir / "timings.csv")
 
     runs = executor.run(specs, train_one, record)
-    table = to_frame(rows)
+    table = to_frame([r for k in sorted(done) for r in done[k][0]])
+    timings = [t for k in sorted(done) for t in done[k][1]]
     status = {r.spec.run_id: (r.status, r.message) for r in runs}
-    ctx = StudyContext(name, out_dir, [(r, runs_dir / r.spec.run_id) for r in runs], data.get,
+    ctx = StudyContext(name, out_dir, [(r, runs_dir / r.spec.run_id) for r in runs], spec_data,
                        paper=opts.paper, n_eval=opts.n_eval, progress=opts.progress,
-                       runs_dir=runs_dir)
+                       runs_dir=runs_dir, executor=executor)
     sections = []
     for study in suite.studies:
         t0 = time.perf_counter()

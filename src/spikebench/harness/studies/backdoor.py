@@ -10,6 +10,7 @@ from spikebench.analysis.attacks import (
     predict,
 )
 from spikebench.analysis.backdoor import Backdoor, triggered_source
+from spikebench.harness.data import spec_data
 from spikebench.harness.reference import POISON_RATES, TABLE_IV
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
@@ -19,38 +20,38 @@ from spikebench.harness.studies.base import (
     _ordered_rules,
     _pct,
     _save,
-    cached,
     classifier,
     load_model,
+    per_model,
     run_columns,
 )
 from spikebench.harness.train import seed_everything
 from spikebench.io import subplots
-from spikebench.progress import progress_bar
+
+
+def _backdoor_one(spec, run_dir: Path, params: dict) -> dict:
+    """Attack success rate on the triggered source-class test samples, and clean accuracy,
+    of one poisoned run."""
+    bd = Backdoor(**{"seed": spec.seed, **spec.backdoor})
+    _, test = spec_data(spec)
+    model = load_model(run_dir)
+    trig = triggered_source(test, bd)
+    seed_everything(spec.seed)
+    pred = predict(classifier(model, spec, test), trig.x.float())
+    clean = predict(classifier(model, spec, test), test.x.float())
+    return {"asr": float((pred == bd.target).float().mean()),
+            "clean_acc": float((clean == test.y).float().mean()), "n_triggered": len(trig)}
 
 
 def backdoor_study(ctx: StudyContext) -> StudyOutput:
+    jobs = [(res.spec, run_dir, {"n": len(ctx.data(res.spec)[1])})
+            for res, run_dir in ctx.done if res.spec.backdoor]
     rows = []
-    for res, run_dir in progress_bar(ctx.done, "backdoor", ctx.progress):
-        spec = res.spec
-        if not spec.backdoor:
-            continue
+    for (spec, _, params), r in zip(jobs, per_model(ctx, "backdoor", _backdoor_one, jobs),
+                                    strict=True):
         bd = Backdoor(**{"seed": spec.seed, **spec.backdoor})
-        _, test = ctx.data(spec)
-
-        def compute(spec=spec, test=test, bd=bd, run_dir=run_dir):
-            model = load_model(run_dir)
-            trig = triggered_source(test, bd)
-            seed_everything(spec.seed)
-            pred = predict(classifier(model, spec, test), trig.x.float())
-            clean = predict(classifier(model, spec, test), test.x.float())
-            return {"asr": float((pred == bd.target).float().mean()),
-                    "clean_acc": float((clean == test.y).float().mean()),
-                    "n_triggered": len(trig)}
-
-        r = cached(run_dir, "backdoor", {"n": len(test)}, compute)
         rows.append({**run_columns(spec), "source": bd.source, "target": bd.target,
-                     "rate": bd.rate, **r, "n_test": len(test)})
+                     "rate": bd.rate, **r, "n_test": params["n"]})
     df = pd.DataFrame(rows)
     if df.empty:
         return StudyOutput(["## Backdoor", "", "No finished poisoned runs.", ""])

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -19,6 +20,7 @@ from spikebench.analysis.attacks import (
 from spikebench.datasets import SampleData
 from spikebench.datasets.encoders import Encoder
 from spikebench.errors import ConfigError
+from spikebench.harness.executor import InProcessExecutor
 from spikebench.harness.report import RULE_ORDER
 from spikebench.harness.spec import ExperimentSpec
 from spikebench.harness.train import RunResult, load_trained
@@ -40,6 +42,11 @@ class StudyContext:
     n_eval: int | None = None  # test samples analysed (None: the study's default)
     progress: bool = True
     runs_dir: Path | None = None  # where runs a study needs (e.g. the conversion ANN) go
+    executor: Any = None  # runs the per-model analyses (None: in this process)
+
+    def __post_init__(self) -> None:
+        if self.executor is None:
+            self.executor = InProcessExecutor()
 
     @property
     def done(self) -> list[tuple[RunResult, Path]]:
@@ -57,21 +64,53 @@ class StudyOutput:
 
 
 # -- shared helpers -------------------------------------------------------------------
-def cached(run_dir: Path, name: str, params: dict, compute: Callable[[], object],
-           version: int = 1):
-    """``compute()``'s JSON result, stored once per (run, study, version, parameters); a
-    study bumps ``version`` when its computation changes, so older results are not reused
-    (version 1 keeps the keys of spikebench 0.1)."""
+_MISSING = object()
+
+
+def _cache_path(run_dir: Path, name: str, params: dict, version: int) -> Path:
     key = params if version == 1 else {**params, "_version": version}
-    path = Path(run_dir) / "analysis" / f"{name}-{digest(key)}.json"
+    return Path(run_dir) / "analysis" / f"{name}-{digest(key)}.json"
+
+
+def _read_cached(path: Path):
     if path.is_file():
         try:
             return json.loads(path.read_text())["result"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             log.warning("cached analysis %s is unreadable (%s); computing it again", path, err)
-    result = compute()
-    write_json(path, {"params": params, "result": result})
+    return _MISSING
+
+
+def cached(run_dir: Path, name: str, params: dict, compute: Callable[[], object],
+           version: int = 1):
+    """``compute()``'s JSON result, stored once per (run, study, version, parameters); a
+    study bumps ``version`` when its computation changes, so older results are not reused
+    (version 1 keeps the keys of spikebench 0.1)."""
+    path = _cache_path(run_dir, name, params, version)
+    result = _read_cached(path)
+    if result is _MISSING:
+        result = compute()
+        write_json(path, {"params": params, "result": result})
     return result
+
+
+def _cached_call(name: str, fn: Callable, spec, run_dir: Path, params: dict, version: int):
+    return cached(run_dir, name, params, lambda: fn(spec, run_dir, params), version)
+
+
+def per_model(ctx: StudyContext, name: str, fn: Callable[[Any, Path, dict], object],
+              jobs: list[tuple[Any, Path, dict]], version: int = 1) -> list:
+    """``fn(spec, run_dir, params)`` of every job, each cached in its run folder
+    (``cached``); those not cached yet run as tasks of the suite's executor (so, on Ray, in
+    parallel on the cluster). ``fn`` must be a module-level function that loads what it
+    needs by the spec (``spikebench.harness.data.spec_data``, ``load_model``)."""
+    out: list = [_read_cached(_cache_path(d, name, p, version)) for _, d, p in jobs]
+    todo = [k for k, v in enumerate(out) if v is _MISSING]
+    computed = ctx.executor.map(
+        _cached_call, [(name, fn, *jobs[k], version) for k in todo], name, ctx.progress)
+    for k, value in zip(todo, computed, strict=True):
+        out[k] = value
+    return out
 
 
 def run_columns(spec: ExperimentSpec) -> dict:
@@ -86,6 +125,13 @@ def eval_samples(data: SampleData, n: int | None) -> tuple[torch.Tensor, torch.T
                          f"the data's task is {data.task!r}")
     data = data.subset(n)
     return data.x.float(), data.y
+
+
+def eval_count(data: SampleData, n: int | None) -> int:
+    """How many samples ``eval_samples(data, n)`` gives (without converting them)."""
+    if data.task != "sample":
+        eval_samples(data, n)  # the error that names the task
+    return len(data) if n is None else min(n, len(data))
 
 
 def valid_range(data: SampleData) -> tuple[float, float]:

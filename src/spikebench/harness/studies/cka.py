@@ -17,6 +17,7 @@ from spikebench.analysis.attacks import (
 from spikebench.analysis.cka import adversarial_cka, cka_or_nan, layer_names, representations
 from spikebench.analysis.conversion import convert, rate_input
 from spikebench.harness.conversion import ConversionSpec, data_identity, train_conversion_ann
+from spikebench.harness.data import spec_data
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
     RULE_COLORS,
@@ -25,10 +26,10 @@ from spikebench.harness.studies.base import (
     _ordered_rules,
     _pct,
     _save,
-    cached,
     counterpart,
     eval_samples,
     load_model,
+    per_model,
     valid_range,
 )
 from spikebench.io import save_figure, subplots
@@ -57,10 +58,16 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
     if test.encode is None:
         x_rate = rate_input(train.x)
         sizes = next(iter(specs_models(models))).sizes
-        for seed in progress_bar(seeds, "cka: ANN-SNN conversion", ctx.progress):
-            ann_spec = ConversionSpec(sizes, seed=seed, data=data_identity(spec0))
+        ann_specs = [ConversionSpec(sizes, seed=seed, data=data_identity(spec0))
+                     for seed in seeds]
+        # trained as tasks of the executor, then read back here (a finished run is skipped)
+        ctx.executor.map(_train_conversion, [(a, ctx.runs_dir / a.run_id, spec0)
+                                             for a in ann_specs],
+                         "cka: ANN-SNN conversion", ctx.progress)
+        for ann_spec in ann_specs:
+            seed = ann_spec.seed
             result, ann = train_conversion_ann(ann_spec, ctx.runs_dir / ann_spec.run_id,
-                                               x_rate, train.y, ctx.progress)
+                                               x_rate, train.y, False)
             if result.status != "done":
                 notes.append(f"conversion ANN s{seed} {result.status}: {result.message}")
                 continue
@@ -95,7 +102,7 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
                              for p in range(len(la)) for q in range(len(lb))]
     pairs_df = pd.DataFrame(rows)
     _plot_cka(pairs_df, ctx.out_dir / "cka.png")
-    adv_df = _adversarial_cka(ctx, models, specs, test, x, y, undefined)
+    adv_df = _adversarial_cka(ctx, specs, test, len(x), undefined)
     if undefined:
         notes.append(f"CKA is undefined (left blank, NaN in the CSV) for {len(undefined)} "
                      "comparison(s) where a layer's representation is constant (a silent "
@@ -152,30 +159,39 @@ def _cka_or_nan(a: torch.Tensor, b: torch.Tensor, undefined: list[str], what: st
     return value
 
 
-def _adversarial_cka(ctx, models, specs, test, x, y, undefined) -> pd.DataFrame:
+def _train_conversion(ann_spec: ConversionSpec, run_dir: Path, spec) -> None:
+    """Train (or skip) the conversion baseline's ANN on the inputs of ``spec``'s data."""
+    train, _ = spec_data(spec)
+    train_conversion_ann(ann_spec, run_dir, rate_input(train.x), train.y, False)
+
+
+def _adv_cka_one(spec, run_dir: Path, params: dict) -> list[dict]:
+    """Clean-vs-FGSM CKA per layer and eps of one trained run."""
+    _, test = spec_data(spec)
+    x, y = eval_samples(test, params["n"])
+    model = load_model(run_dir)
+    ann = counterpart(model, spec, test)
+    return adversarial_cka(model, ann, x, y, params["eps"], tuple(params["clip"]),
+                           test.encode, batch_size=params["batch"])
+
+
+def _adversarial_cka(ctx, specs, test, n, undefined) -> pd.DataFrame:
     """Clean-vs-FGSM CKA per layer of every model, cached in its run folder."""
+    params = {"n": n, "eps": [e for e in EPSILONS if e > 0],
+              "clip": list(valid_range(test)), "batch": CKA_BATCH}
+    keys = list(specs)
+    jobs = [(specs[k], ctx.run_dirs[specs[k].run_id], params) for k in keys]
     rows = []
-    clip = valid_range(test)
-    eps = [e for e in EPSILONS if e > 0]
-    for arch, by_rule in models.items():
-        for rule, by_seed in by_rule.items():
-            for seed, model in by_seed.items():
-                spec = specs[(arch, rule, seed)]
-                params = {"n": len(x), "eps": eps, "clip": list(clip), "batch": CKA_BATCH}
-
-                def compute(model=model, spec=spec):
-                    ann = counterpart(model, spec, test)
-                    return adversarial_cka(model, ann, x, y, eps, clip, test.encode,
-                                           batch_size=CKA_BATCH)
-
-                for r in cached(ctx.run_dirs[spec.run_id], "cka-adversarial", params, compute,
-                                version=CKA_VERSION):
-                    if r["cka"] is None or r["cka"] != r["cka"]:
-                        undefined.append(f"{arch} {rule} s{seed} {r['layer']} clean/adv "
-                                         f"eps={r['eps']:g}")
-                    rows.append({"arch": arch, "rule": rule, "seed": seed, "eps": r["eps"],
-                                 "layer": r["layer"],
-                                 "cka": float("nan") if r["cka"] is None else r["cka"]})
+    for (arch, rule, seed), result in zip(
+            keys, per_model(ctx, "cka-adversarial", _adv_cka_one, jobs, version=CKA_VERSION),
+            strict=True):
+        for r in result:
+            if r["cka"] is None or r["cka"] != r["cka"]:
+                undefined.append(f"{arch} {rule} s{seed} {r['layer']} clean/adv "
+                                 f"eps={r['eps']:g}")
+            rows.append({"arch": arch, "rule": rule, "seed": seed, "eps": r["eps"],
+                         "layer": r["layer"],
+                         "cka": float("nan") if r["cka"] is None else r["cka"]})
     return pd.DataFrame(rows)
 
 

@@ -13,6 +13,7 @@ from spikebench.analysis.attacks import (
     EPSILONS,
     attack_accuracy,
 )
+from spikebench.harness.data import spec_data
 from spikebench.harness.reference import TABLE_III
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
@@ -22,17 +23,17 @@ from spikebench.harness.studies.base import (
     _ordered_rules,
     _pct,
     _save,
-    cached,
     classifier,
     counterpart,
+    eval_count,
     eval_samples,
     load_model,
+    per_model,
     run_columns,
     valid_range,
 )
 from spikebench.harness.train import seed_everything
 from spikebench.io import subplots
-from spikebench.progress import progress_bar
 
 PGD_EPS = (0.01, 0.05)  # PGD: 10 steps of eps/4
 SQUARE_EPS = (0.05,)  # Square: 100 queries (ART's implementation loops in Python: slow)
@@ -42,38 +43,19 @@ def fgsm_study(ctx: StudyContext) -> StudyOutput:
     n = ctx.n_eval if ctx.n_eval else (None if ctx.paper else 1000)
     n_strong = None if ctx.paper else 200
     n_square = None if ctx.paper else 100
-    rows, clips = [], set()
-    for res, run_dir in progress_bar(ctx.done, "fgsm", ctx.progress):
-        spec = res.spec
-        _, test = ctx.data(spec)
-        x, y = eval_samples(test, n)
+    jobs, clips = [], set()
+    for res, run_dir in ctx.done:
+        _, test = ctx.data(res.spec)
         clip = valid_range(test)
         clips.add(clip)
-        params = {"eps": list(EPSILONS), "n": len(x), "n_strong": n_strong,
-                  "n_square": n_square, "pgd_eps": list(PGD_EPS),
-                  "square_eps": list(SQUARE_EPS), "clip": list(clip)}
-
-        def compute(spec=spec, test=test, x=x, y=y, clip=clip, run_dir=run_dir):
-            model = load_model(run_dir)
-            clf = classifier(model, spec, test)
-            ann = counterpart(model, spec, test)
-            out = []
-            for eps in EPSILONS:
-                for variant, source in (("ann", ann), ("snn", clf)):
-                    seed_everything(spec.seed)
-                    r = attack_accuracy(clf, x, y, eps, "fgsm", source, clip)
-                    out.append({"attack": "fgsm", "variant": variant, "eps": eps, **r,
-                                "n": len(x)})
-            for attack, grid, n_att in (("pgd", PGD_EPS, n_strong),
-                                        ("square", SQUARE_EPS, n_square)):
-                for eps in grid:
-                    seed_everything(spec.seed)
-                    r = attack_accuracy(clf, x[:n_att], y[:n_att], eps, attack, None, clip)
-                    out.append({"attack": attack, "variant": "snn", "eps": eps, **r,
-                                "n": len(x[:n_att])})
-            return out
-
-        rows += [{**run_columns(spec), **r} for r in cached(run_dir, "fgsm", params, compute)]
+        jobs.append((res.spec, run_dir, {
+            "eps": list(EPSILONS), "n": eval_count(test, n), "n_strong": n_strong,
+            "n_square": n_square, "pgd_eps": list(PGD_EPS), "square_eps": list(SQUARE_EPS),
+            "clip": list(clip)}))
+    rows = [{**run_columns(spec), **r}
+            for (spec, _, _), result in zip(jobs, per_model(ctx, "fgsm", _attack_one, jobs),
+                                            strict=True)
+            for r in result]
     df = pd.DataFrame(rows)
     if df.empty:
         return StudyOutput(["## FGSM", "", "No finished runs to attack.", ""])
@@ -110,6 +92,30 @@ def fgsm_study(ctx: StudyContext) -> StudyOutput:
         "",
     ]
     return StudyOutput(sections, {"fgsm": df})
+
+
+def _attack_one(spec, run_dir: Path, params: dict) -> list[dict]:
+    """FGSM (on the ANN counterpart and white-box), PGD and Square on one trained run."""
+    _, test = spec_data(spec)
+    x, y = eval_samples(test, params["n"])
+    clip = tuple(params["clip"])
+    model = load_model(run_dir)
+    clf = classifier(model, spec, test)
+    ann = counterpart(model, spec, test)
+    out = []
+    for eps in params["eps"]:
+        for variant, source in (("ann", ann), ("snn", clf)):
+            seed_everything(spec.seed)
+            r = attack_accuracy(clf, x, y, eps, "fgsm", source, clip)
+            out.append({"attack": "fgsm", "variant": variant, "eps": eps, **r, "n": len(x)})
+    for attack, grid, n_att in (("pgd", params["pgd_eps"], params["n_strong"]),
+                                ("square", params["square_eps"], params["n_square"])):
+        for eps in grid:
+            seed_everything(spec.seed)
+            r = attack_accuracy(clf, x[:n_att], y[:n_att], eps, attack, None, clip)
+            out.append({"attack": attack, "variant": "snn", "eps": eps, **r,
+                        "n": len(x[:n_att])})
+    return out
 
 
 def _attack_table(df: pd.DataFrame, with_paper: bool, by_attack: bool = False) -> str:

@@ -11,6 +11,7 @@ from spikebench.analysis.attacks import (
     Classifier,
 )
 from spikebench.analysis.fisher import fisher_traces, shares
+from spikebench.harness.data import spec_data
 from spikebench.harness.report import ARCH_ORDER, RULE_ORDER, markdown_table
 from spikebench.harness.studies.base import (
     RULE_COLORS,
@@ -19,35 +20,36 @@ from spikebench.harness.studies.base import (
     _ordered_rules,
     _pct,
     _save,
-    cached,
+    eval_count,
     eval_samples,
     load_model,
+    per_model,
     run_columns,
 )
 from spikebench.harness.train import seed_everything
 from spikebench.io import subplots
-from spikebench.progress import progress_bar
+
+
+def _fisher_one(spec, run_dir: Path, params: dict) -> dict:
+    """Fisher traces per weight group and time step, and their shares, of one run."""
+    _, test = spec_data(spec)
+    x, y = eval_samples(test, params["n"])
+    model = load_model(run_dir, train=True)
+    clf = Classifier(model, spec.burn_in, test.encode)
+    seed_everything(spec.seed)
+    xt = test.encode(x) if test.encode is not None else clf.time_major(x)
+    traces = fisher_traces(model, xt, y, spec.burn_in)
+    return {"traces": {g: v.tolist() for g, v in traces.items()}, "shares": shares(traces)}
 
 
 def fisher_study(ctx: StudyContext) -> StudyOutput:
     n = ctx.n_eval if ctx.n_eval else (1000 if ctx.paper else 256)
-    rows, time_rows, counts = [], [], set()
-    for res, run_dir in progress_bar(ctx.done, "fisher", ctx.progress):
-        spec = res.spec
-        _, test = ctx.data(spec)
-        x, y = eval_samples(test, n)
-        counts.add(len(x))
-
-        def compute(spec=spec, test=test, x=x, y=y, run_dir=run_dir):
-            model = load_model(run_dir, train=True)
-            clf = Classifier(model, spec.burn_in, test.encode)
-            seed_everything(spec.seed)
-            xt = test.encode(x) if test.encode is not None else clf.time_major(x)
-            traces = fisher_traces(model, xt, y, spec.burn_in)
-            return {"traces": {g: v.tolist() for g, v in traces.items()},
-                    "shares": shares(traces)}
-
-        result = cached(run_dir, "fisher", {"n": len(x)}, compute)
+    jobs = [(res.spec, run_dir, {"n": eval_count(ctx.data(res.spec)[1], n)})
+            for res, run_dir in ctx.done]
+    rows, time_rows = [], []
+    counts = {params["n"] for _, _, params in jobs}
+    for (spec, _, _), result in zip(jobs, per_model(ctx, "fisher", _fisher_one, jobs),
+                                    strict=True):
         for g, v in result["shares"].items():
             layer, kind = g.split(".")
             rows.append({**run_columns(spec), "layer": layer, "kind": kind, "share": v,

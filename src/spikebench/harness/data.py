@@ -1,0 +1,49 @@
+"""The data a run trains and is tested on, loaded once per process.
+
+Runs and analyses load their data by their spec, in whatever process they run (this one,
+or a worker of the Ray executor), so that no data set travels between processes. The last
+few loads are kept (``KEEP``): a suite's runs share one data set.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+from spikebench.analysis.backdoor import Backdoor, poison
+from spikebench.datasets import DATASETS, SampleData
+
+KEEP = 2  # data sets kept per process (the suite's own, and one more)
+_LOADED: OrderedDict[Hashable, object] = OrderedDict()
+
+
+def once(key: Hashable, load: Callable[[], object]):
+    """``load()``'s value, computed once per process for ``key`` (the ``KEEP`` latest)."""
+    if key in _LOADED:
+        _LOADED.move_to_end(key)
+        return _LOADED[key]
+    value = load()
+    _LOADED[key] = value
+    while len(_LOADED) > KEEP:
+        _LOADED.popitem(last=False)
+    return value
+
+
+def spec_data(spec, progress: bool = False) -> tuple[SampleData, SampleData]:
+    """(train, test) of an experiment spec: its data set, folder, binning and subsets; a
+    poisoned spec's training set carries its backdoor (the test set stays clean)."""
+    key = ("snn", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_steps,
+           spec.dt_ms, spec.encoder, spec.n_train, spec.n_test)
+
+    def load():
+        info = DATASETS.get(spec.dataset)
+        opts = {"n_steps": spec.n_steps, "dt_ms": spec.dt_ms, "encoder": spec.encoder,
+                "progress": progress}
+        train = info.load("train", spec.data_dir, **opts).subset(spec.n_train)
+        test = info.load("test", spec.data_dir, **opts).subset(spec.n_test)
+        return train, test
+
+    train, test = once(key, load)
+    if spec.backdoor:
+        train, _ = poison(train, Backdoor(**{"seed": spec.seed, **spec.backdoor}))
+    return train, test
