@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the CPU build on this machine; any other torch pulls gigabytes of CUDA packages
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray]'
 	# real Fashion-MNIST from Debian where apt is at hand (optional: skipped otherwise)
 	-test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && \
 		command -v apt-get >/dev/null && apt-get install -y -qq dataset-fashion-mnist \

@@ -27,6 +27,8 @@ examples:
   spikebench run fgsm                             # Table III on the default suite's models
   spikebench run cka --seeds 0 1 2 --n-eval 1000
   spikebench run hybrid-resnet --encoders resnet18 --weights resnet18-imagenet.pt
+  spikebench run cka --executor ray               # runs in parallel on a local Ray cluster
+  spikebench run cka --executor ray --address HEAD:6379 --runs /shared/runs
   spikebench list
 
 Rerunning the same command skips finished runs and resumes interrupted ones.
@@ -125,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-eval", type=int, default=None,
                      help="test samples that the studies analyse (fgsm, cka, fisher) or that "
                      "FGSM attacks in the hybrid suites")
+    run.add_argument("--executor", choices=["in-process", "ray"], default="in-process",
+                     help="where runs and per-model analyses run: one after the other in "
+                     "this process (default), or as Ray tasks (`pip install "
+                     "'spikebench[ray]'`): without --address on a local Ray cluster of all "
+                     "this machine's cores, started and stopped by this command, on 127.0.0.1 "
+                     "only. Results are the same bit for bit with the same --cpus-per-run")
+    run.add_argument("--address", default=None, metavar="HOST:PORT",
+                     help="with --executor ray: join this running Ray cluster (`ray start "
+                     "--head` prints it); --runs must then be a folder every machine sees at "
+                     "the same path (checked before any run starts)")
+    run.add_argument("--cpus-per-run", type=int, default=None, metavar="N",
+                     help="torch threads (and, on Ray, CPUs reserved) per run (default: 1 "
+                     "on Ray, all cores in-process)")
+    run.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
+                     help="with --executor ray: GPUs reserved per run (training itself runs "
+                     "on the CPU in this version)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
@@ -239,8 +257,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     SUITES.get(args.suite).check_options(opts)  # before any folder is made
     for flag, folder in (("--out", out), ("--runs", runs)):
         writable_folder(folder, flag)
+    from spikebench.harness.ray_executor import make_executor
+
+    executor = make_executor(args.executor, args.address, args.cpus_per_run,
+                             args.gpus_per_run, opts.progress)
     t0 = time.perf_counter()
-    result = run_suite(args.suite, out, opts, runs_dir=runs)
+    try:
+        result = run_suite(args.suite, out, opts, runs_dir=runs, executor=executor)
+    finally:
+        executor.close()
     elapsed = time.perf_counter() - t0
     sys.stdout.write(f"report: {result.report}\nresults: {out / 'results.csv'}\n")
     sys.stdout.write(f"{len(result.runs)} runs in {elapsed:.0f} s\n")
