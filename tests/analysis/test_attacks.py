@@ -62,8 +62,9 @@ def test_classifier_is_the_common_decision_on_batch_first_frames():
         Classifier(model)(torch.zeros(2, 7))
 
 
+@pytest.mark.parametrize("cap", [None, 0.05])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_ann_counterpart_follows_its_formula(recurrent):
+def test_ann_counterpart_follows_its_formula(recurrent, cap):
     model = snn(recurrent).double()
     x, _ = frames()
     x = x.double()
@@ -77,10 +78,15 @@ def test_ann_counterpart_follows_its_formula(recurrent):
         if recurrent:
             cur = cur + h @ (layer.rec_weight * (1 - torch.eye(12, dtype=torch.float64))).t()
         h = torch.relu(cur / theta)
+        if cap is not None:  # rates capped (the fidelity study's variant)
+            h = torch.minimum(h, torch.tensor(cap, dtype=h.dtype))
         y = model.kappa * y + h @ model.readout.weight.t() + model.readout.bias
         ys.append(y)
     expected = torch.stack(ys)[1:].mean(0)
-    torch.testing.assert_close(ANNCounterpart(model, burn_in=1)(x), expected)
+    ann = ANNCounterpart(model, burn_in=1, max_rate=cap)
+    torch.testing.assert_close(ann(x), expected)
+    if cap is not None:  # the cap binds here (else this case would test nothing)
+        assert not torch.allclose(ANNCounterpart(model, burn_in=1)(x), expected)
 
 
 def test_fgsm_on_the_counterpart_is_clipped_and_moves_the_snn():

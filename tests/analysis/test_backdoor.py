@@ -34,6 +34,20 @@ def test_trigger_sets_exactly_the_stated_pixels_at_every_step():
         add_trigger(torch.zeros(3, 34, 34))
 
 
+@pytest.mark.parametrize("polarity, channels", [("on", {1}), ("off", {0}), ("both", {0, 1})])
+def test_trigger_polarity_and_period(polarity, channels):
+    x = torch.zeros(2, 9, 2, 34, 34, dtype=torch.uint8)
+    bd = Backdoor(0, 1, 0.5, polarity=polarity, period=4)
+    out = triggered_source(SampleData(x, torch.zeros(2, dtype=torch.long), classes=10), bd).x
+    changed = out.nonzero()
+    assert {int(c[1]) for c in changed} == {0, 4, 8}  # every 4th step, from step 0
+    assert {int(c[2]) for c in changed} == channels  # events' p = 1 is channel 1 (ON)
+    assert len(changed) == 2 * 3 * len(channels) * 4
+    for bad in ({"polarity": "up"}, {"period": 0}, {"period": 1.5}):
+        with pytest.raises(ValueError, match="polarity|period"):
+            Backdoor(0, 1, 0.5, **bad)
+
+
 def toy(n, seed, sensor=8, steps=6):
     """Class c lights column c of an 8 x 8 sensor (plus noise)."""
     g = torch.Generator().manual_seed(seed)

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from tonic.functional import to_frame_numpy
 
 from spikebench.datasets import DATASETS, CorruptDataError, DataNotFoundError, list_nmnist
@@ -12,6 +13,7 @@ from spikebench.datasets.events import (
     read_nmnist_bin,
     write_nmnist_bin,
 )
+from spikebench.datasets.nmnist import frames_data
 
 
 def random_events(rng, n, t_max=300_000):
@@ -121,3 +123,20 @@ def test_real_subset_loads_with_its_labels(nmnist_small):
     assert data.x.shape == (100, 30, 2, 34, 34)
     counts = [len(read_nmnist_bin(p)) for p, _ in list_nmnist(nmnist_small, "test")]
     assert 1000 <= min(counts) and max(counts) <= 7152
+
+
+def test_frames_binary_counts_and_normalised_agree():
+    rng = np.random.default_rng(3)
+    events = [random_events(rng, 400), random_events(rng, 50)]
+    labels = np.array([1, 2])
+    counts = frames_data(events, labels, 6, 20.0, "counts").x
+    binary = frames_data(events, labels, 6, 20.0).x
+    normalised = frames_data(events, labels, 6, 20.0, "normalised").x
+    assert counts.dtype == binary.dtype == torch.uint8 and normalised.dtype == torch.float32
+    assert counts.max() > 1  # several events in one bin somewhere
+    assert torch.equal(binary, counts.clamp(max=1))
+    peak = counts.flatten(1).max(1).values.float()
+    assert torch.equal(normalised.flatten(1).max(1).values, torch.ones(2))
+    torch.testing.assert_close(normalised * peak[:, None, None, None, None], counts.float())
+    with pytest.raises(ValueError, match="unknown frames"):
+        frames_data(events, labels, 6, 20.0, "spikes")

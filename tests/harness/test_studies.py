@@ -107,3 +107,43 @@ def test_cli_runs_a_study_with_a_shared_runs_folder(tmp_path, nmnist_dir, capsys
     assert len(list((tmp_path / "shared").iterdir())) == 1
     assert (tmp_path / "out" / "fisher.csv").is_file()
     assert "report:" in capsys.readouterr().out
+
+
+def test_fidelity_suite_ablates_the_choices_the_paper_leaves_open(tmp_path, nmnist_dir):
+    from spikebench.harness.studies.fidelity import ATTACK_CELLS, TRAINING_CELLS, TRIGGER_CELLS
+
+    o = SuiteOptions(data_dir=str(nmnist_dir), epochs=1, n_train=40, n_test=40, n_steps=5,
+                     batch_size=16, n_eval=20, progress=False)
+    result = run_suite("fidelity", tmp_path / "f", o)
+    assert {r.spec.rule for r in result.runs} == {"bptt"} and not result.failed
+    real = [r.spec for r in result.runs if r.spec.dataset == "nmnist"]
+    assert real and all(s.data_dir == str(nmnist_dir.resolve()) for s in real)
+    fg = pd.read_csv(tmp_path / "f" / "fidelity_fgsm.csv")
+    assert set(fg.cell) == set(TRAINING_CELLS) and set(fg.attack_cell) == set(ATTACK_CELLS)
+    assert (fg[fg.eps == 0].acc == fg[fg.eps == 0].clean_acc).all()
+    # eps relative to the input scale is the absolute eps where the scale is 1
+    binary = fg[fg.cell == "binary frames"].set_index(["arch", "attack_cell", "eps"]).acc
+    assert (fg[fg.cell == "binary frames"].scale == 1).all()
+    assert binary.xs("eps x input scale", level=1).equals(
+        binary.xs("clipped, absolute eps, ReLU", level=1))
+    assert (fg[fg.cell == "count frames"].scale > 1).all()
+    bd = pd.read_csv(tmp_path / "f" / "fidelity_backdoor.csv")
+    assert set(bd.cell) == set(TRIGGER_CELLS) and set(bd.rate) == {0.1, 0.3}
+    assert bd.asr.between(0, 1).all()
+    report = (tmp_path / "f" / "report.md").read_text()
+    for text in ("## Fidelity audit", "### FGSM on the ANN counterpart (Table III)",
+                 "### Backdoor ASR (Table IV)", "### Conclusions", "paper (BPTT)",
+                 "| 16.8 |", "REC > FF", "REC < FF", "closest to the paper"):
+        assert text in report, text
+
+
+def test_fidelity_without_real_data_says_so(tmp_path, monkeypatch):
+    from spikebench.harness.suites import fidelity_build
+
+    monkeypatch.setenv("SPIKEBENCH_DATA", str(tmp_path / "nothing"))
+    specs, notes = fidelity_build(SuiteOptions(progress=False))
+    assert specs and all(s.dataset == "nmnist-sim" for s in specs)
+    assert "real N-MNIST cells were not run" in notes[0] and str(tmp_path / "nothing") in notes[0]
+    # 3 training cells + 7 trigger cells x 2 rates, x FF/REC
+    assert len(specs) == 2 * (3 + 7 * 2)
+    assert len({s.run_id for s in specs}) == len(specs)

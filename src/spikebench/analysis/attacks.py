@@ -83,14 +83,18 @@ class ANNCounterpart(nn.Module):
     and the SNN's own leaky readout y[t] = kappa y[t-1] + W_o h[t] + b, decided like the
     SNN (mean over time after burn-in). It is smooth almost everywhere, so its input
     gradient exists without a surrogate. Static inputs go through ``encode`` (the suites
-    use direct encoding: the expected value of a rate code).
+    use direct encoding: the expected value of a rate code). ``max_rate`` caps the units'
+    rates (1: at most one spike per step, what a spiking unit can fire; None: plain ReLU,
+    the default).
     """
 
     def __init__(self, model: nn.Module, burn_in: int = 0,
-                 encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+                 encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 max_rate: float | None = None) -> None:
         super().__init__()
         self.snn, self.burn_in, self.encode = model, burn_in, encode
         self.threshold = float(getattr(model.params, "threshold", 1.0))
+        self.max_rate = max_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         snn = self.snn
@@ -108,6 +112,8 @@ class ANNCounterpart(nn.Module):
                 if rec is not None:
                     cur = cur + h_prev[k] @ rec.t()
                 h = torch.relu(cur / self.threshold)
+                if self.max_rate is not None:
+                    h = h.clamp(max=self.max_rate)
                 h_prev[k] = h
             y = snn.readout.step(h, y)
             ys.append(y)

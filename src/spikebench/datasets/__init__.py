@@ -84,12 +84,14 @@ class DatasetInfo:
 def _load_nmnist_sim(split: str, root: Path | None, opts: dict) -> SampleData:
     events, labels = simulated_nmnist_events(split, seed=opts.get("data_seed", 0),
                                              progress=opts.get("progress", True))
-    return frames_data(events, labels, opts.get("n_steps", 30), opts.get("dt_ms", 10.0))
+    return frames_data(events, labels, opts.get("n_steps", 30), opts.get("dt_ms", 10.0),
+                       opts.get("frames", "binary"))
 
 
 def _load_nmnist(split: str, root: Path | None, opts: dict) -> SampleData:
     events, labels = load_nmnist_events(root, split, progress=opts.get("progress", True))
-    return frames_data(events, labels, opts.get("n_steps", 30), opts.get("dt_ms", 10.0))
+    return frames_data(events, labels, opts.get("n_steps", 30), opts.get("dt_ms", 10.0),
+                       opts.get("frames", "binary"))
 
 
 def _load_timit(split: str, root: Path | None, opts: dict) -> SampleData:

@@ -17,6 +17,7 @@ import torch
 
 from spikebench.datasets.base import CorruptDataError, DataNotFoundError, SampleData
 from spikebench.datasets.events import frames_from_events, read_nmnist_bin
+from spikebench.errors import ConfigError
 from spikebench.progress import progress_bar
 
 HOW_TO_OBTAIN = (
@@ -89,12 +90,31 @@ def load_nmnist_events(
     return events, np.array([lab for _, lab in rows], dtype=np.int64)
 
 
+# what a frame holds per pixel, polarity and bin
+FRAMES = {
+    "binary": "1 where the pixel had >= 1 event of that polarity in the bin (the default)",
+    "counts": "the number of events (uint8, saturating at 255)",
+    "normalised": "the counts divided by the sample's largest count, in [0, 1] (float32)",
+}
+
+
 def frames_data(
-    events: list[np.ndarray], labels: np.ndarray, n_steps: int, dt_ms: float
+    events: list[np.ndarray], labels: np.ndarray, n_steps: int, dt_ms: float,
+    frames: str = "binary",
 ) -> SampleData:
-    """Events -> binary spike frames [N, T, 2, 34, 34] (1 where a pixel had >= 1 event of
-    that polarity in the bin), bins of ``dt_ms`` from t = 0."""
+    """Events -> spike frames [N, T, 2, 34, 34] as ``FRAMES[frames]`` says, bins of ``dt_ms``
+    from t = 0."""
+    if frames not in FRAMES:
+        raise ConfigError(f"unknown frames {frames!r}; known: {', '.join(FRAMES)}")
     dt_us = int(round(dt_ms * 1000))
-    frames = frames_from_events(events, n_steps, dt_us)
-    np.minimum(frames, 1, out=frames)
-    return SampleData(torch.from_numpy(frames), torch.from_numpy(labels), classes=10)
+    x = frames_from_events(events, n_steps, dt_us)
+    if frames == "binary":
+        np.minimum(x, 1, out=x)
+        out = torch.from_numpy(x)
+    elif frames == "counts":
+        out = torch.from_numpy(x)
+    else:
+        peak = x.reshape(len(x), -1).max(1).astype(np.float32) if len(x) else np.ones(0)
+        out = torch.from_numpy(x.astype(np.float32) / np.maximum(peak, 1)[:, None, None, None,
+                                                                            None])
+    return SampleData(out, torch.from_numpy(labels), classes=10)

@@ -140,14 +140,27 @@ def split_indices(labels: np.ndarray, n_test_per_class: int = 100, seed: int = 0
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
+_DECODED: dict[tuple, dict[str, np.ndarray]] = {}  # the last cache file decoded here
+
+
 def simulated_nmnist(seed: int = 0, progress: bool = True) -> dict[str, np.ndarray]:
-    """All 5000 simulated samples (generated once, then read from the cache)."""
+    """All 5000 simulated samples (generated once, then read from the cache; decoded once
+    per process while the cache file stays the same)."""
     path = Path(cache_dir()) / f"nmnist-sim-v{VERSION}-seed{seed}.npz"
+    try:
+        st = path.stat()
+        key = (str(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _DECODED:
+        return dict(_DECODED[key])
     d = read_cached_npz(path)
     if d is not None and CACHE_KEYS <= set(d):
         try:
             d["events"] = decode_nmnist(d.pop("raw"))
-            return d
+            _DECODED.clear()
+            _DECODED[key] = d
+            return dict(d)
         except CorruptDataError as err:
             log.warning("cached %s is unreadable (%s); generating it again", path, err)
     log.info("generating the embedded N-MNIST-style data set (once) into %s", path)

@@ -50,8 +50,11 @@ class ConversionSpec:
 def data_identity(spec) -> dict:
     """The fields of an experiment spec that define the inputs an ANN trained beside it
     sees (data set, folder, fingerprint, binning, training subset)."""
-    return {k: getattr(spec, k) for k in ("dataset", "data_dir", "data_fingerprint",
-                                          "n_steps", "dt_ms", "n_train")}
+    out = {k: getattr(spec, k) for k in ("dataset", "data_dir", "data_fingerprint",
+                                         "n_steps", "dt_ms", "n_train")}
+    if spec.frames != "binary":  # added later: the default keeps the ids of saved ANNs
+        out["frames"] = spec.frames
+    return out
 
 
 def train_conversion_ann(spec: ConversionSpec, run_dir: str | Path, x: torch.Tensor,

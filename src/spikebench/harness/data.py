@@ -2,7 +2,8 @@
 
 Runs and analyses load their data by their spec, in whatever process they run (this one,
 or a worker of the Ray executor), so that no data set travels between processes. The last
-few loads are kept (``KEEP``): a suite's runs share one data set.
+few loads are kept (``KEEP``): a suite's runs share one data set (the fidelity audit's four:
+binary, count and normalised frames, and the real subset).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Hashable
 from spikebench.analysis.backdoor import Backdoor, poison
 from spikebench.datasets import DATASETS, SampleData
 
-KEEP = 2  # data sets kept per process (the suite's own, and one more)
+KEEP = 4  # data sets kept per process
 _LOADED: OrderedDict[Hashable, object] = OrderedDict()
 
 
@@ -33,12 +34,12 @@ def spec_data(spec, progress: bool = False) -> tuple[SampleData, SampleData]:
     """(train, test) of an experiment spec: its data set, folder, binning and subsets; a
     poisoned spec's training set carries its backdoor (the test set stays clean)."""
     key = ("snn", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_steps,
-           spec.dt_ms, spec.encoder, spec.n_train, spec.n_test)
+           spec.dt_ms, spec.encoder, spec.frames, spec.n_train, spec.n_test)
 
     def load():
         info = DATASETS.get(spec.dataset)
         opts = {"n_steps": spec.n_steps, "dt_ms": spec.dt_ms, "encoder": spec.encoder,
-                "progress": progress}
+                "frames": spec.frames, "progress": progress}
         train = info.load("train", spec.data_dir, **opts).subset(spec.n_train)
         test = info.load("test", spec.data_dir, **opts).subset(spec.n_test)
         return train, test

@@ -25,7 +25,7 @@ SCHEMA = 1
 # the sections of the nested form (spec.json, checkpoints): every field is in one of them
 SECTIONS = {
     "data": ("dataset", "data_dir", "data_fingerprint", "n_steps", "dt_ms", "encoder",
-             "n_train", "n_test"),
+             "frames", "n_train", "n_test"),
     "model": ("arch", "neuron", "hidden", "neuron_options", "alpha", "beta", "threshold",
               "reset", "surrogate", "slope", "kappa", "weight_scale", "rec_scale"),
     "training": ("rule", "rule_options", "seed", "epochs", "batch_size", "lr", "burn_in",
@@ -38,7 +38,8 @@ NOT_IN_ID = ("suite",)
 # fields added after runs were made, with their defaults: they enter the id only when they
 # differ from it, so those runs keep their ids. A new field must be added here (a test
 # checks that every field is a schema-1 field or listed here).
-ADDED_LATER: dict[str, Any] = {"backdoor": {}, "data_dir": None, "data_fingerprint": None}
+ADDED_LATER: dict[str, Any] = {"backdoor": {}, "data_dir": None, "data_fingerprint": None,
+                               "frames": "binary"}
 SCHEMA_1_FIELDS = (
     "dataset", "arch", "neuron", "rule", "seed", "epochs", "batch_size", "lr", "n_steps",
     "dt_ms", "encoder", "hidden", "n_train", "n_test", "burn_in", "loss", "rule_options",
@@ -61,6 +62,7 @@ class ExperimentSpec:
     n_steps: int = 30  # time steps T
     dt_ms: float = 10.0  # bin width of event frames
     encoder: str = "bernoulli"  # static images -> spikes (see datasets.encoders)
+    frames: str = "binary"  # event frames: binary, counts or normalised (datasets.nmnist)
     hidden: tuple[int, ...] = ()  # () = the data set's preset (N-MNIST: 120, 84)
     n_train: int | None = None  # None = all training samples
     n_test: int | None = None
@@ -105,6 +107,13 @@ class ExperimentSpec:
             )
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; known archs: {', '.join(ARCHS)}")
+        from spikebench.datasets.nmnist import FRAMES
+
+        if self.frames not in FRAMES:
+            raise ConfigError(f"unknown frames {self.frames!r}; known: {', '.join(FRAMES)}")
+        if self.frames != "binary" and DATASETS.get(self.dataset).preset != "nmnist":
+            raise ConfigError(f"frames={self.frames!r} applies to event data (N-MNIST); "
+                              f"{self.dataset!r} has no event frames")
         for name in ("epochs", "batch_size", "n_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

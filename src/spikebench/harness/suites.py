@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spikebench.analysis.backdoor import POISON_RATES, random_pairs
+from spikebench.datasets import DATASETS
 from spikebench.errors import ConfigError
 from spikebench.harness import hybrid
 from spikebench.harness.data import spec_data
@@ -272,6 +273,66 @@ SUITES.register(
                       variants=backdoor_variants,
                       paper_defaults={"epochs": 10, "n_train": None}),
         studies=("backdoor",),
+    ),
+)
+
+
+def fidelity_build(opts: SuiteOptions) -> tuple[list[ExperimentSpec], list[str]]:
+    """The fidelity audit's cells (harness.studies.fidelity): BPTT (``--rules`` adds
+    others) FF/REC networks on each training cell, and poisoned ones for each trigger cell
+    at 10 % and 30 % (every rate of the paper, and 5 pairs, with --paper); the real
+    N-MNIST cells read --data-dir, else the data set's default folder, and are left out,
+    with a note, where neither holds it."""
+    from spikebench.harness.studies.fidelity import (
+        FIDELITY_RATES,
+        TRAINING_CELLS,
+        TRIGGER_CELLS,
+    )
+
+    real = DATASETS.get("nmnist")
+    where = real.location(opts.data_dir)
+    real_dir = str(where) if where is not None and where.exists() else None
+    notes = [] if real_dir else [
+        f"the real N-MNIST cells were not run: no N-MNIST at {where}; give --data-dir (e.g. "
+        "../shared/data/nmnist-small)"]
+    sim_opts = replace(opts, data_dir=None)
+    rates = POISON_RATES if opts.paper else FIDELITY_RATES
+    pairs = random_pairs(5 if opts.paper else 1, 10, seed=0)
+    base = {"suite": "fidelity", "epochs": 3, "n_train": 2000}
+
+    def spec(rule, arch, seed, data: dict, backdoor: dict | None = None):
+        if data.get("dataset") == "nmnist":
+            data = {**data, "data_dir": real_dir}
+        return sim_opts.apply(ExperimentSpec(rule=rule, arch=arch, seed=seed,
+                                             backdoor=backdoor or {}, **{**base, **data}))
+
+    grid = [(r, a, s) for r in opts.rules or ["bptt"] for a in opts.archs or list(ARCHS)
+            for s in opts.seeds or [0]]
+    specs = []
+    for data in TRAINING_CELLS.values():  # grouped by data: each data set is loaded once
+        if "dataset" in data and not real_dir:
+            continue
+        specs += [spec(r, a, s, data) for r, a, s in grid]
+        specs += [spec(r, a, s, data, {"source": src, "target": tgt, "rate": rate, **fields})
+                  for fields, cell_data in TRIGGER_CELLS.values() if cell_data == data
+                  for r, a, s in grid for src, tgt in pairs for rate in rates]
+    return specs, notes
+
+
+SUITES.register(
+    "fidelity",
+    Suite(
+        "fidelity",
+        "Fidelity audit of Tables III-IV: FGSM and backdoor magnitudes under the choices the "
+        "paper leaves open (binary / count / normalised frames, clipping, eps scale, the ANN "
+        "counterpart's units, trigger size, position, polarity and presence, real vs "
+        "simulated N-MNIST), each beside the paper's numbers; BPTT FF/REC by default, "
+        "3 epochs on 2000 samples (real N-MNIST with --data-dir).",
+        fidelity_build,
+        studies=("fidelity",),
+        options=frozenset({"data_dir", "epochs", "seeds", "n_train", "n_test", "batch_size",
+                           "lr", "paper", "n_steps", "rules", "archs", "rule_options",
+                           "n_eval"}),
     ),
 )
 

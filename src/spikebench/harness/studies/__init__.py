@@ -17,6 +17,7 @@ from spikebench.harness.studies.backdoor import backdoor_study
 from spikebench.harness.studies.base import StudyContext, StudyOutput, cached
 from spikebench.harness.studies.cka import cka_study
 from spikebench.harness.studies.fgsm import fgsm_study
+from spikebench.harness.studies.fidelity import fidelity_study
 from spikebench.harness.studies.fisher import fisher_study
 from spikebench.registry import Registry
 
@@ -25,5 +26,6 @@ STUDIES.register("fgsm", fgsm_study)
 STUDIES.register("fisher", fisher_study)
 STUDIES.register("cka", cka_study)
 STUDIES.register("backdoor", backdoor_study)
+STUDIES.register("fidelity", fidelity_study)
 
 __all__ = ["STUDIES", "StudyContext", "StudyOutput", "cached"]

@@ -114,13 +114,34 @@ def _plot_backdoor(df: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+REC_FF_RATES = (0.1, 0.3)  # the paper: REC has a lower ASR than FF at 10 % and 30 %
+
+
+def rec_vs_ff_asr(df: pd.DataFrame) -> tuple[int, int] | None:
+    """(cells where REC's ASR < FF's, cells compared) over (rule, rate in REC_FF_RATES);
+    None without both archs at those rates."""
+    sub = df[df.rate.isin(REC_FF_RATES)]
+    if not {"ff", "rec"} <= set(sub.arch):
+        return None
+    m = sub.groupby(["rule", "rate", "arch"])["asr"].mean().unstack("arch").dropna()
+    return (int((m["rec"] < m["ff"]).sum()), len(m)) if len(m) else None
+
+
 def _backdoor_findings(df: pd.DataFrame) -> list[str]:
+    out = []
+    rec_ff = rec_vs_ff_asr(df)
+    if rec_ff is not None:
+        wins, total = rec_ff
+        out.append(f"- *REC has a lower ASR than FF at 10 % and 30 % poisoning*: REC < FF in "
+                   f"{wins} of {total} (rule, rate) cells "
+                   f"({'agrees' if wins > total / 2 else 'does not agree'}).")
     top = df.rate.max()
     m = df[df.rate == top].groupby("rule")["asr"].mean()
     if not {"bptt", "decolle"} <= set(m.index):
-        return []
+        return out
     ok = m["decolle"] >= m["bptt"] - 0.1
-    return [f"- *local rules show no robustness advantage under poisoning* (rate {top:g}, mean "
-            f"ASR over archs): " + ", ".join(f"{r} {_pct(m[r])} %" for r in _ordered_rules(m.index))
-            + f" ({'agrees' if ok else 'does not agree'}: DECOLLE's ASR is "
-            f"{'not ' if ok else ''}clearly below BPTT's)."]
+    return out + [
+        f"- *local rules show no robustness advantage under poisoning* (rate {top:g}, mean "
+        "ASR over archs): " + ", ".join(f"{r} {_pct(m[r])} %" for r in _ordered_rules(m.index))
+        + f" ({'agrees' if ok else 'does not agree'}: DECOLLE's ASR is "
+        f"{'not ' if ok else ''}clearly below BPTT's)."]
