@@ -144,6 +144,24 @@ def test_fidelity_without_real_data_says_so(tmp_path, monkeypatch):
     specs, notes = fidelity_build(SuiteOptions(progress=False))
     assert specs and all(s.dataset == "nmnist-sim" for s in specs)
     assert "real N-MNIST cells were not run" in notes[0] and str(tmp_path / "nothing") in notes[0]
-    # 3 training cells + 7 trigger cells x 2 rates, x FF/REC
-    assert len(specs) == 2 * (3 + 7 * 2)
+    # 3 training cells + 9 trigger cells x 2 rates, x FF/REC
+    assert len(specs) == 2 * (3 + 9 * 2)
     assert len({s.run_id for s in specs}) == len(specs)
+
+
+def test_paper_uses_the_fidelity_audits_closest_settings_and_the_default_stays():
+    from spikebench.harness.reference import PAPER_FGSM_FIELDS, PAPER_TRIGGER
+    from spikebench.harness.suites import SUITES
+
+    default, _ = SUITES.get("fgsm").build(SuiteOptions(progress=False))
+    paper, _ = SUITES.get("fgsm").build(SuiteOptions(paper=True, progress=False))
+    assert {s.frames for s in default} == {"binary"}
+    assert {s.frames for s in paper} == {PAPER_FGSM_FIELDS["frames"]} == {"normalised"}
+    # the default suite's models are the fgsm suite's default ones (shared runs folder)
+    assert {s.run_id for s in default} == {
+        s.run_id for s in SUITES.get("default").build(SuiteOptions(progress=False))[0]}
+    bd_default, _ = SUITES.get("backdoor").build(SuiteOptions(progress=False))
+    bd_paper, _ = SUITES.get("backdoor").build(SuiteOptions(paper=True, progress=False))
+    assert all(set(s.backdoor) == {"source", "target", "rate"} for s in bd_default)
+    assert all(s.backdoor["pixels"] == PAPER_TRIGGER["pixels"] and s.backdoor["period"] == 4
+               for s in bd_paper)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from spikebench.analysis.attacks import EPSILONS
 from spikebench.analysis.backdoor import POISON_RATES
 
-__all__ = ["EPSILONS", "PAPER", "PAPER_DATA", "POISON_RATES", "TABLE_II", "TABLE_III",
-           "TABLE_IV", "paper_accuracy"]
+__all__ = ["EPSILONS", "PAPER", "PAPER_DATA", "PAPER_FGSM_FIELDS", "PAPER_TRIGGER",
+           "POISON_RATES", "TABLE_II", "TABLE_III", "TABLE_IV", "paper_accuracy"]
 
 PAPER = "Lin et al. 2025, Table II"
 PAPER_DATA = ("N-MNIST: 60000 training / 10000 test samples; TIMIT: 3696 training / 192 "
@@ -32,6 +32,16 @@ TABLE_II: dict[tuple[str, str, str], float] = {
     ("timit", "decolle", "ff"): 42.30,
     ("timit", "decolle", "rec"): 45.70,
 }
+
+# What ``--paper`` changes so that our FGSM and backdoor magnitudes come nearest the
+# paper's, as the fidelity audit (``spikebench run fidelity``, README) measured on BPTT FF/REC
+# networks: FGSM on networks trained on normalised event counts is 15.4 pp from Table III
+# (binary frames, our default: 29.9 pp; count frames with eps scaled by the largest count:
+# 15.2, the same within a seed's noise); a 1-pixel trigger at every 4th step is 8.6 pp from
+# Table IV's ASR (the paper's stated 4 pixels at every step: 78.5 pp). The defaults stay the
+# paper's own description (binary frames, 4 pixels at every step).
+PAPER_FGSM_FIELDS = {"frames": "normalised"}
+PAPER_TRIGGER = {"pixels": [[30, 30]], "period": 4}
 
 # which published task a data set is compared with
 TASK_OF_DATASET = {"nmnist": "nmnist", "nmnist-sim": "nmnist", "timit": "timit"}

@@ -56,6 +56,8 @@ def backdoor_study(ctx: StudyContext) -> StudyOutput:
     if df.empty:
         return StudyOutput(["## Backdoor", "", "No finished poisoned runs.", ""])
     _plot_backdoor(df, ctx.out_dir / "backdoor.png")
+    triggers = "; ".join(sorted({describe_trigger(Backdoor(**{"seed": s.seed, **s.backdoor}))
+                                 for s, _, _ in jobs}))
     pairs = sorted(set(zip(df.source, df.target, strict=True)))
     rates = sorted(set(df.rate))
     mean = df.groupby(["arch", "rule", "rate"])[["clean_acc", "asr"]].mean()
@@ -78,11 +80,15 @@ def backdoor_study(ctx: StudyContext) -> StudyOutput:
     sections = [
         "## Backdoor (Table IV)",
         "",
-        "BadNets: a trigger of 4 pixels set in both polarities at every time step; at each "
+        f"BadNets: a trigger of {triggers}; at each "
         "poison rate that share of the source class's training samples carries the trigger "
-        "and the target label. Clean test accuracy / attack success rate (share of the "
-        "triggered source-class test samples classified as the target), %, ours (paper), mean "
-        f"over {len(pairs)} (source, target) pair(s): {pairs}; clean accuracy on "
+        "and the target label. (Our default is the paper's description, 4 pixels in both "
+        "polarities at every step; `--paper` uses 1 pixel at every 4th step, the trigger "
+        "closest to Table IV in the fidelity audit, `spikebench run fidelity`: 8.6 pp from "
+        "its ASR vs 78.5 for the default, BPTT.) Clean test accuracy / attack success rate "
+        "(share of the triggered source-class test samples classified as the target), %, "
+        "ours (paper), mean over "
+        f"{len(pairs)} (source, target) pair(s): {pairs}; clean accuracy on "
         f"{int(df['n_test'].max())} test samples, ASR on {int(df['n_triggered'].max())} "
         "triggered source-class test samples per pair.",
         "",
@@ -112,6 +118,14 @@ def _plot_backdoor(df: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     _save(fig, path)
+
+
+def describe_trigger(bd: Backdoor) -> str:
+    """The trigger in words: its pixels, polarities and steps."""
+    pol = {"both": "both polarities", "on": "the ON polarity", "off": "the OFF polarity"}
+    steps = "every time step" if bd.period == 1 else f"every {bd.period}th time step"
+    return (f"{len(bd.pixels)} pixel(s) {', '.join(map(str, bd.pixels))} set in "
+            f"{pol[bd.polarity]} at {steps}")
 
 
 REC_FF_RATES = (0.1, 0.3)  # the paper: REC has a lower ASR than FF at 10 % and 30 %

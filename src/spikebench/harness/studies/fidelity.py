@@ -70,6 +70,9 @@ TRIGGER_CELLS = {
     "4 px centre": ({"pixels": [[15, 15], [15, 17], [17, 15], [17, 17]]}, {}),
     "ON polarity only": ({"polarity": "on"}, {}),
     "every 4th step": ({"period": 4}, {}),
+    "1 px, every 4th step": ({"pixels": [[30, 30]], "period": 4}, {}),
+    "1 px, ON only, every 4th step": ({"pixels": [[30, 30]], "polarity": "on", "period": 4},
+                                      {}),
     "count frames": ({}, {"frames": "counts"}),
     "real N-MNIST": ({}, {"dataset": "nmnist"}),
 }
