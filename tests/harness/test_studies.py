@@ -147,6 +147,8 @@ def test_fidelity_without_real_data_says_so(tmp_path, monkeypatch):
     # 3 training cells + 9 trigger cells x 2 rates, x FF/REC
     assert len(specs) == 2 * (3 + 9 * 2)
     assert len({s.run_id for s in specs}) == len(specs)
+    with pytest.raises(FileNotFoundError, match="nmnist not found at"):
+        fidelity_build(SuiteOptions(data_dir=str(tmp_path / "typo"), progress=False))
 
 
 def test_paper_uses_the_fidelity_audits_closest_settings_and_the_default_stays():

@@ -294,6 +294,8 @@ def fidelity_build(opts: SuiteOptions) -> tuple[list[ExperimentSpec], list[str]]
     )
 
     real = DATASETS.get("nmnist")
+    if opts.data_dir is not None:
+        real.identity(opts.data_dir)  # a --data-dir that is not there is an error, not a note
     where = real.location(opts.data_dir)
     real_dir = str(where) if where is not None and where.exists() else None
     notes = [] if real_dir else [
