@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "reset=zero (LIF); repeatable")
     run.add_argument("--paper", action="store_true",
                      help="the paper's settings where a suite scales them down for this "
-                     "machine (cka: 10 seeds, 4096 samples; backdoor: 5 pairs, full training; "
-                     "fgsm: every test sample)")
+                     "machine (cka: 10 seeds, 4096 samples; backdoor: 5 pairs, full training, "
+                     "a 1-pixel trigger at every 4th step; fgsm: every test sample, normalised "
+                     "event counts; the last two are the settings closest to the paper's "
+                     "numbers in the fidelity audit, `spikebench run fidelity`)")
     run.add_argument("--encoders", type=_csv, default=None,
                      help="hybrid suites: comma-separated image encoders (resnet18, resnet50, "
                      "vit_b_16, vit_small, lenet5; default: the suite's)")
