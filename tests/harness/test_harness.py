@@ -107,6 +107,33 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, data, monkeypatch)
     assert values(resumed.metrics) == values(full.metrics)  # bit for bit on CPU
     again = train_run(SPEC, tmp_path / "cut", *data, progress=False)
     assert again.skipped and values(again.metrics) == values(resumed.metrics)
+    # status.json says when it was resumed; an uninterrupted run says never
+    assert json.loads((tmp_path / "cut" / "status.json").read_text())["resumed_after"] == [1]
+    assert json.loads((tmp_path / "full" / "status.json").read_text())["resumed_after"] == []
+
+
+def test_a_run_being_trained_elsewhere_is_waited_for_not_trained_twice(tmp_path, data):
+    """Another process holds the run's lock: fit waits, then finds the run ended."""
+    import subprocess
+    import sys
+    import time
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         f"f = open({str(run_dir / 'lock')!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "f.write('4242 elsewhere'); f.flush(); print('held', flush=True); time.sleep(1.5)\n"
+         f"open({str(run_dir / 'status.json')!r}, 'w').write("
+         "'{\"status\": \"done\", \"version\": 2}')\n"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    t0 = time.perf_counter()
+    result = train_run(SPEC, run_dir, *data, progress=False)
+    assert time.perf_counter() - t0 > 0.5  # it waited for the holder
+    assert holder.wait() == 0
+    assert result.skipped and result.status == "done"  # ended by the holder: not retrained
+    assert not (run_dir / "checkpoint.pt").exists()
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_results(tmp_path, data, monkeypatch):
