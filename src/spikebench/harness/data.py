@@ -30,9 +30,8 @@ def once(key: Hashable, load: Callable[[], object]):
     return value
 
 
-def spec_data(spec, progress: bool = False) -> tuple[SampleData, SampleData]:
-    """(train, test) of an experiment spec: its data set, folder, binning and subsets; a
-    poisoned spec's training set carries its backdoor (the test set stays clean)."""
+def _clean(spec, progress: bool) -> tuple[SampleData, SampleData]:
+    """(train, test) of a spec's data set, folder, binning and subsets, unpoisoned."""
     key = ("snn", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_steps,
            spec.dt_ms, spec.encoder, spec.frames, spec.n_train, spec.n_test)
 
@@ -44,7 +43,19 @@ def spec_data(spec, progress: bool = False) -> tuple[SampleData, SampleData]:
         test = info.load("test", spec.data_dir, **opts).subset(spec.n_test)
         return train, test
 
-    train, test = once(key, load)
+    return once(key, load)
+
+
+def spec_data(spec, progress: bool = False) -> tuple[SampleData, SampleData]:
+    """(train, test) of an experiment spec: its data set, folder, binning and subsets; a
+    poisoned spec's training set carries its backdoor (the test set stays clean)."""
+    train, test = _clean(spec, progress)
     if spec.backdoor:
         train, _ = poison(train, Backdoor(**{"seed": spec.seed, **spec.backdoor}))
     return train, test
+
+
+def spec_test_set(spec) -> SampleData:
+    """The test set of a spec (``spec_data``'s second half, without poisoning a copy of
+    the training set for nothing)."""
+    return _clean(spec, False)[1]

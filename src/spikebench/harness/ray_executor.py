@@ -63,13 +63,8 @@ def import_ray(local: bool):
     return ray
 
 
-def _started(tracker, index: int) -> None:
-    if tracker is not None:
-        tracker.started.remote(index)
-
-
 def _run_task(task: Callable, index: int, job, threads: int, tracker) -> RunResult:
-    _started(tracker, index)
+    tracker.started.remote(index)  # for the grid's progress line
     with torch_threads(threads):
         return task(index, job)
 

@@ -10,8 +10,8 @@ from spikebench.analysis.attacks import (
     predict,
 )
 from spikebench.analysis.backdoor import Backdoor, triggered_source
-from spikebench.harness.data import spec_data
-from spikebench.harness.reference import POISON_RATES, TABLE_IV
+from spikebench.harness.data import spec_test_set
+from spikebench.harness.reference import PAPER_TRIGGER_WHY, POISON_RATES, TABLE_IV
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
     RULE_COLORS,
@@ -33,7 +33,7 @@ def _backdoor_one(spec, run_dir: Path, params: dict) -> dict:
     """Attack success rate on the triggered source-class test samples, and clean accuracy,
     of one poisoned run."""
     bd = Backdoor(**{"seed": spec.seed, **spec.backdoor})
-    _, test = spec_data(spec)
+    test = spec_test_set(spec)
     model = load_model(run_dir)
     trig = triggered_source(test, bd)
     seed_everything(spec.seed)
@@ -44,7 +44,7 @@ def _backdoor_one(spec, run_dir: Path, params: dict) -> dict:
 
 
 def backdoor_study(ctx: StudyContext) -> StudyOutput:
-    jobs = [(res.spec, run_dir, {"n": len(ctx.data(res.spec)[1])})
+    jobs = [(res.spec, run_dir, {"n": len(spec_test_set(res.spec))})
             for res, run_dir in ctx.done if res.spec.backdoor]
     rows = []
     for (spec, _, params), r in zip(jobs, per_model(ctx, "backdoor", _backdoor_one, jobs),
@@ -82,10 +82,7 @@ def backdoor_study(ctx: StudyContext) -> StudyOutput:
         "",
         f"BadNets: a trigger of {triggers}; at each "
         "poison rate that share of the source class's training samples carries the trigger "
-        "and the target label. (Our default is the paper's description, 4 pixels in both "
-        "polarities at every step; `--paper` uses 1 pixel at every 4th step, the trigger "
-        "closest to Table IV in the fidelity audit, `spikebench run fidelity`: 8.6 pp from "
-        "its ASR vs 78.5 for the default, BPTT.) Clean test accuracy / attack success rate "
+        f"and the target label. ({PAPER_TRIGGER_WHY}) Clean test accuracy / attack success rate "
         "(share of the triggered source-class test samples classified as the target), %, "
         "ours (paper), mean over "
         f"{len(pairs)} (source, target) pair(s): {pairs}; clean accuracy on "

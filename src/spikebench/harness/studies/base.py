@@ -144,11 +144,12 @@ def classifier(model, spec: ExperimentSpec, data: SampleData, eot: int = 8) -> C
     return Classifier(model, spec.burn_in, data.encode, eot if stochastic else 1)
 
 
-def counterpart(model, spec: ExperimentSpec, data: SampleData) -> ANNCounterpart:
+def counterpart(model, spec: ExperimentSpec, data: SampleData,
+                max_rate: float | None = None) -> ANNCounterpart:
     # static images: the counterpart sees the intensities at every step (the expectation
     # of the rate code), event frames: the frames themselves
     encode = Encoder("direct", spec.n_steps) if data.encode is not None else None
-    return ANNCounterpart(model, spec.burn_in, encode)
+    return ANNCounterpart(model, spec.burn_in, encode, max_rate)
 
 
 

@@ -17,7 +17,7 @@ from spikebench.analysis.attacks import (
 from spikebench.analysis.cka import adversarial_cka, cka_or_nan, layer_names, representations
 from spikebench.analysis.conversion import convert, rate_input
 from spikebench.harness.conversion import ConversionSpec, data_identity, train_conversion_ann
-from spikebench.harness.data import spec_data
+from spikebench.harness.data import spec_data, spec_test_set
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
     RULE_COLORS,
@@ -167,7 +167,7 @@ def _train_conversion(ann_spec: ConversionSpec, run_dir: Path, spec) -> None:
 
 def _adv_cka_one(spec, run_dir: Path, params: dict) -> list[dict]:
     """Clean-vs-FGSM CKA per layer and eps of one trained run."""
-    _, test = spec_data(spec)
+    test = spec_test_set(spec)
     x, y = eval_samples(test, params["n"])
     model = load_model(run_dir)
     ann = counterpart(model, spec, test)

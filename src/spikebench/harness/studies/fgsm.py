@@ -13,8 +13,8 @@ from spikebench.analysis.attacks import (
     EPSILONS,
     attack_accuracy,
 )
-from spikebench.harness.data import spec_data
-from spikebench.harness.reference import TABLE_III
+from spikebench.harness.data import spec_test_set
+from spikebench.harness.reference import PAPER_FGSM_WHY, TABLE_III
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.base import (
     RULE_COLORS,
@@ -45,7 +45,7 @@ def fgsm_study(ctx: StudyContext) -> StudyOutput:
     n_square = None if ctx.paper else 100
     jobs, clips = [], set()
     for res, run_dir in ctx.done:
-        _, test = ctx.data(res.spec)
+        test = spec_test_set(res.spec)
         clip = valid_range(test)
         clips.add(clip)
         jobs.append((res.spec, run_dir, {
@@ -72,10 +72,7 @@ def fgsm_study(ctx: StudyContext) -> StudyOutput:
         f"Perturbed inputs are clipped to the valid range {clips} (event frames: [0, the "
         "largest per-bin event count]; images: [0, 1]).",
         "",
-        f"Setting: {frames} event frames. Our default is binary frames (the paper's stated "
-        "setup leaves the frames open); `--paper` trains on normalised event counts, the "
-        "setting closest to Table III in the fidelity audit (`spikebench run fidelity`: "
-        "15.4 pp from it vs 29.9 for binary frames, BPTT).",
+        f"Setting: {frames} event frames. {PAPER_FGSM_WHY}",
         "",
         _attack_table(df[(df.attack == "fgsm") & (df.variant == "ann")], with_paper=True),
         "",
@@ -102,7 +99,7 @@ def fgsm_study(ctx: StudyContext) -> StudyOutput:
 
 def _attack_one(spec, run_dir: Path, params: dict) -> list[dict]:
     """FGSM (on the ANN counterpart and white-box), PGD and Square on one trained run."""
-    _, test = spec_data(spec)
+    test = spec_test_set(spec)
     x, y = eval_samples(test, params["n"])
     clip = tuple(params["clip"])
     model = load_model(run_dir)

@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from spikebench.analysis.attacks import EPSILONS, ANNCounterpart, attack_accuracy
-from spikebench.datasets.encoders import Encoder
-from spikebench.harness.data import spec_data
+from spikebench.analysis.attacks import EPSILONS, attack_accuracy
+from spikebench.harness.data import spec_test_set
 from spikebench.harness.reference import POISON_RATES, TABLE_III, TABLE_IV
 from spikebench.harness.report import ARCH_ORDER, markdown_table
 from spikebench.harness.studies.backdoor import _backdoor_one, rec_vs_ff_asr
@@ -39,6 +38,7 @@ from spikebench.harness.studies.base import (
     StudyOutput,
     _ordered_rules,
     classifier,
+    counterpart,
     eval_count,
     eval_samples,
     load_model,
@@ -79,34 +79,36 @@ TRIGGER_CELLS = {
 FIDELITY_RATES = (0.1, 0.3)  # the paper's rates where REC vs FF is stated; --paper: all
 
 
+def _data_fields(spec) -> dict:
+    """The training-cell fields of a spec (what differs from the simulated binary frames)."""
+    return {**({"frames": spec.frames} if spec.frames != "binary" else {}),
+            **({"dataset": "nmnist"} if spec.dataset == "nmnist" else {})}
+
+
 def training_cell(spec) -> str:
     """The training cell a spec belongs to ("other" if none)."""
-    fields = {k: v for k, v in (("dataset", "nmnist" if spec.dataset == "nmnist" else None),
-                                ("frames", spec.frames if spec.frames != "binary" else None))
-              if v is not None}
+    fields = _data_fields(spec)
     return next((n for n, f in TRAINING_CELLS.items() if f == fields), "other")
 
 
 def trigger_cell(spec) -> str:
     """The trigger cell of a poisoned spec ("other" if none)."""
     bd = {k: v for k, v in spec.backdoor.items() if k not in ("source", "target", "rate")}
-    data = training_cell(spec)
-    return next((n for n, (f, d) in TRIGGER_CELLS.items()
-                 if f == bd and next(c for c, tf in TRAINING_CELLS.items() if tf == d) == data),
+    fields = _data_fields(spec)
+    return next((n for n, (f, d) in TRIGGER_CELLS.items() if f == bd and d == fields),
                 "other")
 
 
 def _fgsm_cells_one(spec, run_dir: Path, params: dict) -> list[dict]:
     """FGSM on the ANN counterpart at each eps, for every attack cell, of one run."""
-    _, test = spec_data(spec)
+    test = spec_test_set(spec)
     x, y = eval_samples(test, params["n"])
     lo, hi = valid_range(test)
     model = load_model(run_dir)
     clf = classifier(model, spec, test)
-    encode = Encoder("direct", spec.n_steps) if test.encode is not None else None
     out = []
     for cell, (clipped, relative, cap) in ATTACK_CELLS.items():
-        ann = ANNCounterpart(model, spec.burn_in, encode, max_rate=cap)
+        ann = counterpart(model, spec, test, max_rate=cap)
         clip = (lo, hi) if clipped else (-np.inf, np.inf)
         for eps in params["eps"]:
             seed_everything(spec.seed)
@@ -121,13 +123,13 @@ def fidelity_study(ctx: StudyContext) -> StudyOutput:
     n = ctx.n_eval if ctx.n_eval else (None if ctx.paper else 1000)
     clean = [(r, d) for r, d in ctx.done if not r.spec.backdoor]
     poisoned = [(r, d) for r, d in ctx.done if r.spec.backdoor]
-    jobs = [(r.spec, d, {"eps": list(EPSILONS), "n": eval_count(ctx.data(r.spec)[1], n),
+    jobs = [(r.spec, d, {"eps": list(EPSILONS), "n": eval_count(spec_test_set(r.spec), n),
                          "cells": list(ATTACK_CELLS)}) for r, d in clean]
     fg = pd.DataFrame([{**run_columns(spec), "cell": training_cell(spec), **row}
                        for (spec, _, _), rows in zip(jobs, per_model(
                            ctx, "fidelity-fgsm", _fgsm_cells_one, jobs), strict=True)
                        for row in rows])
-    bjobs = [(r.spec, d, {"n": len(ctx.data(r.spec)[1])}) for r, d in poisoned]
+    bjobs = [(r.spec, d, {"n": len(spec_test_set(r.spec))}) for r, d in poisoned]
     bd = pd.DataFrame([{**run_columns(spec), "cell": trigger_cell(spec),
                         "rate": spec.backdoor["rate"], **res}
                        for (spec, _, _), res in zip(bjobs, per_model(

@@ -11,7 +11,7 @@ from spikebench.analysis.attacks import (
     Classifier,
 )
 from spikebench.analysis.fisher import fisher_traces, shares
-from spikebench.harness.data import spec_data
+from spikebench.harness.data import spec_test_set
 from spikebench.harness.report import ARCH_ORDER, RULE_ORDER, markdown_table
 from spikebench.harness.studies.base import (
     RULE_COLORS,
@@ -32,7 +32,7 @@ from spikebench.io import subplots
 
 def _fisher_one(spec, run_dir: Path, params: dict) -> dict:
     """Fisher traces per weight group and time step, and their shares, of one run."""
-    _, test = spec_data(spec)
+    test = spec_test_set(spec)
     x, y = eval_samples(test, params["n"])
     model = load_model(run_dir, train=True)
     clf = Classifier(model, spec.burn_in, test.encode)
@@ -44,7 +44,7 @@ def _fisher_one(spec, run_dir: Path, params: dict) -> dict:
 
 def fisher_study(ctx: StudyContext) -> StudyOutput:
     n = ctx.n_eval if ctx.n_eval else (1000 if ctx.paper else 256)
-    jobs = [(res.spec, run_dir, {"n": eval_count(ctx.data(res.spec)[1], n)})
+    jobs = [(res.spec, run_dir, {"n": eval_count(spec_test_set(res.spec), n)})
             for res, run_dir in ctx.done]
     rows, time_rows = [], []
     counts = {params["n"] for _, _, params in jobs}
