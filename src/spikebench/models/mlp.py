@@ -153,22 +153,13 @@ class SpikingMLP(nn.Module):
     def _forward_sequence(self, x: torch.Tensor, record: bool):
         """The same computation as unrolling ``step``, reordered for speed: a layer's input
         current for all T steps is one [T B, n_in] x [n_in, n] GEMM; a feed-forward layer's
-        recurrence is the fused scan (``lif_scan``); in a recurrent layer only V s[t-1]
-        stays inside the loop; the readout's W s is one GEMM, its leak a short scan."""
+        recurrence is the fused scan (``lif_scan``; in a recurrent layer only V s[t-1] stays
+        inside its loop); the readout's W s is one GEMM, its leak a short scan."""
         steps, batch = x.shape[:2]
         spikes, h = [], x
         for layer in self.hidden:
             current = (h.reshape(steps * batch, -1) @ layer.weight.t()).view(steps, batch, -1)
-            if layer.rec_weight is None:
-                h = lif_scan(current, layer.params)
-            else:
-                state = layer.initial_state(batch, current)
-                rec = layer.recurrent_matrix()
-                out = []
-                for c_t in current.unbind(0):  # one backward for all steps (not T selects)
-                    s, state = layer.dynamics(c_t + state.s @ rec.t(), state)
-                    out.append(s)
-                h = torch.stack(out)
+            h = lif_scan(current, layer.params, layer.recurrent_matrix())
             spikes.append(h)
         drive = (h.reshape(steps * batch, -1) @ self.readout.weight.t()).view(steps, batch, -1)
         drive = drive + self.readout.bias

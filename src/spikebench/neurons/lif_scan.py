@@ -1,9 +1,10 @@
 r"""The LIF recurrence over a whole sequence as one autograd Function (a fused scan).
 
 Given the synaptic input of every step, ``current`` [T, B, n] (W x[t], computed for all T at
-once by one GEMM in feed-forward layers), ``lif_scan`` runs ``lif_step``'s recurrence
+once by one GEMM), and in recurrent layers the masked recurrent matrix ``rec`` = V,
+``lif_scan`` runs ``lif_step``'s recurrence
 
-    I[t] = alpha I[t-1] + current[t]
+    I[t] = alpha I[t-1] + current[t] (+ V s[t-1])
     U[t] = beta U[t-1] + gain I[t] - theta s[t-1]        (reset "subtract")
     U[t] = beta U[t-1] (1 - s[t-1]) + gain I[t]          (reset "zero")
     s[t] = spike(U[t] - theta)
@@ -12,8 +13,10 @@ without building an autograd graph per step: the forward keeps only U (the spike
 from it), and the backward is the reverse scan of the adjoints
 
     gs[t] = dL/ds[t] + gU[t+1] dU[t+1]/ds[t]   (-theta, or -beta U[t]; 0 with detach_reset)
+            (+ gI[t+1] V in recurrent layers: s[t] drives I[t+1])
     gU[t] = gs[t] spike'(U[t] - theta) + gU[t+1] dU[t+1]/dU[t]   (beta, or beta (1 - s[t]))
     gI[t] = gain gU[t] + alpha gI[t+1],   dL/dcurrent[t] = gI[t]
+    dL/dV = sum_t gI[t+1]^T s[t]                 (one GEMM after the scan)
 
 It equals autograd through ``lif_step`` unrolled (the reference; tests: float64, 1e-12,
 both resets, detached or not, every surrogate).
@@ -35,15 +38,19 @@ def _fire(u_minus: torch.Tensor, surrogate: str, slope: float) -> torch.Tensor:
 
 class _LIFScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current: torch.Tensor, p) -> torch.Tensor:
+    def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p) -> torch.Tensor:
         steps = current.shape[0]
+        rec_t = rec.t() if rec is not None else None
         u_all = torch.empty_like(current)
         s_all = torch.empty_like(current)
         i = torch.zeros_like(current[0])
         u = torch.zeros_like(current[0])
         s = torch.zeros_like(current[0])
         for t in range(steps):
-            i = p.alpha * i + current[t]
+            if rec_t is not None and t > 0:
+                i = torch.addmm(current[t], s, rec_t).add_(i, alpha=p.alpha)
+            else:
+                i = p.alpha * i + current[t]
             if p.reset == "subtract":
                 u = p.beta * u + p.gain * i - p.threshold * s
             else:
@@ -51,13 +58,13 @@ class _LIFScan(torch.autograd.Function):
             s = _fire(u - p.threshold, p.surrogate, p.slope)
             u_all[t] = u
             s_all[t] = s
-        ctx.save_for_backward(u_all, s_all)
+        ctx.save_for_backward(u_all, s_all, rec)
         ctx.p = p
         return s_all
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor):
-        u_all, s_all = ctx.saved_tensors
+        u_all, s_all, rec = ctx.saved_tensors
         p = ctx.p
         deriv = spike_derivative(u_all - p.threshold, p.surrogate, p.slope)
         grad_cur = torch.empty_like(grad_s)
@@ -66,17 +73,25 @@ class _LIFScan(torch.autograd.Function):
         subtract = p.reset == "subtract"
         for t in range(grad_s.shape[0] - 1, -1, -1):
             g_s = grad_s[t]
-            if not p.detach_reset and t + 1 < grad_s.shape[0]:
-                g_s = g_s - g_u_next * (p.threshold if subtract else p.beta * u_all[t])
+            if t + 1 < grad_s.shape[0]:
+                if not p.detach_reset:
+                    g_s = g_s - g_u_next * (p.threshold if subtract else p.beta * u_all[t])
+                if rec is not None:
+                    g_s = torch.addmm(g_s, g_i_next, rec)
             carry = p.beta if subtract else p.beta * (1.0 - s_all[t])
             g_u = g_s * deriv[t] + g_u_next * carry
             g_i = p.gain * g_u + p.alpha * g_i_next
             grad_cur[t] = g_i
             g_u_next, g_i_next = g_u, g_i
-        return grad_cur, None
+        grad_rec = None
+        if rec is not None and ctx.needs_input_grad[1]:
+            n = rec.shape[0]
+            grad_rec = grad_cur[1:].reshape(-1, n).t() @ s_all[:-1].reshape(-1, n)
+        return grad_cur, grad_rec, None
 
 
-def lif_scan(current: torch.Tensor, p) -> torch.Tensor:
+def lif_scan(current: torch.Tensor, p, rec: torch.Tensor | None = None) -> torch.Tensor:
     """Spikes [T, B, n] of LIF neurons (parameters ``p``: LIFParams) driven by ``current``
-    [T, B, n], from zero state; differentiable in ``current`` (see the module doc)."""
-    return _LIFScan.apply(current, p)
+    [T, B, n] and, in a recurrent layer, by their own spikes through ``rec`` [n, n] (the
+    masked V), from zero state; differentiable in ``current`` and ``rec`` (module doc)."""
+    return _LIFScan.apply(current, rec, p)
