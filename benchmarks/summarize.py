@@ -22,18 +22,22 @@ def main(path: str) -> None:
                 print(f"| {group[7:]} | {b['params']['steps']} | "
                       f"{b['extra_info']['peak_mb']:.1f} |")
         print()
-    print("| workload | impl | mean ms | steps/s | GFLOP/s | time vs matmul |")
+    print("| workload | impl | mean ms | GFLOP/s | share of GEMM FLOP/s | speed vs norse |")
     print("|---|---|---:|---:|---:|---:|")
     for group, impls in sorted(by_group.items()):
         if group in memory:
             continue
-        ref = next((b for k, b in impls.items() if "matmul" in k), None)
-        for name, b in sorted(impls.items()):
+        ref = next((b for k, b in impls.items() if "norse" in k), None)
+        peak = next((b for k, b in impls.items() if "gemm" in k), None)
+        peak_rate = peak["extra_info"]["flops"] / peak["stats"]["mean"] if peak else None
+        for name, b in sorted(impls.items(), key=lambda kv: kv[1]["stats"]["mean"]):
             mean = b["stats"]["mean"]
             flops = b.get("extra_info", {}).get("flops")
             gflops = f"{flops / mean / 1e9:.1f}" if flops else "–"
-            rel = f"{mean / ref['stats']['mean']:.2f}x" if ref else "–"
-            print(f"| {group} | {name} | {1e3 * mean:.1f} | {1 / mean:.2f} | {gflops} | {rel} |")
+            share = f"{flops / mean / peak_rate:.0%}" if flops and peak_rate else "–"
+            rel = f"{ref['stats']['mean'] / mean:.2f}x" if ref else "–"
+            print(f"| {group} | {b['params'].get('impl', name)} | {1e3 * mean:.1f} | "
+                  f"{gflops} | {share} | {rel} |")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,21 @@
-"""BPTT training step: ours beside the same network built from norse's LIF cells, and a
-plain matmul workload of the same shapes, in one run.
+"""BPTT training step: ours beside the same network built from norse's LIF cells, in one
+run, before and after (our dense fast path and the unrolled reference path are kept).
 
     make bench      (or: pytest benchmarks --benchmark-only)
 
-Workload: N-MNIST sizes 2312-120-84-10, T = 100, batch 128, binary input of density 0.04
-(as the event frames), FF and REC. One "step" = forward + backward (gradients filled).
-``extra_info`` holds the matmul FLOPs of the step; FLOP/s = flops / mean time.
+Workload: N-MNIST sizes 2312-120-84-10, T = 100, batch 128, FF and REC. One "step" =
+forward + backward (gradients filled).
+
+- ``bptt-step-{ff,rec}-events``: binary input of density 0.04 (as the event frames). ``ours``
+  takes it as the loaders give it, an ``EventBatch`` (CSR first layer); ``ours-dense`` the
+  same frames as a dense tensor (the fast path before sparse input); ``ours-reference``
+  autograd through the unrolled step; ``norse`` the same net from norse's cells.
+- ``bptt-step-ff-dense-input``: real-valued dense input (features, images): ours vs norse,
+  and ``gemm``, one [T B, 2312] x [2312, 120] GEMM, the machine's FLOP/s for this shape.
+- ``event-batch-T100-B128``: building a batch, from the samples' indices (``SampleEvents``)
+  vs the dense collate (stack + transpose of uint8 frames).
+
+``extra_info["flops"]`` holds the matmul FLOPs of the dense step; FLOP/s = flops / time.
 """
 
 import pytest
@@ -16,16 +26,26 @@ from norse.torch.functional.lif import LIFParameters
 from spikebench.learning_rules import BPTT, objective
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFParams
+from spikebench.sparse import SampleEvents
 
 SIZES = (2312, 120, 84, 10)
 T, B = 100, 128
 
 
-def workload():
+def frames():
+    """Sample-major binary frames [B, T, 2312] as a data set holds them (uint8)."""
     g = torch.Generator().manual_seed(0)
-    x = (torch.rand(T, B, SIZES[0], generator=g) < 0.04).float()
+    return (torch.rand(B, T, SIZES[0], generator=g) < 0.04).to(torch.uint8)
+
+
+def workload(kind: str = "dense"):
+    g = torch.Generator().manual_seed(1)
     y = torch.randint(0, 10, (B,), generator=g)
-    return x, y
+    if kind == "real":  # dense real-valued input
+        return torch.rand(T, B, SIZES[0], generator=g), y
+    if kind == "events":
+        return SampleEvents.from_frames(frames()).batch(range(B)), y
+    return frames().float().transpose(0, 1).contiguous(), y
 
 
 def step_flops(recurrent: bool) -> int:
@@ -70,22 +90,17 @@ class NorseMLP(torch.nn.Module):
         return torch.stack(out)
 
 
-def ours(recurrent, fast=True):
+def ours(recurrent, kind="events", fast=True):
     params = LIFParams.from_time_constants(5e-3, 1e-2, 1e-3, threshold=0.1, reset="zero")
     model = SpikingMLP(SIZES, recurrent=recurrent, params=params)
     rule = BPTT(fast=fast)
-    x, y = workload()
+    x, y = workload(kind)
     return lambda: rule.backward(model, x, y)
 
 
-def ours_reference(recurrent):
-    """Autograd through the unrolled step (the reference path the fast one is tested on)."""
-    return ours(recurrent, fast=False)
-
-
-def norse(recurrent):
+def norse(recurrent, kind="dense"):
     model = NorseMLP(recurrent)
-    x, y = workload()
+    x, y = workload(kind)
 
     def step():
         model.zero_grad(set_to_none=True)
@@ -94,35 +109,52 @@ def norse(recurrent):
     return step
 
 
-def matmul(recurrent):
-    """The step's matmuls alone, same shapes, no neuron dynamics and no autograd."""
+def gemm():
+    """One whole-sequence GEMM of the first layer's shape: this machine's FLOP/s for it."""
     g = torch.Generator().manual_seed(0)
-    mats = []
-    for k, (a, b) in enumerate(zip(SIZES[:-1], SIZES[1:], strict=True)):
-        mats.append((torch.rand(B, a, generator=g), torch.rand(a, b, generator=g),
-                     torch.rand(B, b, generator=g), k > 0))
-        if recurrent and k < len(SIZES) - 2:
-            mats.append((torch.rand(B, b, generator=g), torch.rand(b, b, generator=g),
-                         torch.rand(B, b, generator=g), True))
+    a, w = torch.rand(T * B, SIZES[0], generator=g), torch.rand(SIZES[0], SIZES[1], generator=g)
+    return lambda: a @ w
 
-    def step():
-        for _ in range(T):
-            for inp, w, grad_out, need_input_grad in mats:
-                inp @ w  # forward
-                inp.t() @ grad_out  # grad of the weight
-                if need_input_grad:
-                    grad_out @ w.t()  # grad of the input
 
-    return step
+IMPLS = {
+    "ours": lambda rec: ours(rec, "events"),
+    "ours-dense": lambda rec: ours(rec, "dense"),
+    "ours-reference": lambda rec: ours(rec, "dense", fast=False),
+    "norse": lambda rec: norse(rec, "dense"),
+}
 
 
 @pytest.mark.parametrize("arch", ["ff", "rec"])
-@pytest.mark.parametrize("impl", ["ours", "ours-reference", "norse", "matmul"])
+@pytest.mark.parametrize("impl", list(IMPLS))
 def test_bptt_step(benchmark, impl, arch):
     recurrent = arch == "rec"
-    benchmark.group = f"bptt-step-{arch}-T{T}-B{B}"
+    benchmark.group = f"bptt-step-{arch}-events"
     benchmark.extra_info["flops"] = step_flops(recurrent)
-    fn = {"ours": ours, "ours-reference": ours_reference, "norse": norse,
-          "matmul": matmul}[impl](recurrent)
+    fn = IMPLS[impl](recurrent)
     fn()  # warm-up
     benchmark.pedantic(fn, rounds=5, iterations=1)
+
+
+@pytest.mark.parametrize("impl", ["ours", "norse", "gemm"])
+def test_bptt_step_dense_input(benchmark, impl):
+    benchmark.group = "bptt-step-ff-dense-input"
+    if impl == "gemm":
+        benchmark.extra_info["flops"] = 2 * T * B * SIZES[0] * SIZES[1]
+        fn = gemm()
+    else:
+        benchmark.extra_info["flops"] = step_flops(False)
+        fn = ours(False, "real") if impl == "ours" else norse(False, "real")
+    fn()
+    benchmark.pedantic(fn, rounds=5, iterations=1)
+
+
+@pytest.mark.parametrize("impl", ["events", "dense-collate"])
+def test_event_batch(benchmark, impl):
+    benchmark.group = f"event-batch-T{T}-B{B}"
+    x = frames()
+    if impl == "events":
+        events = SampleEvents.from_frames(x)
+        fn = lambda: events.batch(range(B))  # noqa: E731
+    else:
+        fn = lambda: x.float().transpose(0, 1).contiguous()  # noqa: E731
+    benchmark.pedantic(fn, rounds=5, iterations=1, warmup_rounds=1)

@@ -7,7 +7,7 @@ import logging
 import os
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from spikebench.errors import SpikebenchError
 from spikebench.io import atomic_write, digest
+from spikebench.sparse import SampleEvents
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ class SampleData:
       padding); accuracy per sample, from the readout averaged over its labelled frames.
 
     ``fold`` optionally maps classes to coarser ones for an extra accuracy (TIMIT 61 -> 39).
+    ``sparse`` marks event frames (mostly zeros): training and evaluation batches of them are
+    ``EventBatch``es built from ``events()``, the samples' nonzero entries (spikebench.sparse).
     """
 
     x: torch.Tensor
@@ -117,6 +120,15 @@ class SampleData:
     task: str = "sample"
     fold: torch.Tensor | None = None
     encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+    sparse: bool = False
+    _events: SampleEvents | None = field(default=None, init=False, repr=False, compare=False)
+
+    def events(self) -> SampleEvents:
+        """The samples' nonzero entries, indexed once and kept with the data (``x`` is not
+        modified in place after loading: poisoning and subsets make new SampleData)."""
+        if self._events is None:
+            self._events = SampleEvents.from_frames(self.x)
+        return self._events
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
@@ -157,11 +169,23 @@ def time_major_collate(batch, encode=None):
     return x.contiguous(), y.contiguous()
 
 
+def _event_collate(batch, events: SampleEvents):
+    index, ys = zip(*batch, strict=True)
+    return events.batch(torch.stack(index)), torch.stack(ys)
+
+
 def time_major_loader(
-    data: SampleData, batch_size: int, shuffle: bool = False, seed: int = 0
+    data: SampleData, batch_size: int, shuffle: bool = False, seed: int = 0,
+    sparse: bool = False,
 ) -> DataLoader:
-    """A DataLoader of time-major batches (x [T, B, ...] float32, y [B] or [T, B])."""
+    """A DataLoader of time-major batches (x [T, B, ...] float32, y [B] or [T, B]); with
+    ``sparse`` and event frames (``data.sparse``), x is an ``EventBatch`` [T, B, n] in the
+    same sample order (the shuffle depends on the seed and the length only)."""
     g = torch.Generator().manual_seed(seed)
+    if sparse and data.sparse and data.encode is None and data.task == "sample":
+        return DataLoader(TensorDataset(torch.arange(len(data)), data.y),
+                          batch_size=batch_size, shuffle=shuffle, generator=g,
+                          collate_fn=partial(_event_collate, events=data.events()))
     return DataLoader(
         TensorDataset(data.x, data.y),
         batch_size=batch_size,

@@ -117,4 +117,4 @@ def frames_data(
         peak = x.reshape(len(x), -1).max(1).astype(np.float32) if len(x) else np.ones(0)
         out = torch.from_numpy(x.astype(np.float32) / np.maximum(peak, 1)[:, None, None, None,
                                                                             None])
-    return SampleData(out, torch.from_numpy(labels), classes=10)
+    return SampleData(out, torch.from_numpy(labels), classes=10, sparse=True)

@@ -87,7 +87,7 @@ def evaluate(model, data: SampleData, spec: ExperimentSpec) -> dict[str, float]:
     with a class folding (TIMIT 61 -> 39) ``acc_folded``."""
     model.eval()
     loss_sum, loss_n, hits, count, fold_hits, fold_count = 0.0, 0, 0, 0, 0, 0
-    for x, y in time_major_loader(data, spec.batch_size):
+    for x, y in time_major_loader(data, spec.batch_size, sparse=True):
         out = evaluate_batch(model, x, y, spec.burn_in, spec.loss)
         loss_sum, loss_n = loss_sum + out.loss * out.count, loss_n + out.count
         if data.task == "sequence":
@@ -138,7 +138,7 @@ def train_run(
         def batches(epoch: int):
             # the shuffle depends on (seed, epoch) only: a resumed run sees the same order
             return time_major_loader(train, spec.batch_size, shuffle=True,
-                                     seed=spec.seed * 100_003 + epoch)
+                                     seed=spec.seed * 100_003 + epoch, sparse=True)
 
         def step(batch) -> StepResult:
             x, y = batch

@@ -24,6 +24,7 @@ from spikebench.errors import ConfigError
 from spikebench.learning_rules.base import RunningScore, step_error
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFLayer, spike_derivative
+from spikebench.sparse import dense
 
 
 def check_online_model(model, rule: str) -> None:
@@ -100,7 +101,7 @@ def run_online(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, burn_in: int
 
     With ``flush``, the readout's gradient of each step is put into ``.grad`` and
     ``flush()`` is called after every step (per-step weight updates)."""
-    x = model.flatten_input(x)
+    x = dense(model.flatten_input(x))
     steps, batch = x.shape[:2]
     score = RunningScore(y, steps, burn_in)
     targets, weights = score.targets, score.weights

@@ -17,6 +17,7 @@ from torch import nn
 
 from spikebench.neurons import NEURONS, LIFLayer
 from spikebench.neurons.lif_scan import lif_scan
+from spikebench.sparse import EventBatch, dense, event_linear
 
 
 class LeakyReadout(nn.Module):
@@ -95,8 +96,14 @@ class SpikingMLP(nn.Module):
         return cls(**cfg)
 
     # -- dynamics --------------------------------------------------------------------
-    def flatten_input(self, x: torch.Tensor) -> torch.Tensor:
-        """[T, B, ...] -> [T, B, n_in], with a clear error on a shape mismatch."""
+    def flatten_input(self, x: torch.Tensor | EventBatch) -> torch.Tensor | EventBatch:
+        """[T, B, ...] -> [T, B, n_in], with a clear error on a shape mismatch (an
+        ``EventBatch`` stays sparse, in the model's dtype)."""
+        if isinstance(x, EventBatch):
+            if x.shape[2] != self.sizes[0]:
+                raise ValueError(f"input has {x.shape[2]} features per time step, but the "
+                                 f"model expects {self.sizes[0]} (sizes {self.sizes})")
+            return x.to(self.readout.weight.dtype)
         if x.dim() < 3:
             raise ValueError(f"input must be time-major [T, B, ...], got shape {tuple(x.shape)}")
         flat = x.reshape(x.shape[0], x.shape[1], -1)
@@ -130,13 +137,15 @@ class SpikingMLP(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Readout [T, B, C] over [T, B, ...] (and, with ``record``, the spikes [T, B, n_k]
         of every hidden layer). LIF layers take the fast path (``_forward_sequence``:
-        whole-sequence GEMMs, the fused LIF scan); ``reference=True`` unrolls ``step``, the
-        definition the fast path is tested against."""
+        whole-sequence GEMMs, the fused LIF scan; an ``EventBatch`` input stays sparse in
+        the first layer); ``reference=True`` unrolls ``step``, the definition the fast path
+        is tested against."""
         x = self.flatten_input(x)
-        if self.parallel:
-            return self._forward_parallel(x, record)
         if not reference and all(isinstance(layer, LIFLayer) for layer in self.hidden):
             return self._forward_sequence(x, record)
+        x = dense(x)
+        if self.parallel:
+            return self._forward_parallel(x, record)
         state = self.initial_state(x.shape[1], x)
         ys, spikes = [], [[] for _ in self.hidden]
         for x_t in x:
@@ -154,16 +163,21 @@ class SpikingMLP(nn.Module):
         """The same computation as unrolling ``step``, reordered for speed: a layer's input
         current for all T steps is one [T B, n_in] x [n_in, n] GEMM; a feed-forward layer's
         recurrence is the fused scan (``lif_scan``; in a recurrent layer only V s[t-1] stays
-        inside its loop); the readout's W s is one GEMM, its leak a short scan."""
+        inside its loop); the readout's W s is one GEMM, its leak a short scan. Sparse
+        input: the first layer's current is one CSR x dense product (``event_linear``)."""
         steps, batch = x.shape[:2]
         spikes, h = [], x
         for layer in self.hidden:
-            current = (h.reshape(steps * batch, -1) @ layer.weight.t()).view(steps, batch, -1)
+            if isinstance(h, EventBatch):
+                current = event_linear(h, layer.weight)
+            else:
+                current = (h.reshape(steps * batch, -1) @ layer.weight.t()).view(steps, batch,
+                                                                                 -1)
             h = lif_scan(current, layer.params, layer.recurrent_matrix())
             spikes.append(h)
         drive = (h.reshape(steps * batch, -1) @ self.readout.weight.t()).view(steps, batch, -1)
         drive = drive + self.readout.bias
-        y = torch.zeros(batch, self.sizes[-1], dtype=x.dtype, device=x.device)
+        y = drive.new_zeros(batch, self.sizes[-1])
         ys = []
         for d_t in drive.unbind(0):  # y[t] = kappa y[t-1] + W s[t] + b
             y = self.readout.kappa * y + d_t

@@ -1,0 +1,170 @@
+r"""Event-sparse input: event frames kept as indices from the data set to the first layer.
+
+N-MNIST frames are ~96 % zeros, and the first layer (2312 inputs) holds most of a step's
+FLOPs. ``SampleEvents`` holds the nonzero entries of every sample once (built from the
+data set's frames when a loader first asks, then cached with the data); a batch of them
+is an ``EventBatch``: the time-major frames [T, B, n] as a CSR matrix [T B, n] with rows
+(t, b), assembled from the samples' indices (never by converting a dense batch), and its
+transpose [n, T B] for the weight gradient. ``event_linear`` computes the first layer's
+input current W x[t] for all T steps as one CSR x dense product, and in its backward
+dL/dW = (X^T dL/dcurrent)^T as a second one. Dense input (speech features, images) keeps
+the dense GEMM; ``dense(x)`` turns either into a dense [T, B, n] tensor (the reference
+path, the online rules, the analyses).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+# torch marks CSR tensors as beta at every construction; the products used here are stable
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+
+class SampleEvents:
+    """The nonzero entries of N samples [N, T, ...]: sample s owns entries
+    offsets[s]:offsets[s+1] of ``t`` (time step), ``f`` (flat feature index) and ``v``
+    (value), sorted by (t, f)."""
+
+    def __init__(self, offsets: np.ndarray, t: np.ndarray, f: np.ndarray, v: np.ndarray,
+                 steps: int, features: int) -> None:
+        self.offsets, self.t, self.f, self.v = offsets, t, f, v
+        self.steps, self.features = steps, features
+
+    @classmethod
+    def from_frames(cls, x: torch.Tensor, chunk: int = 256) -> SampleEvents:
+        """Indices of the nonzero entries of sample-major frames x [N, T, ...]."""
+        n, steps = x.shape[0], x.shape[1]
+        features = int(np.prod(x.shape[2:])) if x.dim() > 2 else 1
+        counts, ts, fs, vs = [], [], [], []
+        for start in range(0, n, chunk):
+            part = x[start:start + chunk].reshape(-1, steps, features).numpy()
+            s, t, f = np.nonzero(part)  # C order: sorted by (sample, t, f)
+            counts.append(np.bincount(s, minlength=len(part)))
+            ts.append(t.astype(np.int32))
+            fs.append(f.astype(np.int32))
+            vs.append(part[s, t, f].astype(np.float32))
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        if n:
+            np.cumsum(np.concatenate(counts), out=offsets[1:])
+        cat = (lambda a, dt: np.concatenate(a) if a else np.zeros(0, dt))  # noqa: E731
+        return cls(offsets, cat(ts, np.int32), cat(fs, np.int32), cat(vs, np.float32),
+                   steps, features)
+
+    def density(self) -> float:
+        return len(self.v) / max(1, (len(self.offsets) - 1) * self.steps * self.features)
+
+    def batch(self, index: torch.Tensor | list[int] | np.ndarray) -> EventBatch:
+        """The time-major batch of the samples ``index``."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        batch, steps = len(index), self.steps
+        start, end = self.offsets[index], self.offsets[index + 1]
+        lengths = end - start
+        take = np.concatenate([np.arange(a, b) for a, b in zip(start, end, strict=True)]
+                              ) if batch else np.zeros(0, np.int64)
+        b = np.repeat(np.arange(batch), lengths)
+        row = self.t[take].astype(np.int64) * batch + b
+        col = self.f[take].astype(np.int64)
+        val = self.v[take]
+        # rows (t, b): a stable sort keeps every row's features in increasing order
+        order = np.argsort(row, kind="stable")
+        return EventBatch.from_coo(row[order], col[order], val[order], steps, batch,
+                                   self.features)
+
+
+class EventBatch:
+    """Time-major sparse frames [T, B, n]: ``rows`` is CSR [T B, n] with row t B + b."""
+
+    def __init__(self, rows: torch.Tensor, steps: int, batch: int,
+                 rows_t: torch.Tensor | None = None) -> None:
+        self.rows, self.steps, self.batch = rows, steps, batch
+        self._rows_t = rows_t
+
+    @classmethod
+    def from_coo(cls, row: np.ndarray, col: np.ndarray, val: np.ndarray, steps: int,
+                 batch: int, features: int, dtype=torch.float32, device=None) -> EventBatch:
+        """From entries sorted by (row, col)."""
+        n_rows = steps * batch
+        crow = np.zeros(n_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, minlength=n_rows), out=crow[1:])
+        rows = torch.sparse_csr_tensor(
+            torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(val).to(dtype),
+            size=(n_rows, features), check_invariants=False)
+        return cls(rows if device is None else rows.to(device), steps, batch)
+
+    @classmethod
+    def from_dense(cls, x: torch.Tensor) -> EventBatch:
+        """From dense time-major frames [T, B, ...] (tests and benchmarks; loaders build
+        batches from ``SampleEvents``)."""
+        steps, batch = x.shape[:2]
+        rows = x.reshape(steps * batch, -1).to_sparse_csr()
+        return cls(rows, steps, batch)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.steps, self.batch, self.rows.shape[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.rows.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+    def nnz(self) -> int:
+        return int(self.rows.values().numel())
+
+    def dense(self) -> torch.Tensor:
+        return self.rows.to_dense().view(self.shape)
+
+    def transposed(self) -> torch.Tensor:
+        """CSR [n, T B] (for dL/dW), built once per batch."""
+        if self._rows_t is None:
+            crow, col = self.rows.crow_indices(), self.rows.col_indices()
+            row = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
+                                          crow.diff())
+            order = torch.argsort(col * (len(crow) - 1) + row, stable=True)
+            features = self.rows.shape[1]
+            crow_t = torch.zeros(features + 1, dtype=torch.int64, device=crow.device)
+            crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=features), 0)
+            self._rows_t = torch.sparse_csr_tensor(
+                crow_t, row[order], self.rows.values()[order],
+                size=(features, self.rows.shape[0]), check_invariants=False)
+        return self._rows_t
+
+    def to(self, dtype: torch.dtype | None = None, device=None) -> EventBatch:
+        if (dtype is None or dtype == self.dtype) and (device is None
+                                                       or torch.device(device) == self.device):
+            return self
+        rows = self.rows.to(dtype=dtype or self.dtype, device=device or self.device)
+        return EventBatch(rows, self.steps, self.batch)
+
+    def __repr__(self) -> str:
+        return f"EventBatch(shape={self.shape}, nnz={self.nnz()}, dtype={self.dtype})"
+
+
+class _EventLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, x: EventBatch) -> torch.Tensor:
+        ctx.x = x
+        return (x.rows @ weight.t()).view(x.steps, x.batch, -1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x = ctx.x
+        g = grad.reshape(x.steps * x.batch, -1)
+        return (x.transposed() @ g).t(), None
+
+
+def event_linear(x: EventBatch, weight: torch.Tensor) -> torch.Tensor:
+    """W x[t] for every step, [T, B, n_out]: one CSR x dense product forward, one backward
+    (differentiable in ``weight``; the input is data)."""
+    return _EventLinear.apply(weight, x)
+
+
+def dense(x: torch.Tensor | EventBatch) -> torch.Tensor:
+    """A dense [T, B, ...] tensor for either kind of batch."""
+    return x.dense() if isinstance(x, EventBatch) else x
