@@ -7,10 +7,15 @@
 - ``test_step_memory``: peak resident memory of one step, measured in a fresh subprocess
   as the peak resident size (VmHWM, reset just before the step through
   /proc/self/clear_refs) minus the resident size just before it, at T = 100, 300, 1000.
-  The input is one binary frame broadcast over T (a stride-0 view), so the figure is the
-  rule's own memory, not the data's. e-prop and DECOLLE keep no history (flat in T);
-  BPTT stores the unrolled graph (linear in T). ``extra_info["peak_mb"]``.
-- ``test_step_time``: wall time of one step at T = 100 and 300 (real event-like input).
+  The input (an EventBatch of binary frames, as the loaders give it) is built before, so
+  the figure is the rule's own memory, not the data's. e-prop and DECOLLE keep no history
+  (flat in T once T exceeds their chunk of K = 100 steps); BPTT stores the unrolled graph
+  (linear in T). ``extra_info["peak_mb"]``.
+- ``test_step_time``: wall time of one step at T = 100 and 300 (event input of density
+  0.04, an EventBatch as the loaders give it). e-prop and DECOLLE chunked (as shipped;
+  e-prop's ``carry="auto"`` replays at these T) beside e-prop with the online carried trace
+  (``eprop-trace``) and both rules' per-step reference (chunk 1, the algorithms before
+  chunking).
 """
 
 import json
@@ -23,10 +28,13 @@ import torch
 
 from spikebench.learning_rules import make_rule
 from spikebench.models import preset
+from spikebench.sparse import EventBatch, SampleEvents
 
 # name -> (rule, options): e-prop as shipped (chunked traces) beside its per-step reference
 VARIANTS = {"bptt": ("bptt", {}), "eprop": ("eprop", {}),
-            "eprop-perstep": ("eprop", {"chunk": 1}), "decolle": ("decolle", {})}
+            "eprop-trace": ("eprop", {"carry": "trace"}),
+            "eprop-perstep": ("eprop", {"chunk": 1}), "decolle": ("decolle", {}),
+            "decolle-perstep": ("decolle", {"chunk": 1})}
 RULES = list(VARIANTS)
 BATCH = 64
 
@@ -35,17 +43,21 @@ import json, sys, torch
 torch.set_num_threads(2)
 from spikebench.learning_rules import make_rule
 from spikebench.models import preset
+from spikebench.sparse import SampleEvents
 rule_name, arch, T = sys.argv[1], sys.argv[2], int(sys.argv[3])
 options = json.loads(sys.argv[4])
 torch.manual_seed(0)
 model = preset("nmnist", recurrent=arch == "rec", weight_scale=3.0)
-frame = (torch.rand(1, 64, 2312) < 0.04).float()
-x = frame.expand(T, -1, -1)
+frames = (torch.rand(64, T, 2312) < 0.04).to(torch.uint8)
+x = SampleEvents.from_frames(frames).batch(range(64))
+del frames
+short_x = SampleEvents.from_frames((torch.rand(64, 5, 2312) < 0.04).to(torch.uint8)).batch(
+    range(64))
 y = torch.randint(0, 10, (64,))
 rule = make_rule(rule_name, **options)
 rule.prepare(model)
 short = make_rule(rule_name, **options); short.prepare(model)
-short.backward(model, x[:5], y)  # warm-up
+short.backward(model, short_x, y)  # warm-up
 def status_kb(key):
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith(key))
@@ -95,10 +107,17 @@ def test_step_time(benchmark, rule, arch, steps):
     benchmark.group = f"step-time-T{steps}-{arch}"
     torch.manual_seed(0)
     model = preset("nmnist", recurrent=arch == "rec", weight_scale=3.0)
-    x = (torch.rand(steps, BATCH, 2312) < 0.04).float()
+    x = SampleEvents.from_frames((torch.rand(BATCH, steps, 2312) < 0.04).to(torch.uint8)
+                                 ).batch(range(BATCH))
     y = torch.randint(0, 10, (BATCH,))
     name, options = VARIANTS[rule]
     r = make_rule(name, **options)
     r.prepare(model)
-    r.backward(model, x[:5], y)  # warm-up
-    benchmark.pedantic(r.backward, args=(model, x, y), rounds=3, iterations=1)
+    r.backward(model, x.steps_slice(0, 5), y)  # warm-up
+    # a fresh batch per round, as in training: nothing built from it (its transpose) is reused
+    benchmark.pedantic(r.backward, setup=lambda: ((model, fresh(x), y), {}), rounds=3,
+                       iterations=1)
+
+
+def fresh(x: EventBatch) -> EventBatch:
+    return EventBatch(x.rows, x.steps, x.batch)

@@ -123,17 +123,33 @@ class EventBatch:
     def transposed(self) -> torch.Tensor:
         """CSR [n, T B] (for dL/dW), built once per batch."""
         if self._rows_t is None:
-            crow, col = self.rows.crow_indices(), self.rows.col_indices()
-            row = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
-                                          crow.diff())
-            order = torch.argsort(col * (len(crow) - 1) + row, stable=True)
+            step, sample, col, _ = self.entries()
+            row = step * self.batch + sample
+            order = torch.argsort(col, stable=True)  # rows stay in order within a column
             features = self.rows.shape[1]
-            crow_t = torch.zeros(features + 1, dtype=torch.int64, device=crow.device)
+            crow_t = torch.zeros(features + 1, dtype=torch.int64, device=col.device)
             crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=features), 0)
             self._rows_t = torch.sparse_csr_tensor(
                 crow_t, row[order], self.rows.values()[order],
                 size=(features, self.rows.shape[0]), check_invariants=False)
         return self._rows_t
+
+    def steps_slice(self, start: int, stop: int) -> EventBatch:
+        """Steps start:stop (a view of the same entries: rows are time-major)."""
+        crow = self.rows.crow_indices()
+        lo, hi = start * self.batch, stop * self.batch
+        a, b = int(crow[lo]), int(crow[hi])
+        rows = torch.sparse_csr_tensor(
+            crow[lo:hi + 1] - a, self.rows.col_indices()[a:b], self.rows.values()[a:b],
+            size=(hi - lo, self.rows.shape[1]), check_invariants=False)
+        return EventBatch(rows, stop - start, self.batch)
+
+    def entries(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(step, sample, feature, value) of every entry."""
+        crow = self.rows.crow_indices()
+        row = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
+                                      crow.diff())
+        return row // self.batch, row % self.batch, self.rows.col_indices(), self.rows.values()
 
     def to(self, dtype: torch.dtype | None = None, device=None) -> EventBatch:
         if (dtype is None or dtype == self.dtype) and (device is None

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from spikebench.learning_rules import make_rule, objective
 from spikebench.learning_rules.base import frame_targets, step_weights
+from spikebench.sparse import EventBatch, dense
 from tests.learning_rules.reference import stopgrad_forward
 from tests.learning_rules.test_eprop import batch, grads, net
 
@@ -20,12 +21,18 @@ def local_loss(z, y, burn_in):
     return (nll * w.flatten()).sum()
 
 
+@pytest.mark.parametrize(("chunk", "events"), [(1, False), (7, False), (7, True),
+                                               (100, True)])
 @pytest.mark.parametrize("recurrent", [False, True])
-def test_each_layer_follows_its_own_local_loss_alone(recurrent):
+def test_each_layer_follows_its_own_local_loss_alone(recurrent, chunk, events):
+    """Per step (chunk 1), and K steps at a time (filter-matrix traces, a partial last
+    chunk, one chunk longer than the sequence; dense and event input)."""
     model = net((7, 10, 8, 3), recurrent=recurrent, seed=3)
     x, y = batch(seed=3, steps=20)
-    rule = make_rule("decolle", burn_in=2, readout_scale=2.0, readout_seed=1)
+    rule = make_rule("decolle", burn_in=2, readout_scale=2.0, readout_seed=1, chunk=chunk)
     rule.prepare(model)
+    if events:
+        x = EventBatch.from_dense(x)
     assert [tuple(r.shape) for r in rule.R] == [(3, 10), (3, 8)]
     for r, n in zip(rule.R, (10, 8), strict=True):
         assert float(r.abs().max()) <= 2.0 / n**0.5
@@ -34,7 +41,7 @@ def test_each_layer_follows_its_own_local_loss_alone(recurrent):
     got = grads(model)
 
     params = dict(model.named_parameters())
-    outputs, spikes = stopgrad_forward(model, x)
+    outputs, spikes = stopgrad_forward(model, dense(x))
     for k, (s_k, r_k) in enumerate(zip(spikes, rule.R, strict=True)):
         loss_k = local_loss(s_k @ r_k.t(), y, burn_in=2)
         names = list(params)

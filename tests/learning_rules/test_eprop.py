@@ -9,6 +9,7 @@ import torch
 from spikebench.learning_rules import IGNORE, make_rule
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFParams
+from spikebench.sparse import EventBatch
 from tests.learning_rules.reference import eprop_reference_grads
 
 PARAMS = LIFParams(alpha=0.8, beta=0.85, threshold=0.6, slope=2.0)
@@ -121,30 +122,51 @@ def test_random_feedback_survives_a_checkpoint():
         small.load_state_dict(state)
 
 
+@pytest.mark.parametrize("events", [False, True])
 @pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("feedback", ["symmetric", "random"])
-def test_chunked_traces_equal_the_per_step_algorithm_for_every_chunk(recurrent, feedback):
-    """K steps at a time (a GEMM per chunk, the carried trace rewritten once per chunk)
-    gives today's per-step gradient (chunk=1) to 1e-10 in float64, also with a partial last
-    chunk, a chunk longer than the sequence, burn-in and frame labels with padding."""
+def test_chunked_traces_equal_the_per_step_algorithm_for_every_chunk(recurrent, feedback,
+                                                                      events):
+    """K steps at a time (the chunk's forward as GEMMs, the traces through [K, K] filter
+    matrices, the per-sample trace built once per chunk) gives the per-step gradient
+    (chunk=1) to 1e-10 in float64, also with a partial last chunk, a chunk longer than the
+    sequence, burn-in, frame labels with padding, and sparse event input (CSR products)."""
     x, y = batch(seed=5, steps=23, frames=True)
+    if events:
+        x = EventBatch.from_dense(x)
     ref_model = net((7, 10, 8, 3), recurrent=recurrent, seed=3)
     rule = make_rule("eprop", burn_in=2, feedback=feedback, feedback_seed=1, chunk=1)
     rule.prepare(ref_model)
     ref_out = rule.backward(ref_model, x, y)
     ref = grads(ref_model)
-    for chunk in (2, 3, 5, 16, 23, 40):
+    for chunk, carry in [(c, m) for c in (2, 3, 5, 16, 22, 23, 40)
+                         for m in ("trace", "replay")]:
         model = net((7, 10, 8, 3), recurrent=recurrent, seed=3)
-        rule = make_rule("eprop", burn_in=2, feedback=feedback, feedback_seed=1, chunk=chunk)
+        rule = make_rule("eprop", burn_in=2, feedback=feedback, feedback_seed=1, chunk=chunk,
+                         carry=carry)
         rule.prepare(model)
         out = rule.backward(model, x, y)
         assert out.loss == pytest.approx(ref_out.loss, rel=1e-12)
         assert (out.correct, out.count) == (ref_out.correct, ref_out.count)
         for name, g in grads(model).items():
-            assert rel_err(g, ref[name]) < 1e-10, (chunk, name)
+            assert rel_err(g, ref[name]) < 1e-10, (chunk, carry, name)
 
 
 def test_chunk_must_be_a_positive_integer():
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match="chunk"):
             make_rule("eprop", chunk=bad)
+    with pytest.raises(ValueError, match="carry"):
+        make_rule("eprop", carry="sideways")
+
+
+def test_auto_carry_replays_only_while_that_needs_less_memory():
+    """replay keeps B T (C + 2 sum n_k) numbers, the trace B sum n_k n_in_k: auto picks the
+    smaller, so e-prop's memory stays bounded whatever T."""
+    model = net((2312, 120, 84, 10), recurrent=False)
+    rule = make_rule("eprop", chunk=100)
+    # trace: 120 2312 + 84 120 = 287520 per sample; replay: T (10 + 2 204) = 418 T
+    assert rule.replays(model, 100) and rule.replays(model, 680)
+    assert not rule.replays(model, 700)
+    assert make_rule("eprop", carry="replay").replays(model, 10_000)
+    assert not make_rule("eprop", carry="trace").replays(model, 300)

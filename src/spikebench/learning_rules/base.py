@@ -80,9 +80,10 @@ def step_error(y_t: torch.Tensor, target_t: torch.Tensor, weight_t: torch.Tensor
 
 
 def step_loss(y_t: torch.Tensor, target_t: torch.Tensor, weight_t: torch.Tensor):
-    """The ``step_ce`` term of one step: sum_b weight * CE(y[t], target)."""
+    """The ``step_ce`` term of one step: sum_b weight * CE(y[t], target) (or of several
+    steps at once: y [K, B, C], targets and weights [K, B])."""
     logp = torch.log_softmax(y_t, dim=-1)
-    nll = -logp.gather(1, target_t.clamp(min=0).unsqueeze(1)).squeeze(1)
+    nll = -logp.gather(-1, target_t.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (nll * weight_t.to(nll.dtype)).sum()
 
 
@@ -106,6 +107,20 @@ class RunningScore:
             self.logit_sum = self.logit_sum + y_t
         else:
             hit = (y_t.argmax(-1) == self.targets[t]) & (self.targets[t] != IGNORE)
+            self.frame_correct += int(hit.sum())
+
+    def update_chunk(self, t0: int, ys: torch.Tensor) -> None:
+        """``update`` for the steps t0 .. t0 + K - 1 at once (ys [K, B, C])."""
+        t1 = t0 + ys.shape[0]
+        self.loss += float(step_loss(ys, self.targets[t0:t1], self.weights[t0:t1]))
+        skip = max(0, self.burn_in - t0)
+        if skip >= ys.shape[0]:
+            return
+        if self.y.dim() == 1:
+            self.logit_sum = self.logit_sum + ys[skip:].sum(0)
+        else:
+            targets = self.targets[t0 + skip:t1]
+            hit = (ys[skip:].argmax(-1) == targets) & (targets != IGNORE)
             self.frame_correct += int(hit.sum())
 
     def result(self) -> tuple[float, int, int]:

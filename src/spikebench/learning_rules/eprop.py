@@ -23,24 +23,40 @@ Feedback B (which matrix each hidden layer k receives, C = classes):
 - ``random``: a fixed random matrix per layer, [C, n_k], uniform in +-1/sqrt(n_k), drawn in
   ``prepare`` and saved with the checkpoint.
 
-Memory: the filtered traces ebar are [n_k, B, n_in] per layer, constant in T. This is
-e-prop's inherent cost (one trace per sample and synapse). Rewriting it at every step costs
-about B n_k n_in memory operations per layer and step, several times BPTT's matmuls on this
-CPU. ``chunk=K`` (default 16) processes K steps at a time instead (``ChunkedTrace``): with
-the chunk's steps m = 0..K-1 and the trace ebar_0 carried into it,
+Memory and speed. Online, the filtered traces ebar are [n_k, B, n_in] per layer (one per
+sample and synapse, constant in T), and rewriting them at every step costs about
+B n_k n_in memory operations per layer and step. ``chunk=K`` (default 100) processes K
+steps at a time instead (``run_chunked`` in online.py: the chunk's forward as GEMMs, the
+input traces as [K, K] filter matrices): with the chunk's steps m = 0..K-1 and the trace
+ebar_0 carried into it,
 
     sum_k L[k] ebar[k] = (sum_k kappa^(k+1) L[k]) . ebar_0 + sum_m (Lambda[m] psi[m]) eps[m]
-    Lambda[m] = sum_(k >= m) kappa^(k-m) L[k]       (a reverse scan over the chunk)
+    Lambda[m] = sum_(k >= m) kappa^(k-m) L[k]       (D_kappa^T L)
     ebar_K    = kappa^K ebar_0 + sum_m kappa^(K-1-m) psi[m] eps[m]
 
-so the gradient of the chunk is one GEMM over its K B rows plus one contraction with the
-carried trace, and the trace is rewritten once per chunk, not once per step. Only the K
-steps of the current chunk are buffered: memory stays flat in T. ``chunk=1`` is the
+The chunk's own share is one contraction of the input trace (``InputTrace.contract``: a
+CSR x dense product for event input); the per-sample trace ebar [B, n_in, n] is built only
+when another chunk follows (``InputTrace.outer``, a block-diagonal CSR product for events)
+and used once by it. A sequence of at most K steps needs no per-synapse trace at all.
+Memory stays flat in T (the chunk's [K, B, n] tensors and ebar). ``chunk=1`` is the
 per-step algorithm (the reference the tests compare every K with, float64).
+
+``carry`` says how a chunk's eligibility reaches the learning signals of later chunks:
+
+- ``trace``: the carried per-sample trace ebar above (online; memory B sum_k n_k n_in_k);
+- ``replay``: the gradient is a sum over the sequence, so the chunks' own shares can be
+  taken in reverse order once every L is known: Lambda of a chunk is D_kappa^T L plus
+  kappa^(K-m) times Lambda at the next chunk's first step (a [B, n] carry backwards), and
+  the chunk's share is its trace contraction with Lambda psi. It keeps, per step, the
+  output error and every layer's psi and input (memory B T (C + 2 sum_k n_k)) and never
+  builds ebar. The same gradient, to rounding;
+- ``auto`` (default): ``replay`` while it needs less memory than the trace, else
+  ``trace``. Peak memory therefore never exceeds the online trace's, whatever T.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -52,9 +68,17 @@ from spikebench.learning_rules.base import (
     matrices_from_state,
     matrices_state,
 )
-from spikebench.learning_rules.online import check_online_model, run_online, set_hidden_grads
+from spikebench.learning_rules.online import (
+    check_online_model,
+    decay_matrix,
+    powers,
+    run_chunked,
+    run_online,
+    set_hidden_grads,
+)
 
 FEEDBACK = ("symmetric", "random")
+CARRY = ("auto", "trace", "replay")
 
 
 class EProp(LearningRule):
@@ -64,19 +88,22 @@ class EProp(LearningRule):
     neurons = ("lif",)  # its traces are derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", feedback: str = "symmetric",
-                 feedback_seed: int = 0, chunk: int = 16) -> None:
+                 feedback_seed: int = 0, chunk: int = 100, carry: str = "auto") -> None:
         super().__init__(burn_in, loss)
         if feedback not in FEEDBACK:
             raise ConfigError(f"unknown feedback {feedback!r}; known: {', '.join(FEEDBACK)}")
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ConfigError(f"chunk (time steps per trace update) must be an integer >= 1, "
                               f"got {chunk!r}")
+        if carry not in CARRY:
+            raise ConfigError(f"unknown carry {carry!r}; known: {', '.join(CARRY)}")
         self.feedback, self.feedback_seed, self.chunk = feedback, feedback_seed, chunk
+        self.carry = carry
         self.B: list[torch.Tensor] = []
 
     def config(self) -> dict:
         return {**super().config(), "feedback": self.feedback,
-                "feedback_seed": self.feedback_seed, "chunk": self.chunk}
+                "feedback_seed": self.feedback_seed, "chunk": self.chunk, "carry": self.carry}
 
     def prepare(self, model) -> None:
         check_online_model(model, self.name)
@@ -135,7 +162,18 @@ class EProp(LearningRule):
         loss, correct, count = score.result()
         return StepOutput(loss, None, correct, count)
 
-    def _backward_chunked(self, model, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    def replays(self, model, steps: int) -> bool:
+        """Whether ``carry`` replays the chunks (``auto``: when that needs less memory)."""
+        if self.carry != "auto":
+            return self.carry == "replay"
+        if steps <= self.chunk:
+            return True  # one chunk: neither form carries anything
+        kept = steps * (model.sizes[-1] + 2 * sum(model.sizes[1:-1]))
+        trace = sum(layer.n_out * (layer.n_in + (layer.n_out if layer.recurrent else 0))
+                    for layer in model.hidden)
+        return kept <= trace
+
+    def _backward_chunked(self, model, x, y: torch.Tensor) -> StepOutput:
         """The same gradient as the per-step algorithm, K steps at a time (module doc)."""
         model.zero_grad(set_to_none=True)
         B = self.feedback_matrices(model)
@@ -143,21 +181,53 @@ class EProp(LearningRule):
         g_in = [torch.zeros_like(layer.weight) for layer in model.hidden]
         g_rec = [torch.zeros_like(layer.rec_weight) if layer.recurrent else None
                  for layer in model.hidden]
-        tr_in = [ChunkedTrace(kappa, self.chunk, g) for g in g_in]
-        tr_rec = [ChunkedTrace(kappa, self.chunk, g) if g is not None else None for g in g_rec]
+        grads = list(zip(g_in, g_rec, strict=True))
+        ebar: dict[tuple[int, int], torch.Tensor] = {}  # [B, n_in, n], carried (trace)
+        kept: list = []  # per chunk: delta, and per layer psi and its input traces (replay)
+        replay = self.replays(model, x.shape[0])
 
-        def on_step(t, layers, delta, targets, weights):
-            for k, ls in enumerate(layers):
-                signal_t = (delta @ B[k]).t()  # L_k[t], [n_k, batch]
-                psi_t = ls.psi.t()
-                tr_in[k].add(psi_t, ls.eps_in, signal_t)
-                if ls.eps_rec is not None:
-                    tr_rec[k].add(psi_t, ls.eps_rec, signal_t)
+        def on_chunk(t0, layers, delta, targets, weights, last):
+            if replay:
+                kept.append((delta, [(lc.psi, copy.copy(lc.inp), copy.copy(lc.rec))
+                                     for lc in layers]))
+                return
+            steps = delta.shape[0]
+            lam_m = decay_matrix(kappa, steps, delta).t()  # Lambda = D_kappa^T L
+            carry_w = powers(kappa, 1, steps + 1, delta)  # kappa^(m+1)
+            keep = powers(kappa, steps - 1, -1, delta).view(-1, 1, 1)  # kappa^(K-1-m)
+            for k, lc in enumerate(layers):
+                signal = delta @ B[k]  # L_k [K, B, n]
+                lam = (lam_m @ signal.reshape(steps, -1)).view(signal.shape)
+                w = (carry_w @ signal.reshape(steps, -1)).view(signal.shape[1:])  # [B, n]
+                for j, trace in enumerate((lc.inp, lc.rec)):
+                    if trace is None:
+                        continue
+                    grads[k][j].add_(trace.contract(lam * lc.psi))
+                    old = ebar.get((k, j))
+                    if old is not None:  # the carried trace's share: sum_b w[b, j] ebar[b, i, j]
+                        share = torch.zeros_like(grads[k][j].t())
+                        for e_b, w_b in zip(old, w, strict=True):  # one pass over ebar
+                            share.addcmul_(e_b, w_b)
+                        grads[k][j].add_(share.t())
+                    if not last:
+                        ebar[(k, j)] = trace.outer(keep * lc.psi, old, kappa ** steps)
 
-        score = run_online(model, x, y, self.burn_in, on_step)
-        for tr in [*tr_in, *tr_rec]:
-            if tr is not None:
-                tr.flush()
+        score = run_chunked(model, x, y, self.burn_in, self.chunk, on_chunk)
+        lam_next: list[torch.Tensor | None] = [None] * len(model.hidden)
+        while kept:  # replay: the chunks in reverse, Lambda carried backwards
+            delta, layers = kept.pop()
+            steps = delta.shape[0]
+            lam_m = decay_matrix(kappa, steps, delta).t()
+            tail = powers(kappa, steps, 0, delta).view(-1, 1, 1)  # kappa^(K-m)
+            for k, (psi, tr_in, tr_rec) in enumerate(layers):
+                signal = delta @ B[k]
+                lam = (lam_m @ signal.reshape(steps, -1)).view(signal.shape)
+                if lam_next[k] is not None:
+                    lam += tail * lam_next[k]
+                lam_next[k] = lam[0]
+                for j, trace in enumerate((tr_in, tr_rec)):
+                    if trace is not None:
+                        grads[k][j].add_(trace.contract(lam * psi))
         set_hidden_grads(model, g_in, g_rec)
         loss, correct, count = score.result()
         return StepOutput(loss, None, correct, count)
@@ -170,53 +240,3 @@ class EProp(LearningRule):
             super().load_state_dict(state)
             return
         self.B = matrices_from_state(state, "B", self.B, "feedback shapes")
-
-
-class ChunkedTrace:
-    """The filtered eligibility trace of one weight matrix, updated K steps at a time, and
-    the gradient it contributes (``grad``, accumulated in place). See the module doc."""
-
-    def __init__(self, kappa: float, chunk: int, grad: torch.Tensor) -> None:
-        self.kappa, self.chunk, self.grad = kappa, chunk, grad
-        self.ebar: torch.Tensor | None = None  # [B, n, n_in], carried between chunks
-        self.psi: list[torch.Tensor] = []  # [n, B] per buffered step
-        self.eps: list[torch.Tensor] = []  # [B, n_in]
-        self.signal: list[torch.Tensor] = []  # [n, B]
-
-    def add(self, psi_t: torch.Tensor, eps_t: torch.Tensor, signal_t: torch.Tensor) -> None:
-        self.psi.append(psi_t)
-        self.eps.append(eps_t)
-        self.signal.append(signal_t)
-        if len(self.psi) == self.chunk:
-            self.flush()
-
-    def flush(self) -> None:
-        steps = len(self.psi)
-        if steps == 0:
-            return
-        kappa = self.kappa
-        psi, eps, sig = torch.stack(self.psi), torch.stack(self.eps), torch.stack(self.signal)
-        self.psi, self.eps, self.signal = [], [], []
-        n, batch = psi.shape[1], psi.shape[2]
-        # Lambda[m] = sum_(k >= m) kappa^(k-m) L[k]: a reverse scan over the chunk
-        lam = torch.empty_like(sig)
-        acc = torch.zeros_like(sig[0])
-        for m in range(steps - 1, -1, -1):
-            acc = sig[m] + kappa * acc
-            lam[m] = acc
-        # within the chunk: one GEMM over its steps and samples
-        q = (lam * psi).permute(1, 0, 2).reshape(n, steps * batch)
-        self.grad.addmm_(q, eps.reshape(steps * batch, -1))
-        # the carried trace: its share of the chunk's gradient, then its update (laid out
-        # [B, n, n_in], so that the update is one in-place batched GEMM over the samples)
-        coeff = kappa ** torch.arange(steps - 1, -1, -1, dtype=sig.dtype, device=sig.device)
-        p_bnm = (psi * coeff.view(-1, 1, 1)).permute(2, 1, 0)  # [B, n, K]
-        e_bmi = eps.permute(1, 0, 2)  # [B, K, n_in]
-        if self.ebar is None:
-            self.ebar = torch.bmm(p_bnm, e_bmi)
-        else:
-            powers = kappa ** torch.arange(1, steps + 1, dtype=sig.dtype, device=sig.device)
-            w = (sig * powers.view(-1, 1, 1)).sum(0)  # [n, B]
-            # grad[j, i] += sum_b w[j, b] ebar[b, j, i]: batched over j on a strided view
-            self.grad += torch.bmm(w.unsqueeze(1), self.ebar.transpose(0, 1)).squeeze(1)
-            self.ebar.baddbmm_(p_bnm, e_bmi, beta=kappa ** steps)

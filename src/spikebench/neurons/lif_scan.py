@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from spikebench.neurons.lif import LIFState
 from spikebench.neurons.surrogate import SMOOTH, spike_derivative
 
 
@@ -36,28 +37,39 @@ def _fire(u_minus: torch.Tensor, surrogate: str, slope: float) -> torch.Tensor:
     return (u_minus > 0).to(u_minus.dtype)
 
 
+@torch.no_grad()
+def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=None):
+    """The forward recurrence without a graph, from ``state`` (LIFState; None: zero):
+    returns U [T, B, n], s [T, B, n] and the state after the last step. The fused scan's
+    forward and the online rules' chunked forward (learning_rules/online.py)."""
+    rec_t = rec.t() if rec is not None else None
+    u_all = torch.empty_like(current)
+    s_all = torch.empty_like(current)
+    if state is None:
+        i, u, s = (torch.zeros_like(current[0]) for _ in range(3))
+        carried = False  # s[-1] = 0: no recurrent input at the first step
+    else:
+        i, u, s = state.i, state.u, state.s
+        carried = True
+    for t in range(current.shape[0]):
+        if rec_t is not None and (t > 0 or carried):
+            i = torch.addmm(current[t], s, rec_t).add_(i, alpha=p.alpha)
+        else:
+            i = p.alpha * i + current[t]
+        if p.reset == "subtract":
+            u = p.beta * u + p.gain * i - p.threshold * s
+        else:
+            u = p.beta * u * (1.0 - s) + p.gain * i
+        s = _fire(u - p.threshold, p.surrogate, p.slope)
+        u_all[t] = u
+        s_all[t] = s
+    return u_all, s_all, LIFState(i, u, s)
+
+
 class _LIFScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p) -> torch.Tensor:
-        steps = current.shape[0]
-        rec_t = rec.t() if rec is not None else None
-        u_all = torch.empty_like(current)
-        s_all = torch.empty_like(current)
-        i = torch.zeros_like(current[0])
-        u = torch.zeros_like(current[0])
-        s = torch.zeros_like(current[0])
-        for t in range(steps):
-            if rec_t is not None and t > 0:
-                i = torch.addmm(current[t], s, rec_t).add_(i, alpha=p.alpha)
-            else:
-                i = p.alpha * i + current[t]
-            if p.reset == "subtract":
-                u = p.beta * u + p.gain * i - p.threshold * s
-            else:
-                u = p.beta * u * (1.0 - s) + p.gain * i
-            s = _fire(u - p.threshold, p.surrogate, p.slope)
-            u_all[t] = u
-            s_all[t] = s
+        u_all, s_all, _ = lif_run(current, p, rec)
         ctx.save_for_backward(u_all, s_all, rec)
         ctx.p = p
         return s_all
