@@ -35,6 +35,16 @@ Rerunning the same command skips finished runs and resumes interrupted ones.
 """
 
 
+def _device(name: str | None) -> str | None:
+    """--device as a spec's device: auto resolved here, CUDA checked before any run."""
+    if name is None:
+        return None
+    from spikebench.harness.train import resolve_device
+
+    device = resolve_device(name)
+    return "cuda" if device.type == "cuda" else "cpu"
+
+
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -143,8 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch threads (and, on Ray, CPUs reserved) per run (default: 1 "
                      "on Ray, all cores in-process)")
     run.add_argument("--gpus-per-run", type=float, default=None, metavar="G",
-                     help="with --executor ray: GPUs reserved per run (training itself runs "
-                     "on the CPU in this version)")
+                     help="with --executor ray: GPUs reserved per run (train on them with "
+                     "--device cuda)")
+    run.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
+                     help="where the SNN suites train (default cpu; auto: CUDA where torch "
+                     "sees a GPU). A run's id covers its device (float outcomes differ), so "
+                     "CPU runs are not reused for CUDA ones; analyses run on the CPU")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
@@ -250,6 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         neuron_options=dict(args.neuron_option),
         paper=args.paper,
         n_eval=args.n_eval,
+        device=_device(args.device),
         encoders=args.encoders,
         weights=args.weights,
         progress=not args.no_progress,

@@ -91,7 +91,7 @@ class EventBatch:
         np.cumsum(np.bincount(row, minlength=n_rows), out=crow[1:])
         rows = torch.sparse_csr_tensor(
             torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(val).to(dtype),
-            size=(n_rows, features), check_invariants=False)
+            size=(n_rows, features), device="cpu", check_invariants=False)
         return cls(rows if device is None else rows.to(device), steps, batch)
 
     @classmethod
@@ -131,7 +131,8 @@ class EventBatch:
             crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=features), 0)
             self._rows_t = torch.sparse_csr_tensor(
                 crow_t, row[order], self.rows.values()[order],
-                size=(features, self.rows.shape[0]), check_invariants=False)
+                size=(features, self.rows.shape[0]), device=col.device,
+                check_invariants=False)
         return self._rows_t
 
     def steps_slice(self, start: int, stop: int) -> EventBatch:
@@ -141,7 +142,7 @@ class EventBatch:
         a, b = int(crow[lo]), int(crow[hi])
         rows = torch.sparse_csr_tensor(
             crow[lo:hi + 1] - a, self.rows.col_indices()[a:b], self.rows.values()[a:b],
-            size=(hi - lo, self.rows.shape[1]), check_invariants=False)
+            size=(hi - lo, self.rows.shape[1]), device=crow.device, check_invariants=False)
         return EventBatch(rows, stop - start, self.batch)
 
     def entries(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ def toy_data(n, seed):
     rate[y == 0, :, :, :, :17] = 0.15
     rate[y == 1, :, :, :, 17:] = 0.15
     x = (torch.rand(rate.shape, generator=g) < rate).to(torch.uint8)
-    return SampleData(x, y, classes=10)
+    return SampleData(x, y, classes=10, sparse=True)  # event frames, as the loaders mark them
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ default, so those runs keep their ids (embedded data, clean runs).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -17,6 +18,7 @@ from spikebench.errors import ConfigError
 from spikebench.io import digest
 
 ARCHS = ("ff", "rec")
+DEVICE_NAME = re.compile(r"cpu|cuda(:\d+)?")
 # The spec's schema. Version 1 hashes its fields in the flat form of spikebench 0.1, so
 # runs made since then keep their ids; a change of what a field means bumps SCHEMA, and a
 # SCHEMA above 1 enters the hash (every id changes, on purpose, and old run folders are
@@ -29,7 +31,7 @@ SECTIONS = {
     "model": ("arch", "neuron", "hidden", "neuron_options", "alpha", "beta", "threshold",
               "reset", "surrogate", "slope", "kappa", "weight_scale", "rec_scale"),
     "training": ("rule", "rule_options", "seed", "epochs", "batch_size", "lr", "burn_in",
-                 "loss"),
+                 "loss", "device"),
     "extras": ("backdoor",),  # procedures on top of training (BadNets poisoning)
     "meta": ("suite",),
 }
@@ -39,7 +41,7 @@ NOT_IN_ID = ("suite",)
 # differ from it, so those runs keep their ids. A new field must be added here (a test
 # checks that every field is a schema-1 field or listed here).
 ADDED_LATER: dict[str, Any] = {"backdoor": {}, "data_dir": None, "data_fingerprint": None,
-                               "frames": "binary"}
+                               "frames": "binary", "device": "cpu"}
 SCHEMA_1_FIELDS = (
     "dataset", "arch", "neuron", "rule", "seed", "epochs", "batch_size", "lr", "n_steps",
     "dt_ms", "encoder", "hidden", "n_train", "n_test", "burn_in", "loss", "rule_options",
@@ -85,6 +87,9 @@ class ExperimentSpec:
     suite: str = "default"
     data_dir: str | None = None  # the data set's folder (resolved; None: embedded data)
     data_fingerprint: str | None = None  # of the files in data_dir (DatasetInfo.identity)
+    # where the run trains: "cpu", "cuda" or "cuda:N" (float outcomes differ between
+    # devices, so a run's id covers it; "auto" is resolved by the command line)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         from spikebench.datasets import DATASETS
@@ -129,6 +134,8 @@ class ExperimentSpec:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.kappa < 1:
             raise ConfigError(f"kappa (readout decay) must lie in [0, 1), got {self.kappa}")
+        if not DEVICE_NAME.fullmatch(self.device):
+            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
         if self.burn_in >= self.n_steps:
             raise ConfigError(f"burn_in={self.burn_in} must be < n_steps={self.n_steps}")
         object.__setattr__(self, "hidden", tuple(self.hidden))

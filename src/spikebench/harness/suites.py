@@ -68,6 +68,7 @@ class SuiteOptions:
     encoders: list[str] | None = None  # hybrid suites: image encoders (None: the suite's)
     weights: str | None = None  # hybrid suites: a torchvision-format encoder state_dict
     n_eval: int | None = None  # test samples the studies analyse (None: study default)
+    device: str | None = None  # "cpu", "cuda[:N]" (the CLI resolves "auto"); None: cpu
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -108,6 +109,8 @@ class SuiteOptions:
             changes["data_dir"] = str(self.data_dir)
         if self.neuron is not None:
             changes["neuron"] = self.neuron
+        if self.device is not None:
+            changes["device"] = self.device
         if self.neuron_options:
             changes["neuron_options"] = dict(self.neuron_options)
         if self.rule_options:  # options a rule does not take are left out for that rule
@@ -151,11 +154,12 @@ OPTION_FLAGS = {"data_dir": "--data-dir", "dataset": "--dataset", "epochs": "--e
                 "batch_size": "--batch-size", "lr": "--lr", "n_steps": "--steps",
                 "rules": "--rules", "archs": "--archs", "rule_options": "--rule-option",
                 "neuron": "--neuron", "neuron_options": "--neuron-option", "paper": "--paper",
-                "encoders": "--encoders", "weights": "--weights", "n_eval": "--n-eval"}
+                "encoders": "--encoders", "weights": "--weights", "n_eval": "--n-eval",
+                "device": "--device"}
 COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train", "n_test",
                             "batch_size", "lr", "paper"})
 SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",
-                                "neuron_options"}
+                                "neuron_options", "device"}
 HYBRID_OPTIONS = COMMON_OPTIONS | {"encoders", "weights", "n_eval"}
 
 

@@ -18,7 +18,7 @@ import torch
 
 from spikebench.datasets import DATASETS, SampleData, time_major_loader
 from spikebench.datasets.base import IGNORE
-from spikebench.errors import SpikebenchError
+from spikebench.errors import ConfigError, SpikebenchError
 from spikebench.harness.executor import (
     CHECKPOINT,
     RunResult,
@@ -34,6 +34,22 @@ from spikebench.learning_rules import LearningRule, evaluate_batch, make_rule
 from spikebench.models import PRESETS, SpikingMLP
 
 log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda[:N]`` or ``auto`` (CUDA where torch sees a GPU, else the CPU) as a
+    torch device; a CUDA device this torch cannot use is a ConfigError naming it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}: this torch ({torch.__version__}) sees no CUDA "
+                              "GPU; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} CUDA "
+                              "device(s) here")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -86,8 +102,11 @@ def evaluate(model, data: SampleData, spec: ExperimentSpec) -> dict[str, float]:
     per frame or per sequence as ``data.task`` says; see ``SampleData``), and for data
     with a class folding (TIMIT 61 -> 39) ``acc_folded``."""
     model.eval()
+    device = next(model.parameters()).device
+    fold = data.fold.to(device) if data.fold is not None else None
     loss_sum, loss_n, hits, count, fold_hits, fold_count = 0.0, 0, 0, 0, 0, 0
     for x, y in time_major_loader(data, spec.batch_size, sparse=True):
+        x, y = x.to(device=device), y.to(device)
         out = evaluate_batch(model, x, y, spec.burn_in, spec.loss)
         loss_sum, loss_n = loss_sum + out.loss * out.count, loss_n + out.count
         if data.task == "sequence":
@@ -95,11 +114,11 @@ def evaluate(model, data: SampleData, spec: ExperimentSpec) -> dict[str, float]:
         else:
             h, c = out.correct, out.count
         hits, count = hits + h, count + c
-        if data.fold is not None:
-            pred = data.fold[out.outputs[spec.burn_in:].argmax(-1)]
+        if fold is not None:
+            pred = fold[out.outputs[spec.burn_in:].argmax(-1)]
             target = y[spec.burn_in :]
             keep = target != IGNORE
-            target = data.fold[target.clamp(min=0)]
+            target = fold[target.clamp(min=0)]
             keep &= target != IGNORE
             fold_hits += int(((pred == target) & keep).sum())
             fold_count += int(keep.sum())
@@ -128,9 +147,11 @@ def train_run(
     on the rule's gradients; the checkpoint also holds the model's configuration and the
     rule's state, so that ``load_trained`` rebuilds the model whatever its rule."""
 
+    device = resolve_device(spec.device)
+
     def make() -> Training:
         seed_everything(spec.seed)
-        model = build_model(spec)
+        model = build_model(spec).to(device)  # initialised on the CPU: same on every device
         rule = make_rule(spec.rule, burn_in=spec.burn_in, loss=spec.loss, **spec.rule_options)
         rule.prepare(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
@@ -142,7 +163,8 @@ def train_run(
 
         def step(batch) -> StepResult:
             x, y = batch
-            out = rule.backward(model, x, y, update=optimizer.step)
+            out = rule.backward(model, x.to(device=device), y.to(device),
+                                update=optimizer.step)
             return StepResult(out.loss, out.correct, out.count, out.updated)
 
         return Training(

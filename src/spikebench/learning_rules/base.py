@@ -220,7 +220,7 @@ def matrices_from_state(state: dict[str, torch.Tensor], prefix: str,
             f"saved {what} {[tuple(m.shape) for m in loaded]} do not match the model's "
             f"{[tuple(m.shape) for m in expected]}"
         )
-    return loaded
+    return [m.to(e) for m, e in zip(loaded, expected, strict=True)]  # onto the model's device
 
 
 @torch.no_grad()

@@ -77,10 +77,10 @@ class DECOLLE(LearningRule):
     def prepare(self, model) -> None:
         check_online_model(model, self.name)
         g = torch.Generator().manual_seed(self.readout_seed)
-        c, dtype = model.sizes[-1], model.readout.weight.dtype
+        c, like = model.sizes[-1], model.readout.weight  # drawn on the CPU, then moved
         self.R = [
             ((torch.rand(c, layer.n_out, generator=g) * 2 - 1)
-             * self.readout_scale / math.sqrt(layer.n_out)).to(dtype)
+             * self.readout_scale / math.sqrt(layer.n_out)).to(like)
             for layer in model.hidden
         ]
 

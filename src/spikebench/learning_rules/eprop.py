@@ -109,10 +109,10 @@ class EProp(LearningRule):
         check_online_model(model, self.name)
         if self.feedback == "random":
             g = torch.Generator().manual_seed(self.feedback_seed)
-            c, dtype = model.sizes[-1], model.readout.weight.dtype
-            self.B = [
+            c, like = model.sizes[-1], model.readout.weight
+            self.B = [  # drawn on the CPU (the same on every device), then moved
                 ((torch.rand(c, layer.n_out, generator=g) * 2 - 1) / math.sqrt(layer.n_out)).to(
-                    dtype)
+                    like)
                 for layer in model.hidden
             ]
 

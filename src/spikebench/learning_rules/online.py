@@ -177,9 +177,9 @@ def set_hidden_grads(model: SpikingMLP, g_in: list[torch.Tensor],
 @lru_cache(maxsize=64)
 def _decay_matrix64(decay: float, steps: int) -> torch.Tensor:
     """D [K, K]: D[m, m'] = decay^(m - m') for m >= m', else 0 (float64, CPU)."""
-    m = torch.arange(steps, dtype=torch.float64)
+    m = torch.arange(steps, dtype=torch.float64, device="cpu")
     diff = m.view(-1, 1) - m.view(1, -1)
-    return torch.where(diff >= 0, decay ** diff.clamp(min=0), torch.zeros(()))
+    return torch.where(diff >= 0, decay ** diff.clamp(min=0), 0.0)
 
 
 def decay_matrix(decay: float, steps: int, like: torch.Tensor) -> torch.Tensor:
@@ -188,7 +188,8 @@ def decay_matrix(decay: float, steps: int, like: torch.Tensor) -> torch.Tensor:
 
 def powers(decay: float, start: int, stop: int, like: torch.Tensor) -> torch.Tensor:
     """decay^k for k = start..stop-1 (negative steps: decreasing powers)."""
-    k = torch.arange(start, stop, 1 if stop >= start else -1, dtype=torch.float64)
+    k = torch.arange(start, stop, 1 if stop >= start else -1, dtype=torch.float64,
+                     device="cpu")
     return (float(decay) ** k).to(dtype=like.dtype, device=like.device)
 
 
@@ -254,7 +255,7 @@ class InputTrace:
             crow[1:] = torch.cumsum(torch.bincount(row, minlength=batch * n_in), 0)
             blocks = torch.sparse_csr_tensor(crow, (step * batch + sample)[order], val[order],
                                              size=(batch * n_in, steps * batch),
-                                             check_invariants=False)
+                                             device=row.device, check_invariants=False)
             into.view(-1, n).addmm_(blocks, ct, beta=scale)  # in place: no [B n_in, n] temp
         else:
             into.baddbmm_(z.permute(1, 2, 0), ct.view(steps, batch, n).transpose(0, 1),
