@@ -94,3 +94,25 @@ def test_fused_recurrent_scan_equals_autograd_of_the_step(surrogate, reset, deta
     assert 0 < float(s_a.mean()) < 1
     torch.testing.assert_close(c_a, c_b, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(v_a, v_b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_layer_forward_equals_unrolling_its_step(recurrent):
+    """LIFLayer.forward (one GEMM + the fused scan) against SpikingLayer's unrolled step."""
+    from spikebench.neurons import LIFLayer
+    from spikebench.neurons.base import SpikingLayer
+
+    torch.manual_seed(4)
+    layer = LIFLayer(9, 7, recurrent=recurrent, weight_scale=4.0, rec_scale=2.0,
+                     params=LIFParams(threshold=0.5)).double()
+    x = (torch.rand(20, 3, 9, dtype=torch.float64) < 0.4).double()
+    grads = []
+    for forward in (layer.forward, lambda v: SpikingLayer.forward(layer, v)):
+        layer.zero_grad()
+        s = forward(x)
+        (s * torch.linspace(-1, 1, 7, dtype=torch.float64)).sum().backward()
+        grads.append((s.detach(), [p.grad.clone() for p in layer.parameters()]))
+    (s_a, g_a), (s_b, g_b) = grads
+    assert torch.equal(s_a, s_b) and float(s_a.mean()) > 0
+    for a, b in zip(g_a, g_b, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from spikebench.neurons import NEURONS, LIFLayer
-from spikebench.neurons.lif_scan import lif_scan
-from spikebench.sparse import EventBatch, dense, event_linear
+from spikebench.sparse import EventBatch, dense
 
 
 class LeakyReadout(nn.Module):
@@ -168,12 +167,7 @@ class SpikingMLP(nn.Module):
         steps, batch = x.shape[:2]
         spikes, h = [], x
         for layer in self.hidden:
-            if isinstance(h, EventBatch):
-                current = event_linear(h, layer.weight)
-            else:
-                current = (h.reshape(steps * batch, -1) @ layer.weight.t()).view(steps, batch,
-                                                                                 -1)
-            h = lif_scan(current, layer.params, layer.recurrent_matrix())
+            h = layer(h)  # LIFLayer.forward: one GEMM (CSR for events), the fused scan
             spikes.append(h)
         drive = (h.reshape(steps * batch, -1) @ self.readout.weight.t()).view(steps, batch, -1)
         drive = drive + self.readout.bias

@@ -34,7 +34,9 @@ from torch import nn
 
 from spikebench.errors import ConfigError
 from spikebench.neurons.base import SpikingLayer
+from spikebench.neurons.lif_scan import lif_scan
 from spikebench.neurons.surrogate import spike, surrogate_names
+from spikebench.sparse import EventBatch, event_linear
 
 RESETS = ("subtract", "zero")
 
@@ -161,6 +163,16 @@ class LIFLayer(SpikingLayer):
     def dynamics(self, current: torch.Tensor, state: LIFState) -> tuple[torch.Tensor, LIFState]:
         """The neuron's step given its synaptic input (analyses probe ``current``)."""
         return lif_step(current, state, self.params)
+
+    def forward(self, x):
+        """Spikes [T, B, n] for x [T, B, n_in] (dense or an EventBatch): the input current of
+        all T steps as one GEMM (CSR for events), then the fused scan (``lif_scan``), equal
+        to unrolling ``step`` (tests)."""
+        if isinstance(x, EventBatch):
+            current = event_linear(x, self.weight)
+        else:
+            current = x @ self.weight.t()
+        return lif_scan(current, self.params, self.recurrent_matrix())
 
     def extra_repr(self) -> str:
         return f"{self.n_in}, {self.n_out}, recurrent={self.recurrent}, {self.params}"

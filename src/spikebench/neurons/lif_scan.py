@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import torch
 
-from spikebench.neurons.lif import LIFState
 from spikebench.neurons.surrogate import SMOOTH, spike_derivative
 
 
@@ -39,9 +38,9 @@ def _fire(u_minus: torch.Tensor, surrogate: str, slope: float) -> torch.Tensor:
 
 @torch.no_grad()
 def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=None):
-    """The forward recurrence without a graph, from ``state`` (LIFState; None: zero):
-    returns U [T, B, n], s [T, B, n] and the state after the last step. The fused scan's
-    forward and the online rules' chunked forward (learning_rules/online.py)."""
+    """The forward recurrence without a graph, from ``state`` ((I, U, s) of the step before;
+    None: zero): returns U [T, B, n], s [T, B, n] and the state (I, U, s) after the last
+    step. The fused scan's forward and the online rules' chunked forward (online.py)."""
     rec_t = rec.t() if rec is not None else None
     u_all = torch.empty_like(current)
     s_all = torch.empty_like(current)
@@ -49,7 +48,7 @@ def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=Non
         i, u, s = (torch.zeros_like(current[0]) for _ in range(3))
         carried = False  # s[-1] = 0: no recurrent input at the first step
     else:
-        i, u, s = state.i, state.u, state.s
+        i, u, s = state
         carried = True
     for t in range(current.shape[0]):
         if rec_t is not None and (t > 0 or carried):
@@ -63,7 +62,7 @@ def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=Non
         s = _fire(u - p.threshold, p.surrogate, p.slope)
         u_all[t] = u
         s_all[t] = s
-    return u_all, s_all, LIFState(i, u, s)
+    return u_all, s_all, (i, u, s)
 
 
 class _LIFScan(torch.autograd.Function):
