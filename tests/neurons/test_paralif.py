@@ -11,20 +11,41 @@ from spikebench.learning_rules import make_rule
 from spikebench.models import SpikingMLP
 from spikebench.neurons import ParaLIFLayer, ParaLIFParams
 from spikebench.neurons.paralif import (
+    chunked_membrane,
+    fft_membrane,
     paralif_kernel,
     parallel_membrane,
     sequential_membrane,
 )
 
 
-@pytest.mark.parametrize("steps", [1, 7, 100, 513])
-def test_parallel_membrane_equals_the_recurrence(steps):
+@pytest.mark.parametrize("method", ["fft", "chunked", "auto"])
+@pytest.mark.parametrize("steps", [1, 7, 16, 100, 513])
+def test_parallel_membrane_equals_the_recurrence(steps, method):
     g = torch.Generator().manual_seed(steps)
     current = torch.randn(steps, 3, 5, generator=g, dtype=torch.float64)
     alpha = torch.tensor([0.5, 0.8, 0.9, 0.95, 0.9], dtype=torch.float64)
     beta = torch.tensor([0.9, 0.8, 0.95, 0.5, 0.90001], dtype=torch.float64)  # alpha = beta too
-    torch.testing.assert_close(parallel_membrane(current, alpha, beta),
+    torch.testing.assert_close(parallel_membrane(current, alpha, beta, method),
                                sequential_membrane(current, alpha, beta), rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 64])
+def test_chunked_scan_equals_the_fft_path_with_gradients(chunk):
+    """The chunked scan against the FFT path in float64: the membrane and its gradients in
+    the current and in both time constants (partial last chunk, chunk longer than T)."""
+    g = torch.Generator().manual_seed(chunk)
+    current = torch.randn(45, 3, 4, generator=g, dtype=torch.float64)
+    raw = torch.tensor([[0.2, 1.5, 2.5, 0.0], [2.2, 1.5, 0.4, 3.0]], dtype=torch.float64)
+    weights = torch.randn(45, 3, 4, generator=g, dtype=torch.float64)
+    out = []
+    for fn in (lambda c, a, b: chunked_membrane(c, a, b, chunk), fft_membrane):
+        c, r = current.clone().requires_grad_(), raw.clone().requires_grad_()
+        m = fn(c, torch.sigmoid(r[0]), torch.sigmoid(r[1]))
+        (m * weights).sum().backward()
+        out.append((m.detach(), c.grad, r.grad))
+    for a, b in zip(*out, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-11)
 
 
 def test_kernel_is_the_impulse_response():

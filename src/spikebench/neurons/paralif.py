@@ -5,8 +5,13 @@ time steps at once.
 
 Both filters are linear, so m = h * X with the causal kernel
 h[t] = (1 - beta) (beta^(t+1) - alpha^(t+1)) / (beta - alpha)  (limit (1-beta)(t+1) beta^t
-when alpha = beta), applied by FFT of length 2T (no wrap-around). alpha and beta are
-learnable per neuron (through a sigmoid), and the gradient reaches them through h.
+when alpha = beta). ``membrane`` says how it is applied: ``fft`` (FFT of length 2T, no
+wrap-around) or ``chunked`` (the chunked scan of state-space models: within chunks of K
+steps a [K, K] Toeplitz matrix of h per neuron, between chunks the state (I, m) carried by
+a short scan over the T/K chunks); ``auto`` takes the chunked scan from T >= 512 steps,
+where it measured faster on this CPU (benchmarks/test_bench_paralif.py). Both equal the
+step-by-step recurrence to float64 rounding (tests). alpha and beta are learnable per
+neuron (through a sigmoid), and the gradient reaches them through h.
 
 Spike functions (``spike_fn``) on the potential relative to the threshold, u = m - theta:
 
@@ -39,6 +44,9 @@ from spikebench.neurons.base import SpikingLayer
 from spikebench.neurons.surrogate import spike, surrogate_names
 
 SPIKE_FNS = ("SB", "GS", "D", "T")
+MEMBRANES = ("auto", "fft", "chunked")
+CHUNKED_FROM = 512  # auto: the chunked scan from this T on (measured, module doc)
+CHUNK = 16  # steps per chunk of the chunked scan
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class ParaLIFParams:
     slope: float = 5.0
     temperature: float = 0.5  # for "GS"
     delta: float = 0.01  # for "D"
+    membrane: str = "auto"  # how the membrane is computed: fft, chunked, auto (module doc)
 
     def __post_init__(self) -> None:
         if self.spike_fn not in SPIKE_FNS:
@@ -62,6 +71,9 @@ class ParaLIFParams:
                 raise ConfigError(f"{name} must lie in (0, 1), got {v}")
         if self.surrogate not in surrogate_names():
             raise ConfigError(f"unknown surrogate {self.surrogate!r}")
+        if self.membrane not in MEMBRANES:
+            raise ConfigError(f"unknown membrane {self.membrane!r}; known: "
+                              f"{', '.join(MEMBRANES)}")
 
 
 def paralif_kernel(alpha: torch.Tensor, beta: torch.Tensor, steps: int) -> torch.Tensor:
@@ -80,7 +92,17 @@ def paralif_kernel(alpha: torch.Tensor, beta: torch.Tensor, steps: int) -> torch
     return (1 - b) * torch.where(same, n * hi ** (n - 1), ratio)
 
 
-def parallel_membrane(current: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor):
+def parallel_membrane(current: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                      method: str = "fft") -> torch.Tensor:
+    """m [T, B, n] for input current [T, B, n], by ``method`` (fft, chunked, auto)."""
+    if method == "auto":
+        method = "chunked" if current.shape[0] >= CHUNKED_FROM else "fft"
+    if method == "chunked":
+        return chunked_membrane(current, alpha, beta)
+    return fft_membrane(current, alpha, beta)
+
+
+def fft_membrane(current: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor):
     """m [T, B, n] for input current [T, B, n]: causal convolution by FFT of length 2T.
 
     The FFTs run along the last, contiguous axis ([B, n, T]): on a CPU this halves the
@@ -92,6 +114,45 @@ def parallel_membrane(current: torch.Tensor, alpha: torch.Tensor, beta: torch.Te
     spec = torch.fft.rfft(signal, n=n_fft, dim=-1) * torch.fft.rfft(h.t(), n=n_fft, dim=-1)
     m = torch.fft.irfft(spec, n=n_fft, dim=-1)[..., :steps]
     return m.permute(2, 0, 1).contiguous()
+
+
+def chunked_membrane(current: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+                     chunk: int = CHUNK) -> torch.Tensor:
+    """m [T, B, n] by the chunked scan: with chunks c of K steps m = 0..K-1 and the state
+    (I0, m0) the chunk starts from,
+
+        m_c[m] = sum_(j <= m) h[m - j] X_c[j] + beta^(m+1) m0 + alpha h[m] I0,
+        I_end  = alpha^K I0 + sum_j alpha^(K-1-j) X_c[j],   m_end = m_c[K-1]
+
+    (the first term for all chunks at once, one batched product per neuron; the carry a
+    scan over the T/K chunks)."""
+    steps, batch, n = current.shape
+    k = min(chunk, steps)
+    chunks = -(-steps // k)
+    x = current
+    if chunks * k > steps:
+        x = torch.cat([current, current.new_zeros(chunks * k - steps, batch, n)])
+    a, b = alpha.to(current.dtype), beta.to(current.dtype)
+    h = paralif_kernel(a, b, k)  # [K, n]
+    idx = torch.arange(k, device=current.device)
+    lag = idx.view(-1, 1) - idx.view(1, -1)  # m - j
+    toeplitz = torch.where((lag >= 0).unsqueeze(-1), h[lag.clamp(min=0)], 0.0)  # [K, K, n]
+    xs = x.view(chunks, k, batch, n)
+    local = torch.einsum("mjn,cjbn->cmbn", toeplitz, xs)  # from zero state, every chunk
+    if chunks > 1:
+        ks = torch.arange(k, dtype=a.dtype, device=a.device).unsqueeze(1)
+        i_local = torch.einsum("jn,cjbn->cbn", a ** (k - 1 - ks), xs)  # I at each chunk's end
+        m_scale, i_scale = b ** (ks + 1), a * h  # [K, n]: the carried m0 and I0 in m_c[m]
+        a_k = a ** k
+        i0 = m0 = torch.zeros_like(i_local[0])
+        starts_i, starts_m = [], []
+        for i_c, m_c in zip(i_local.unbind(0), local[:, -1].unbind(0), strict=True):
+            starts_i.append(i0)
+            starts_m.append(m0)
+            i0, m0 = a_k * i0 + i_c, m_scale[-1] * m0 + i_scale[-1] * i0 + m_c
+        local = (local + m_scale.unsqueeze(1) * torch.stack(starts_m).unsqueeze(1)
+                 + i_scale.unsqueeze(1) * torch.stack(starts_i).unsqueeze(1))
+    return local.reshape(chunks * k, batch, n)[:steps]
 
 
 def sequential_membrane(current: torch.Tensor, alpha, beta) -> torch.Tensor:
@@ -174,11 +235,12 @@ class ParaLIFLayer(SpikingLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         current = x @ self.weight.t()
-        s = self.fire(parallel_membrane(current, self.alpha, self.beta))
+        method = self.params.membrane
+        s = self.fire(parallel_membrane(current, self.alpha, self.beta, method))
         if self.rec_weight is not None:
             shifted = torch.cat([torch.zeros_like(s[:1]), s[:-1]])
             current = current + shifted @ self.rec_weight.t()
-            s = self.fire(parallel_membrane(current, self.alpha, self.beta))
+            s = self.fire(parallel_membrane(current, self.alpha, self.beta, method))
         return s
 
     def extra_repr(self) -> str:
