@@ -12,8 +12,8 @@ forward + backward (gradients filled).
   autograd through the unrolled step; ``norse`` the same net from norse's cells.
 - ``bptt-step-ff-dense-input``: real-valued dense input (features, images): ours vs norse,
   and ``gemm``, one [T B, 2312] x [2312, 120] GEMM, the machine's FLOP/s for this shape.
-- ``event-batch-T100-B128``: building a batch, from the samples' indices (``SampleEvents``)
-  vs the dense collate (stack + transpose of uint8 frames).
+- ``event-batch-T100-B128``: building a batch, from the samples' indices (``SampleEvents``:
+  the CSR rows and their transpose) vs the dense collate (stack + transpose of uint8).
 
 ``extra_info["flops"]`` holds the matmul FLOPs of the dense step; FLOP/s = flops / time.
 """
@@ -26,7 +26,7 @@ from norse.torch.functional.lif import LIFParameters
 from spikebench.learning_rules import BPTT, objective
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFParams
-from spikebench.sparse import EventBatch, SampleEvents
+from spikebench.sparse import SampleEvents
 
 SIZES = (2312, 120, 84, 10)
 T, B = 100, 128
@@ -95,9 +95,7 @@ def ours(recurrent, kind="events", fast=True):
     model = SpikingMLP(SIZES, recurrent=recurrent, params=params)
     rule = BPTT(fast=fast)
     x, y = workload(kind)
-    if kind == "events":  # a fresh batch per call, as in training (its transpose not reused)
-        return lambda: rule.backward(model, EventBatch(x.rows, x.steps, x.batch), y)
-    return lambda: rule.backward(model, x, y)
+    return lambda: rule.backward(model, x, y)  # events: as a loader gives them (transposed)
 
 
 def norse(recurrent, kind="dense"):

@@ -57,21 +57,39 @@ class SampleEvents:
         return len(self.v) / max(1, (len(self.offsets) - 1) * self.steps * self.features)
 
     def batch(self, index: torch.Tensor | list[int] | np.ndarray) -> EventBatch:
-        """The time-major batch of the samples ``index``."""
+        """The time-major batch of the samples ``index``, with its transpose. No sort of
+        the rows: each row (t, b) is one contiguous run of sample b's entries, so the
+        time-major order is a permutation of those runs (a counting sort); the transpose
+        is a stable radix sort by feature."""
         index = np.asarray(index, dtype=np.int64).reshape(-1)
-        batch, steps = len(index), self.steps
-        start, end = self.offsets[index], self.offsets[index + 1]
-        lengths = end - start
-        take = np.concatenate([np.arange(a, b) for a, b in zip(start, end, strict=True)]
-                              ) if batch else np.zeros(0, np.int64)
+        batch, steps, features = len(index), self.steps, self.features
+        start, lengths = self.offsets[index], self.offsets[index + 1] - self.offsets[index]
+        total = int(lengths.sum())
+        first = np.cumsum(lengths) - lengths  # where each sample's entries start in `take`
+        take = np.repeat(start - first, lengths) + np.arange(total)  # sample-major
         b = np.repeat(np.arange(batch), lengths)
-        row = self.t[take].astype(np.int64) * batch + b
-        col = self.f[take].astype(np.int64)
-        val = self.v[take]
-        # rows (t, b): a stable sort keeps every row's features in increasing order
-        order = np.argsort(row, kind="stable")
-        return EventBatch.from_coo(row[order], col[order], val[order], steps, batch,
-                                   self.features)
+        runs = np.bincount(b * steps + self.t[take], minlength=batch * steps)  # [B, T]
+        src = (np.cumsum(runs) - runs).reshape(batch, steps).T.reshape(-1)  # run starts
+        runs_tm = runs.reshape(batch, steps).T.reshape(-1)  # (t, b) order
+        dst = np.cumsum(runs_tm) - runs_tm
+        take = take[np.repeat(src - dst, runs_tm) + np.arange(total)]  # time-major
+        col, val = self.f[take].astype(np.int64), self.v[take]
+        crow = np.zeros(steps * batch + 1, dtype=np.int64)
+        np.cumsum(runs_tm, out=crow[1:])
+        key = col.astype(np.int16 if features <= np.iinfo(np.int16).max else np.int32)
+        order = np.argsort(key, kind="stable")  # rows stay in order within a feature
+        row = np.repeat(np.arange(steps * batch), runs_tm)
+        crow_t = np.zeros(features + 1, dtype=np.int64)
+        np.cumsum(np.bincount(col, minlength=features), out=crow_t[1:])
+        rows = _csr(crow, col, val, (steps * batch, features))
+        rows_t = _csr(crow_t, row[order], val[order], (features, steps * batch))
+        return EventBatch(rows, steps, batch, rows_t)
+
+
+def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, size) -> torch.Tensor:
+    return torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(col),
+                                   torch.from_numpy(np.ascontiguousarray(val)), size=size,
+                                   device="cpu", check_invariants=False)
 
 
 class EventBatch:
@@ -81,18 +99,6 @@ class EventBatch:
                  rows_t: torch.Tensor | None = None) -> None:
         self.rows, self.steps, self.batch = rows, steps, batch
         self._rows_t = rows_t
-
-    @classmethod
-    def from_coo(cls, row: np.ndarray, col: np.ndarray, val: np.ndarray, steps: int,
-                 batch: int, features: int, dtype=torch.float32, device=None) -> EventBatch:
-        """From entries sorted by (row, col)."""
-        n_rows = steps * batch
-        crow = np.zeros(n_rows + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row, minlength=n_rows), out=crow[1:])
-        rows = torch.sparse_csr_tensor(
-            torch.from_numpy(crow), torch.from_numpy(col), torch.from_numpy(val).to(dtype),
-            size=(n_rows, features), device="cpu", check_invariants=False)
-        return cls(rows if device is None else rows.to(device), steps, batch)
 
     @classmethod
     def from_dense(cls, x: torch.Tensor) -> EventBatch:
@@ -156,8 +162,12 @@ class EventBatch:
         if (dtype is None or dtype == self.dtype) and (device is None
                                                        or torch.device(device) == self.device):
             return self
-        rows = self.rows.to(dtype=dtype or self.dtype, device=device or self.device)
-        return EventBatch(rows, self.steps, self.batch)
+
+        def move(m):
+            return m.to(dtype=dtype or self.dtype, device=device or self.device)
+
+        return EventBatch(move(self.rows), self.steps, self.batch,
+                          move(self._rows_t) if self._rows_t is not None else None)
 
     def __repr__(self) -> str:
         return f"EventBatch(shape={self.shape}, nnz={self.nnz()}, dtype={self.dtype})"
