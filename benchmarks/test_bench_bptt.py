@@ -132,7 +132,7 @@ def test_bptt_step(benchmark, impl, arch):
     benchmark.extra_info["flops"] = step_flops(recurrent)
     fn = IMPLS[impl](recurrent)
     fn()  # warm-up
-    benchmark.pedantic(fn, rounds=5, iterations=1)
+    benchmark.pedantic(fn, rounds=7, iterations=1)
 
 
 @pytest.mark.parametrize("impl", ["ours", "norse", "gemm"])
@@ -145,7 +145,7 @@ def test_bptt_step_dense_input(benchmark, impl):
         benchmark.extra_info["flops"] = step_flops(False)
         fn = ours(False, "real") if impl == "ours" else norse(False, "real")
     fn()
-    benchmark.pedantic(fn, rounds=5, iterations=1)
+    benchmark.pedantic(fn, rounds=7, iterations=1)
 
 
 @pytest.mark.parametrize("impl", ["events", "dense-collate"])

@@ -170,8 +170,9 @@ class LIFLayer(SpikingLayer):
         to unrolling ``step`` (tests)."""
         if isinstance(x, EventBatch):
             current = event_linear(x, self.weight)
-        else:
-            current = x @ self.weight.t()
+        else:  # one 2-D GEMM (a 3-D matmul's weight gradient is slower here)
+            steps, batch = x.shape[:2]
+            current = (x.reshape(steps * batch, -1) @ self.weight.t()).view(steps, batch, -1)
         return lif_scan(current, self.params, self.recurrent_matrix())
 
     def extra_repr(self) -> str:
