@@ -22,7 +22,7 @@ setup: $(STAMP)
 run: setup            ## the main job: default suite on the embedded data -> spikebench-runs/default
 	$(VENV)/bin/spikebench run
 
-test: setup           ## the test suite (about 6 minutes on 2 cores)
+test: setup           ## the test suite (about 4 minutes on 2 cores)
 	$(PY) -m pytest -q
 
 bench: setup          ## speed/memory benchmarks (pytest-benchmark; not part of the tests)
