@@ -178,6 +178,23 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--steps", type=int, default=30, help="time steps (events, images)")
     data.add_argument("--out", type=Path, default=None,
                       help="PNG to write (default: ./spikebench-data-NAME.png)")
+
+    export = sub.add_parser(
+        "export",
+        help="write a trained run's network in another format (NIR)",
+        description="Write the trained SpikingMLP of RUN_DIR (LIF, FF or REC) as a NIR graph: "
+        "Linear -> CubaLIF per hidden layer (a Linear V back into it for REC: a graph "
+        "cycle), Affine -> LI for the readout, our discrete constants mapped to NIR's "
+        "continuous ones for forward-Euler steps of --dt (spikebench.nir_io explains the "
+        "mapping). NIR's CubaLIF resets to zero; a network trained with the subtractive "
+        "reset is written with the same nodes and says so in the graph's metadata. "
+        "ParaLIF and hybrid runs cannot be represented and are refused.")
+    export.add_argument("run_dir", type=Path, help="a run folder (spikebench-runs/runs/RUN_ID)")
+    export.add_argument("out", type=Path, help="the file to write (e.g. model.nir)")
+    export.add_argument("--format", choices=["nir"], default="nir", help="output format")
+    export.add_argument("--dt", type=float, default=1e-3,
+                        help="the simulation step in seconds the constants are mapped for "
+                        "(default 1e-3)")
     return p
 
 
@@ -228,6 +245,26 @@ def cmd_data(args: argparse.Namespace) -> int:
     show_samples(data, out, phone_names=PHONES61 if args.name == "timit" else None)
     sys.stdout.write(f"{args.name} ({args.split}): {len(data)} samples, x {tuple(data.x.shape)}"
                      f" -> {out}\n")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from spikebench.harness.train import load_trained
+    from spikebench.nir_io import write_nir
+
+    if not (args.run_dir / "checkpoint.pt").is_file():
+        raise ConfigError(f"{args.run_dir}: no checkpoint.pt; give a run folder "
+                          "(spikebench-runs/runs/RUN_ID) of a trained SNN run")
+    model, _, spec = load_trained(args.run_dir)
+    if args.out.parent and not args.out.parent.is_dir():
+        raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    write_nir(model, args.out, dt=args.dt)
+    reset = {layer.params.reset for layer in model.hidden}
+    note = (" (trained with the subtractive reset: NIR's CubaLIF resets to zero, so other "
+            "simulators run it with their reset; spikebench.nir_io.read_nir restores it)"
+            if "subtract" in reset else "")
+    sys.stdout.write(f"{args.run_dir.name}: {spec.rule}/{spec.arch} {list(model.sizes)} -> "
+                     f"{args.out} (NIR, dt={args.dt}){note}\n")
     return 0
 
 
@@ -359,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_list()
         if args.command == "data":
             return cmd_data(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_run(args)
     except SpikebenchError as err:  # bad input: one line; anything else is our bug
         message = " ".join(str(err).split())
