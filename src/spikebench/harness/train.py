@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spikebench.analysis.efficiency import EfficiencyCounter, static_metrics
 from spikebench.datasets import DATASETS, SampleData, time_major_loader
 from spikebench.datasets.base import IGNORE
 from spikebench.errors import ConfigError, SpikebenchError
@@ -99,15 +100,18 @@ def load_trained(run_dir: str | Path) -> tuple[SpikingMLP, LearningRule, Experim
 @torch.no_grad()
 def evaluate(model, data: SampleData, spec: ExperimentSpec) -> dict[str, float]:
     """Test metrics with the common decision rule: ``loss`` and ``acc`` (per sample,
-    per frame or per sequence as ``data.task`` says; see ``SampleData``), and for data
-    with a class folding (TIMIT 61 -> 39) ``acc_folded``."""
+    per frame or per sequence as ``data.task`` says; see ``SampleData``), for data
+    with a class folding (TIMIT 61 -> 39) ``acc_folded``, and the efficiency metrics
+    (``analysis.efficiency``: SynOps, activation sparsity, membrane updates, footprint,
+    connection sparsity)."""
     model.eval()
     device = next(model.parameters()).device
     fold = data.fold.to(device) if data.fold is not None else None
     loss_sum, loss_n, hits, count, fold_hits, fold_count = 0.0, 0, 0, 0, 0, 0
+    counter = EfficiencyCounter()
     for x, y in time_major_loader(data, spec.batch_size, sparse=True):
         x, y = x.to(device=device), y.to(device)
-        out = evaluate_batch(model, x, y, spec.burn_in, spec.loss)
+        out = evaluate_batch(model, x, y, spec.burn_in, spec.loss, counter)
         loss_sum, loss_n = loss_sum + out.loss * out.count, loss_n + out.count
         if data.task == "sequence":
             h, c = sequence_correct(out.outputs, y, spec.burn_in)
@@ -125,7 +129,7 @@ def evaluate(model, data: SampleData, spec: ExperimentSpec) -> dict[str, float]:
     metrics = {"loss": loss_sum / max(loss_n, 1), "acc": hits / max(count, 1)}
     if data.fold is not None:
         metrics["acc_folded"] = fold_hits / max(fold_count, 1)
-    return metrics
+    return {**metrics, **counter.result(), **static_metrics(model)}
 
 
 def sequence_correct(outputs: torch.Tensor, y: torch.Tensor, burn_in: int) -> tuple[int, int]:

@@ -225,10 +225,16 @@ def matrices_from_state(state: dict[str, torch.Tensor], prefix: str,
 
 @torch.no_grad()
 def evaluate_batch(
-    model, x: torch.Tensor, y: torch.Tensor, burn_in: int = 0, loss: str = "step_ce"
+    model, x: torch.Tensor, y: torch.Tensor, burn_in: int = 0, loss: str = "step_ce",
+    counter=None,
 ) -> StepOutput:
-    """Forward pass only; the same decision for every rule."""
-    outputs = model(x)
+    """Forward pass only; the same decision for every rule. With ``counter`` (an
+    ``analysis.efficiency.EfficiencyCounter``), the hidden spikes are counted too."""
+    if counter is not None:
+        outputs, spikes = model(x, record=True)
+        counter.update(model, x, spikes)
+    else:
+        outputs = model(x)
     loss = float(objective(outputs, y, burn_in, loss))
     correct, count = count_correct(outputs, y, burn_in)
     return StepOutput(loss, outputs, correct, count)
