@@ -176,6 +176,8 @@ def test_suite_writes_tidy_results_and_resumes(tmp_path):
     report = (out / "report.md").read_text()
     assert "| bptt |" in report and "97.12" in report and "| decolle |" in report
     assert (out / "curves.png").stat().st_size > 0
+    assert "## Efficiency (NeuroBench's definitions)" in report
+    assert "| bptt | REC |" in report and (out / "efficiency.png").stat().st_size > 0
     second = run_suite("default", out, opts)
     assert all(r.skipped for r in second.runs) and not any(r.skipped for r in first.runs)
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), df)

@@ -287,7 +287,8 @@ def _fit(run_dir: Path, spec, spec_dict: dict, make: Callable[[], Training],
             write_json(run_dir / "resumed.json", resumed)
         summary = ", ".join(
             f"{k.replace('_', ' ')} {100 * v:.1f} %" if "acc" in k else
-            f"{k.replace('_', ' ')} {v:.3f}" for k, v in record.items() if k != "epoch_time_s")
+            f"{k.replace('_', ' ')} {v:.3f}" for k, v in record.items()
+            if "loss" in k or "acc" in k)  # the efficiency metrics go to results.csv only
         log.info("%s epoch %d: %s (%.1fs)", run_dir.name, epoch, summary, train_time)
         progress_line(f"{tr.label} epoch {epoch}/{tr.epochs}: {summary} ({train_time:.1f} s)",
                       progress)

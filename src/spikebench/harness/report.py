@@ -156,6 +156,77 @@ def runs_table(df: pd.DataFrame, status: dict[str, tuple[str, str]],
     )
 
 
+EFFICIENCY = ("test_synops_ac", "test_synops_mac", "test_synops_dense",
+              "test_activation_sparsity", "test_membrane_updates", "test_connection_sparsity",
+              "test_footprint_bytes")
+
+
+def efficiency_section(df: pd.DataFrame, out_dir: Path, title: str) -> list[str]:
+    """The efficiency metrics at each run's final epoch (``analysis.efficiency``,
+    NeuroBench's definitions) per rule and arch, and ``efficiency.png``: accuracy vs
+    effective SynOps per rule. Runs made before the metrics existed have none and are
+    named as such."""
+    have = df[df["metric"].isin(EFFICIENCY)]
+    if have.empty:
+        return []
+    fin = {m: final_metric(df, m).set_index("run_id")["value"] for m in ("test_acc", *EFFICIENCY)}
+    runs = fin["test_acc"].index
+    missing = [r for r in runs if r not in fin["test_synops_ac"].index]
+    meta = df.drop_duplicates("run_id").set_index("run_id")
+    rows, points = [], {}
+    for r in _ordered(meta.loc[runs, "rule"], RULE_ORDER):
+        for a in _ordered(meta.loc[runs, "arch"], ARCH_ORDER):
+            ids = [i for i in runs if meta.loc[i, "rule"] == r and meta.loc[i, "arch"] == a
+                   and i in fin["test_synops_ac"].index]
+            if not ids:
+                continue
+
+            def col(m, ids=ids):
+                return fin[m].reindex(ids)
+
+            synops = col("test_synops_ac") + col("test_synops_mac")
+            points.setdefault(r, []).append((a, synops.mean(), 100 * col("test_acc").mean()))
+            rows.append([r, a.upper(), f"{100 * col('test_acc').mean():.2f}",
+                         f"{col('test_synops_ac').mean():.3g}",
+                         f"{col('test_synops_mac').mean():.3g}",
+                         f"{col('test_synops_dense').mean():.3g}",
+                         f"{synops.mean() / col('test_synops_dense').mean():.3f}",
+                         f"{col('test_activation_sparsity').mean():.4f}",
+                         f"{col('test_membrane_updates').mean():.3g}",
+                         f"{col('test_connection_sparsity').mean():.4f}",
+                         f"{col('test_footprint_bytes').mean() / 1024:.1f}", len(ids)])
+    fig, ax = subplots(figsize=(6.5, 4.2))
+    colors = {"bptt": "tab:blue", "eprop": "tab:orange", "decolle": "tab:green"}
+    for rule, pts in points.items():
+        for arch, x, y in pts:
+            ax.scatter(x, y, color=colors.get(rule, "gray"), marker="o" if arch == "ff" else "s",
+                       label=f"{rule} {arch.upper()}")
+    ax.set_xlabel("effective SynOps per sample (ACs + MACs, test set)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    save_figure(fig, out_dir / "efficiency.png")
+    lines = ["## Efficiency (NeuroBench's definitions), final epoch", "",
+             markdown_table(["rule", "arch", "test acc %", "eff. ACs", "eff. MACs",
+                             "dense SynOps", "eff./dense", "activation sparsity",
+                             "membrane updates", "connection sparsity", "footprint KiB",
+                             "runs"], rows), "",
+             "Per test sample, summed over its T steps (`spikebench.analysis.efficiency`): "
+             "effective operations count (nonzero input, nonzero weight) pairs of every "
+             "connection (W, V s[t-1], the readout), as ACs where the input is binary "
+             "(spikes, binary event frames) and as MACs otherwise; *dense* counts every "
+             "pair. Activation sparsity: zero outputs of the hidden spiking neurons. "
+             "Membrane updates: NeuroBench's count (every neuron at the first step, then "
+             "one per reset). The paper reports none of these; how sparse a code each rule "
+             "learns is our measurement.", "",
+             "![accuracy vs SynOps](efficiency.png)", ""]
+    if missing:
+        lines += [f"Runs without efficiency metrics (made before spikebench recorded them; "
+                  f"delete their folders to retrain): {', '.join(f'`{m}`' for m in missing)}",
+                  ""]
+    return lines
+
+
 def write_report(
     out_dir: Path,
     suite: str,
@@ -214,6 +285,7 @@ def write_report(
         plot_curves(df, out_dir / "curves.png",
                     f"{suite}: {datasets}, {n_train} train / {n_test} test samples, "
                     f"{_values(s.n_steps for s in specs) or '?'} steps")
+        parts += efficiency_section(df, out_dir, f"{suite}: {datasets}")
     parts += sections or []
     parts += ["## Runs", "", runs_table(df, status, timings), ""]
     problems = [(r, m) for r, (s, m) in status.items() if s != "done"]
