@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	# the CPU build on this machine; any other torch pulls gigabytes of CUDA packages
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	# NeuroBench's metric code, for the tests' cross-check only: without its dependencies,
+	# which would add torchaudio 2.11.1 (its library does not load with torch 2.13.0)
+	$(PY) -m pip install --quiet --no-deps neurobench==2.3.0 snntorch==1.0.0
 	# real Fashion-MNIST from Debian where apt is at hand (optional: skipped otherwise)
 	-test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && \
 		command -v apt-get >/dev/null && apt-get install -y -qq dataset-fashion-mnist \

@@ -70,9 +70,21 @@ def test_counts_equal_hand_counts(recurrent, kind):
     total = sum(s.numel() for s in spikes)
     assert got["activation_sparsity"] == pytest.approx(1 - n_spikes / total)
     assert got["activation_sparsity_l1"] == pytest.approx(1 - float(spikes[1].mean()))
-    # NeuroBench: every neuron at the first step, then one per reset (spike)
-    updates = sum(s[0].numel() + int(s[1:].sum()) for s in spikes)
+    # NeuroBench: every neuron at the first step, then each one whose membrane changed;
+    # the membranes after each step from the step function (the reference path)
+    state, posts = m.initial_state(4, x), [[] for _ in m.hidden]
+    for x_t in x:
+        _, state = m.step(x_t, state)
+        for k, st in enumerate(state.layers):
+            posts[k].append(st.u - m.hidden[k].params.threshold * st.s)
+    updates = 0
+    for post in posts:
+        updates += post[0].numel()
+        for t in range(1, len(post)):
+            updates += sum(1 for b in range(4) for j in range(post[t].shape[1])
+                           if post[t][b, j] != post[t - 1][b, j])
     assert got["membrane_updates"] * 4 == updates
+    assert updates < sum(s.numel() for s in spikes)  # some neurons at rest: not counted
 
 
 def test_batches_add_up_per_sample_and_static_metrics():

@@ -18,8 +18,10 @@ Workload (on the test set, per sample, summed over its T steps):
 - ``activation_sparsity``: zero outputs / all outputs of the spiking neurons, over every
   hidden layer, step and sample; ``activation_sparsity_l{k}`` for layer k.
 - ``membrane_updates``: NeuroBench's count. At the first step every neuron's membrane is
-  one update; at every later step, each neuron whose membrane the spike changed (fired
-  and was reset) is one. For LIF that is n plus the spikes after the first step.
+  one update. At every later step, each neuron whose membrane after the step differs from
+  the one before it is one: a neuron at rest (no membrane, no input current) does not count.
+  Our LIF's membrane after step t is U[t] - theta s[t] (subtract) or (1 - s[t]) U[t] (zero
+  reset), recomputed by the graph-free scan; ParaLIF's is its membrane m[t].
 
 The counts follow NeuroBench's hooks on ``nn.Linear`` inputs for a step-by-step network:
 V s[t-1] is a connection with the previous step's spikes as input (zero at t = 0). The tests
@@ -31,7 +33,9 @@ from __future__ import annotations
 
 import torch
 
-from spikebench.sparse import EventBatch
+from spikebench.neurons import LIFLayer
+from spikebench.neurons.lif_scan import lif_run
+from spikebench.sparse import EventBatch, event_linear
 
 STATIC = ("footprint_bytes", "connection_sparsity")
 WORKLOAD = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
@@ -57,6 +61,29 @@ def static_metrics(model) -> dict[str, float]:
     zeros = sum(int((m == 0).sum()) for m in mats)
     return {"footprint_bytes": float(size),
             "connection_sparsity": zeros / sum(m.numel() for m in mats)}
+
+
+def membrane_updates(post: torch.Tensor) -> int:
+    """NeuroBench's membrane updates of one layer from its membranes after each step
+    [T, B, n]: every neuron at the first step, then each one whose membrane changed."""
+    return post[0].numel() + int(torch.count_nonzero(post[1:] - post[:-1]))
+
+
+@torch.no_grad()
+def layer_membranes(layer, x) -> torch.Tensor:
+    """The membranes after each step [T, B, n] of hidden ``layer`` for its input x."""
+    if isinstance(x, EventBatch):
+        current = event_linear(x, layer.weight)
+    else:
+        steps, batch = x.shape[:2]
+        current = (x.reshape(steps * batch, -1) @ layer.weight.t()).view(steps, batch, -1)
+    if isinstance(layer, LIFLayer):
+        p = layer.params
+        u, s, _ = lif_run(current, p, layer.recurrent_matrix())
+        return u - p.threshold * s if p.reset == "subtract" else (1.0 - s) * u
+    from spikebench.neurons.paralif import parallel_membrane
+
+    return parallel_membrane(current, layer.alpha, layer.beta, layer.params.membrane)
 
 
 def _is_binary(x) -> bool:
@@ -104,9 +131,7 @@ class EfficiencyCounter:
         for k, (layer, s) in enumerate(zip(model.hidden, spikes, strict=True)):
             self.zeros[k] += int((s == 0).sum())
             self.total[k] += s.numel()
-            self.membrane += s[0].numel()
-            if getattr(layer.params, "reset", None) is not None:  # a spike resets U
-                self.membrane += int((s[1:] != 0).sum())
+            self.membrane += membrane_updates(layer_membranes(layer, inputs[k]))
 
     def _connection(self, x, weight, steps: int, batch: int) -> None:
         ops = effective_ops(x, weight)
