@@ -13,6 +13,21 @@ def main(path: str) -> None:
     by_group: dict[str, dict[str, dict]] = {}
     for b in data["benchmarks"]:
         by_group.setdefault(b["group"], {})[b["name"]] = b
+    cases = [b for b in data["benchmarks"] if "test_acc" in b.get("extra_info", {})]
+    if cases:  # suite grids (benchmarks/suites, the spikebench pytest plugin)
+        print("| case | s (epoch + eval) | epoch s | test acc % | eff. SynOps | "
+              "activation sparsity | peak MB |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for b in sorted(cases, key=lambda b: b["param"] or b["name"]):
+            i = b["extra_info"]
+            print(f"| {b['param']} | {b['stats']['mean']:.2f} | {i['epoch_s']:.2f} | "
+                  f"{100 * i['test_acc']:.1f} | {i['synops_ac'] + i['synops_mac']:.3g} | "
+                  f"{i['activation_sparsity']:.3f} | {i['peak_rss_mb']:.0f} |")
+        print()
+        by_group = {g: v for g, v in by_group.items()
+                    if not any("test_acc" in b.get("extra_info", {}) for b in v.values())}
+        if not by_group:
+            return
     memory = {g: v for g, v in by_group.items() if g.startswith("memory-")}
     if memory:
         print("| rule / arch | T | peak MB of the step |")
