@@ -70,6 +70,9 @@ def test_counts_equal_hand_counts(recurrent, kind):
     total = sum(s.numel() for s in spikes)
     assert got["activation_sparsity"] == pytest.approx(1 - n_spikes / total)
     assert got["activation_sparsity_l1"] == pytest.approx(1 - float(spikes[1].mean()))
+    by_step = counter.per_step()
+    assert [len(v) for v in by_step] == [12, 12]
+    torch.testing.assert_close(by_step[0], 1 - spikes[0].detach().double().mean((1, 2)))
     # NeuroBench: every neuron at the first step, then each one whose membrane changed;
     # the membranes after each step from the step function (the reference path)
     state, posts = m.initial_state(4, x), [[] for _ in m.hidden]

@@ -16,12 +16,14 @@ Workload (on the test set, per sample, summed over its T steps):
 - ``synops_dense``: the same with every input and weight counted (hardware without
   sparsity): T x n_in x n_out per layer and sample.
 - ``activation_sparsity``: zero outputs / all outputs of the spiking neurons, over every
-  hidden layer, step and sample; ``activation_sparsity_l{k}`` for layer k.
+  hidden layer, step and sample; ``activation_sparsity_l{k}`` for layer k; per time step
+  and layer from ``EfficiencyCounter.per_step()``.
 - ``membrane_updates``: NeuroBench's count. At the first step every neuron's membrane is
   one update. At every later step, each neuron whose membrane after the step differs from
   the one before it is one: a neuron at rest (no membrane, no input current) does not count.
   Our LIF's membrane after step t is U[t] - theta s[t] (subtract) or (1 - s[t]) U[t] (zero
-  reset), recomputed by the graph-free scan; ParaLIF's is its membrane m[t].
+  reset), recomputed by the graph-free scan; ParaLIF's is its membrane m[t]; another
+  step-wise neuron's is its state's ``u`` (NaN for a neuron without one).
 
 The counts follow NeuroBench's hooks on ``nn.Linear`` inputs for a step-by-step network:
 V s[t-1] is a connection with the previous step's spikes as input (zero at t = 0). The tests
@@ -35,6 +37,7 @@ import torch
 
 from spikebench.neurons import LIFLayer
 from spikebench.neurons.lif_scan import lif_run
+from spikebench.neurons.paralif import ParaLIFLayer, parallel_membrane
 from spikebench.sparse import EventBatch, event_linear
 
 STATIC = ("footprint_bytes", "connection_sparsity")
@@ -70,8 +73,18 @@ def membrane_updates(post: torch.Tensor) -> int:
 
 
 @torch.no_grad()
-def layer_membranes(layer, x) -> torch.Tensor:
-    """The membranes after each step [T, B, n] of hidden ``layer`` for its input x."""
+def layer_membranes(layer, x) -> torch.Tensor | None:
+    """The membranes after each step [T, B, n] of hidden ``layer`` for its input x (None
+    for a neuron whose state has no membrane ``u``)."""
+    if not isinstance(layer, LIFLayer | ParaLIFLayer):  # a neuron of its own: its step
+        x = x.dense() if isinstance(x, EventBatch) else x
+        state, posts = layer.initial_state(x.shape[1], x), []
+        for x_t in x:
+            _, state = layer.step(x_t, state)
+            if not hasattr(state, "u"):
+                return None
+            posts.append(state.u)
+        return torch.stack(posts)
     if isinstance(x, EventBatch):
         current = event_linear(x, layer.weight)
     else:
@@ -81,8 +94,6 @@ def layer_membranes(layer, x) -> torch.Tensor:
         p = layer.params
         u, s, _ = lif_run(current, p, layer.recurrent_matrix())
         return u - p.threshold * s if p.reset == "subtract" else (1.0 - s) * u
-    from spikebench.neurons.paralif import parallel_membrane
-
     return parallel_membrane(current, layer.alpha, layer.beta, layer.params.membrane)
 
 
@@ -112,6 +123,8 @@ class EfficiencyCounter:
         self.membrane = 0
         self.zeros: list[int] = []
         self.total: list[int] = []
+        self.zeros_t: list[torch.Tensor] = []  # per layer: zero outputs per step [T]
+        self.total_t: list[int] = []  # per layer: outputs per step (B n, summed)
 
     @torch.no_grad()
     def update(self, model, x, spikes: list[torch.Tensor]) -> None:
@@ -128,10 +141,17 @@ class EfficiencyCounter:
         self._connection(spikes[-1], model.readout.weight, steps, batch)
         if not self.zeros:
             self.zeros, self.total = [0] * len(spikes), [0] * len(spikes)
+            self.zeros_t = [torch.zeros(steps, dtype=torch.float64) for _ in spikes]
+            self.total_t = [0] * len(spikes)
         for k, (layer, s) in enumerate(zip(model.hidden, spikes, strict=True)):
             self.zeros[k] += int((s == 0).sum())
             self.total[k] += s.numel()
-            self.membrane += membrane_updates(layer_membranes(layer, inputs[k]))
+            if len(self.zeros_t[k]) == steps:  # batches of one length (padding aside)
+                self.zeros_t[k] += (s == 0).reshape(steps, -1).sum(1).cpu().to(torch.float64)
+                self.total_t[k] += s[0].numel()
+            post = layer_membranes(layer, inputs[k])
+            self.membrane = (self.membrane + membrane_updates(post) if post is not None
+                             else float("nan"))
 
     def _connection(self, x, weight, steps: int, batch: int) -> None:
         ops = effective_ops(x, weight)
@@ -140,6 +160,10 @@ class EfficiencyCounter:
         else:
             self.mac += ops
         self.dense += steps * batch * weight.numel()
+
+    def per_step(self) -> list[torch.Tensor]:
+        """Activation sparsity per layer and time step: one [T] tensor per hidden layer."""
+        return [z / max(t, 1) for z, t in zip(self.zeros_t, self.total_t, strict=True)]
 
     def result(self) -> dict[str, float]:
         n = max(self.samples, 1)
