@@ -192,6 +192,16 @@ def event_linear(x: EventBatch, weight: torch.Tensor) -> torch.Tensor:
     return _EventLinear.apply(weight, x)
 
 
+def sequence_linear(x: torch.Tensor | EventBatch, weight: torch.Tensor) -> torch.Tensor:
+    """W x[t] for all T steps, [T, B, n_out], for x [T, B, n_in]: one CSR x dense product
+    for an EventBatch (``event_linear``), else one 2-D GEMM (a 3-D matmul's weight gradient
+    is slower)."""
+    if isinstance(x, EventBatch):
+        return event_linear(x, weight)
+    steps, batch = x.shape[:2]
+    return (x.reshape(steps * batch, -1) @ weight.t()).view(steps, batch, -1)
+
+
 def dense(x: torch.Tensor | EventBatch) -> torch.Tensor:
     """A dense [T, B, ...] tensor for either kind of batch."""
     return x.dense() if isinstance(x, EventBatch) else x

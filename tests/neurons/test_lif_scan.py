@@ -5,16 +5,18 @@ import pytest
 import torch
 
 from spikebench.models import SpikingMLP
-from spikebench.neurons import LIFParams, lif_initial_state, lif_step
+from spikebench.neurons import LIFLayer, LIFParams, lif_initial_state, lif_step
+from spikebench.neurons.base import SpikingLayer
 from spikebench.neurons.lif_scan import lif_scan
 from spikebench.neurons.surrogate import surrogate_names
 
 
-def unrolled(current, p):
+def unrolled(current, p, rec=None):
+    """The step function unrolled (lif_scan's signature); REC adds V s[t-1] to the input."""
     state = lif_initial_state(current.shape[1], current.shape[2], current.dtype, current.device)
     out = []
     for c in current:
-        s, state = lif_step(c, state, p)
+        s, state = lif_step(c if rec is None else c + state.s @ rec.t(), state, p)
         out.append(s)
     return torch.stack(out)
 
@@ -62,15 +64,6 @@ def test_model_fast_path_equals_the_unrolled_step(recurrent, reset):
                                    msg=name)
 
 
-def unrolled_recurrent(current, rec, p):
-    state = lif_initial_state(current.shape[1], current.shape[2], current.dtype, current.device)
-    out = []
-    for c in current:
-        s, state = lif_step(c + state.s @ rec.t(), state, p)
-        out.append(s)
-    return torch.stack(out)
-
-
 @pytest.mark.parametrize("surrogate", surrogate_names())
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("detach", [False, True])
@@ -83,9 +76,9 @@ def test_fused_recurrent_scan_equals_autograd_of_the_step(surrogate, reset, deta
     rec = torch.randn(6, 6, generator=g, dtype=torch.float64) * 0.5
     weights = torch.randn(40, 5, 6, generator=g, dtype=torch.float64)
     grads = []
-    for fn in (lif_scan, unrolled_recurrent):
+    for fn in (lif_scan, unrolled):
         c, v = current.clone().requires_grad_(), rec.clone().requires_grad_()
-        s = fn(c, p, v) if fn is lif_scan else fn(c, v, p)
+        s = fn(c, p, v)
         (s * weights).sum().backward()
         grads.append((s.detach(), c.grad, v.grad))
     (s_a, c_a, v_a), (s_b, c_b, v_b) = grads
@@ -99,9 +92,6 @@ def test_fused_recurrent_scan_equals_autograd_of_the_step(surrogate, reset, deta
 @pytest.mark.parametrize("recurrent", [False, True])
 def test_layer_forward_equals_unrolling_its_step(recurrent):
     """LIFLayer.forward (one GEMM + the fused scan) against SpikingLayer's unrolled step."""
-    from spikebench.neurons import LIFLayer
-    from spikebench.neurons.base import SpikingLayer
-
     torch.manual_seed(4)
     layer = LIFLayer(9, 7, recurrent=recurrent, weight_scale=4.0, rec_scale=2.0,
                      params=LIFParams(threshold=0.5)).double()

@@ -38,7 +38,7 @@ import torch
 from spikebench.neurons import LIFLayer
 from spikebench.neurons.lif_scan import lif_run
 from spikebench.neurons.paralif import ParaLIFLayer, parallel_membrane
-from spikebench.sparse import EventBatch, event_linear
+from spikebench.sparse import EventBatch, sequence_linear
 
 STATIC = ("footprint_bytes", "connection_sparsity")
 WORKLOAD = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
@@ -85,11 +85,7 @@ def layer_membranes(layer, x) -> torch.Tensor | None:
                 return None
             posts.append(state.u)
         return torch.stack(posts)
-    if isinstance(x, EventBatch):
-        current = event_linear(x, layer.weight)
-    else:
-        steps, batch = x.shape[:2]
-        current = (x.reshape(steps * batch, -1) @ layer.weight.t()).view(steps, batch, -1)
+    current = sequence_linear(x, layer.weight)
     if isinstance(layer, LIFLayer):
         p = layer.params
         u, s, _ = lif_run(current, p, layer.recurrent_matrix())

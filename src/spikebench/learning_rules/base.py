@@ -100,17 +100,11 @@ class RunningScore:
         self.frame_correct = 0
 
     def update(self, t: int, y_t: torch.Tensor) -> None:
-        self.loss += float(step_loss(y_t, self.targets[t], self.weights[t]))
-        if t < self.burn_in:
-            return
-        if self.y.dim() == 1:
-            self.logit_sum = self.logit_sum + y_t
-        else:
-            hit = (y_t.argmax(-1) == self.targets[t]) & (self.targets[t] != IGNORE)
-            self.frame_correct += int(hit.sum())
+        """Step t's readout y_t [B, C]."""
+        self.update_chunk(t, y_t.unsqueeze(0))
 
     def update_chunk(self, t0: int, ys: torch.Tensor) -> None:
-        """``update`` for the steps t0 .. t0 + K - 1 at once (ys [K, B, C])."""
+        """The readouts ys [K, B, C] of steps t0 .. t0 + K - 1."""
         t1 = t0 + ys.shape[0]
         self.loss += float(step_loss(ys, self.targets[t0:t1], self.weights[t0:t1]))
         skip = max(0, self.burn_in - t0)

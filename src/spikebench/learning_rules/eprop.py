@@ -70,7 +70,7 @@ from spikebench.learning_rules.base import (
 )
 from spikebench.learning_rules.online import (
     check_online_model,
-    decay_matrix,
+    leaky_filter,
     powers,
     run_chunked,
     run_online,
@@ -192,12 +192,11 @@ class EProp(LearningRule):
                                      for lc in layers]))
                 return
             steps = delta.shape[0]
-            lam_m = decay_matrix(kappa, steps, delta).t()  # Lambda = D_kappa^T L
             carry_w = powers(kappa, 1, steps + 1, delta)  # kappa^(m+1)
             keep = powers(kappa, steps - 1, -1, delta).view(-1, 1, 1)  # kappa^(K-1-m)
             for k, lc in enumerate(layers):
                 signal = delta @ B[k]  # L_k [K, B, n]
-                lam = (lam_m @ signal.reshape(steps, -1)).view(signal.shape)
+                lam = leaky_filter(kappa, signal, reverse=True)  # Lambda = D_kappa^T L
                 w = (carry_w @ signal.reshape(steps, -1)).view(signal.shape[1:])  # [B, n]
                 for j, trace in enumerate((lc.inp, lc.rec)):
                     if trace is None:
@@ -217,11 +216,9 @@ class EProp(LearningRule):
         while kept:  # replay: the chunks in reverse, Lambda carried backwards
             delta, layers = kept.pop()
             steps = delta.shape[0]
-            lam_m = decay_matrix(kappa, steps, delta).t()
             tail = powers(kappa, steps, 0, delta).view(-1, 1, 1)  # kappa^(K-m)
             for k, (psi, tr_in, tr_rec) in enumerate(layers):
-                signal = delta @ B[k]
-                lam = (lam_m @ signal.reshape(steps, -1)).view(signal.shape)
+                lam = leaky_filter(kappa, delta @ B[k], reverse=True)
                 if lam_next[k] is not None:
                     lam += tail * lam_next[k]
                 lam_next[k] = lam[0]

@@ -41,7 +41,7 @@ from spikebench.learning_rules.base import RunningScore, step_error
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFLayer, spike_derivative
 from spikebench.neurons.lif_scan import lif_run
-from spikebench.sparse import EventBatch, dense, event_linear
+from spikebench.sparse import EventBatch, dense, sequence_linear
 
 
 def check_online_model(model, rule: str) -> None:
@@ -184,6 +184,14 @@ def _decay_matrix64(decay: float, steps: int) -> torch.Tensor:
 
 def decay_matrix(decay: float, steps: int, like: torch.Tensor) -> torch.Tensor:
     return _decay_matrix64(float(decay), steps).to(dtype=like.dtype, device=like.device)
+
+
+def leaky_filter(decay: float, q: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """q [K, ...] filtered along its first axis from zero state: D q, the causal leaky
+    sum r[m] = decay r[m-1] + q[m]; with ``reverse``, D^T q, the anti-causal one
+    r[m] = q[m] + decay r[m+1]."""
+    d = decay_matrix(decay, q.shape[0], q)
+    return ((d.t() if reverse else d) @ q.reshape(q.shape[0], -1)).view(q.shape)
 
 
 def powers(decay: float, start: int, stop: int, like: torch.Tensor) -> torch.Tensor:
@@ -338,7 +346,7 @@ def run_chunked(model: SpikingMLP, x, y: torch.Tensor, burn_in: int, chunk: int,
     last)`` with ``delta`` = dE/dy [K, B, C] of ``step_ce``, before the traces advance.
     Fills the readout's exact gradient; returns the loss and the decision."""
     x = model.flatten_input(x)
-    steps, batch = x.shape[:2]
+    steps = x.shape[0]
     score = RunningScore(y, steps, burn_in)
     states: list = [None] * len(model.hidden)
     traces = [(InputTrace(layer), InputTrace(layer) if layer.recurrent else None)
@@ -353,13 +361,9 @@ def run_chunked(model: SpikingMLP, x, y: torch.Tensor, burn_in: int, chunk: int,
         z = x.steps_slice(t0, t1) if isinstance(x, EventBatch) else x[t0:t1]
         layers = []
         for k, (layer, (tr_in, tr_rec)) in enumerate(zip(model.hidden, traces, strict=True)):
-            if isinstance(z, EventBatch):
-                current = event_linear(z, layer.weight)
-            else:
-                current = (z.reshape(k_steps * batch, -1) @ layer.weight.t()).view(
-                    k_steps, batch, -1)
             p = layer.params
-            u, s, states[k] = lif_run(current, p, layer.recurrent_matrix(), states[k])
+            u, s, states[k] = lif_run(sequence_linear(z, layer.weight), p,
+                                      layer.recurrent_matrix(), states[k])
             tr_in.begin(z)
             if tr_rec is not None:
                 prev = last_s[k] if last_s[k] is not None else torch.zeros_like(s[0])
@@ -368,9 +372,8 @@ def run_chunked(model: SpikingMLP, x, y: torch.Tensor, burn_in: int, chunk: int,
             layers.append(LayerChunk(s, spike_derivative(u - p.threshold, p.surrogate, p.slope),
                                      tr_in, tr_rec))
             z = s
-        drive = (z.reshape(k_steps * batch, -1) @ w_out.t()).view(k_steps, batch, -1) + b_out
-        ys = (decay_matrix(kappa, k_steps, drive) @ drive.reshape(k_steps, -1)).view(
-            drive.shape)
+        drive = sequence_linear(z, w_out) + b_out
+        ys = leaky_filter(kappa, drive)
         if y_last is not None:
             ys += powers(kappa, 1, k_steps + 1, ys).view(-1, 1, 1) * y_last
         y_last = ys[-1]

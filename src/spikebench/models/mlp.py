@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from spikebench.neurons import NEURONS, LIFLayer
-from spikebench.sparse import EventBatch, dense
+from spikebench.sparse import EventBatch, dense, sequence_linear
 
 
 class LeakyReadout(nn.Module):
@@ -164,13 +164,12 @@ class SpikingMLP(nn.Module):
         recurrence is the fused scan (``lif_scan``; in a recurrent layer only V s[t-1] stays
         inside its loop); the readout's W s is one GEMM, its leak a short scan. Sparse
         input: the first layer's current is one CSR x dense product (``event_linear``)."""
-        steps, batch = x.shape[:2]
+        batch = x.shape[1]
         spikes, h = [], x
         for layer in self.hidden:
             h = layer(h)  # LIFLayer.forward: one GEMM (CSR for events), the fused scan
             spikes.append(h)
-        drive = (h.reshape(steps * batch, -1) @ self.readout.weight.t()).view(steps, batch, -1)
-        drive = drive + self.readout.bias
+        drive = sequence_linear(h, self.readout.weight) + self.readout.bias
         y = drive.new_zeros(batch, self.sizes[-1])
         ys = []
         for d_t in drive.unbind(0):  # y[t] = kappa y[t-1] + W s[t] + b

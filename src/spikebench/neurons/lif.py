@@ -36,7 +36,7 @@ from spikebench.errors import ConfigError
 from spikebench.neurons.base import SpikingLayer
 from spikebench.neurons.lif_scan import lif_scan
 from spikebench.neurons.surrogate import spike, surrogate_names
-from spikebench.sparse import EventBatch, event_linear
+from spikebench.sparse import sequence_linear
 
 RESETS = ("subtract", "zero")
 
@@ -168,12 +168,7 @@ class LIFLayer(SpikingLayer):
         """Spikes [T, B, n] for x [T, B, n_in] (dense or an EventBatch): the input current of
         all T steps as one GEMM (CSR for events), then the fused scan (``lif_scan``), equal
         to unrolling ``step`` (tests)."""
-        if isinstance(x, EventBatch):
-            current = event_linear(x, self.weight)
-        else:  # one 2-D GEMM (a 3-D matmul's weight gradient is slower here)
-            steps, batch = x.shape[:2]
-            current = (x.reshape(steps * batch, -1) @ self.weight.t()).view(steps, batch, -1)
-        return lif_scan(current, self.params, self.recurrent_matrix())
+        return lif_scan(sequence_linear(x, self.weight), self.params, self.recurrent_matrix())
 
     def extra_repr(self) -> str:
         return f"{self.n_in}, {self.n_out}, recurrent={self.recurrent}, {self.params}"
