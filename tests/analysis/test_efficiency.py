@@ -1,6 +1,8 @@
 """Efficiency metrics (analysis.efficiency, NeuroBench's definitions) against hand counts:
 a direct loop over every step, sample, input and weight of tiny networks."""
 
+import math
+
 import pytest
 import torch
 
@@ -116,3 +118,91 @@ def test_silent_network_has_full_sparsity():
     r = counter.result()
     assert r["activation_sparsity"] == 1.0 and r["synops_ac"] == 0
     assert r["membrane_updates"] == 5 + 4  # the first step's updates only
+
+
+def hand_conv_ops(x, w, padding, total=False):
+    """(input, weight) pairs of a stride-1 2-D convolution that touch a real (not padding)
+    input, nonzero both unless ``total``, by a loop over outputs and kernel positions."""
+    b_, c_, h, wd = x.shape
+    o_, _, kh, kw = w.shape
+    ops = 0
+    for b in range(b_):
+        for o in range(o_):
+            for i in range(h + 2 * padding - kh + 1):
+                for j in range(wd + 2 * padding - kw + 1):
+                    for c in range(c_):
+                        for di in range(kh):
+                            for dj in range(kw):
+                                r, q = i + di - padding, j + dj - padding
+                                if 0 <= r < h and 0 <= q < wd and (
+                                        total or (x[b, c, r, q] != 0 and w[o, c, di, dj] != 0)):
+                                    ops += 1
+    return ops
+
+
+def test_module_counter_counts_conv_linear_and_attention_by_hand():
+    from torch import nn
+
+    from spikebench.analysis.efficiency import ModuleCounter
+
+    torch.manual_seed(0)
+    conv, lin = nn.Conv2d(2, 3, 3, padding=1), nn.Linear(3 * 4 * 4, 5)
+    with torch.no_grad():
+        conv.weight[0, 1] = 0
+        lin.weight[:, :7] = 0
+    x = torch.relu(torch.randn(2, 2, 4, 4))  # real-valued, about half zeros
+    counter = EfficiencyCounter()
+    with ModuleCounter(nn.Sequential(conv, nn.Flatten(), lin), counter) as mc:
+        h = conv(x)
+        lin(torch.relu(h).flatten(1))
+    assert not mc.handles
+    flat = torch.relu(h).flatten(1)[None]
+    macs = hand_conv_ops(x, conv.weight, 1) + hand_ops(flat, lin.weight)
+    dense = hand_conv_ops(x, conv.weight, 1, total=True) + 2 * lin.weight.numel()
+    assert counter.mac == macs and counter.ac == 0 and counter.dense == dense
+    binary = (x > 0).float()
+    spikes = EfficiencyCounter()
+    with ModuleCounter(conv, spikes):
+        conv(binary)
+    assert spikes.ac == hand_conv_ops(binary, conv.weight, 1) and spikes.mac == 0
+    # attention: the input projection from its input, the rest dense
+    mha = nn.MultiheadAttention(4, 2, batch_first=True)
+    seq = torch.randn(3, 5, 4)
+    att = EfficiencyCounter()
+    with ModuleCounter(mha, att):
+        mha(seq, seq, seq, need_weights=False)
+    rows = 3 * 5
+    assert att.mac == rows * 12 * 4 + rows * 16 + 2 * rows * 5 * 4
+    assert att.dense == att.mac
+    assert att.result()["membrane_updates"] == 0
+    assert math.isnan(att.result()["activation_sparsity"])  # no spiking neurons
+
+
+def test_hybrid_workload_counts_encoder_and_heads():
+    from spikebench.analysis.efficiency import ModuleCounter, hybrid_workload
+    from spikebench.models.hybrid import HybridNet, SpikingHead, build_encoder
+
+    torch.manual_seed(0)
+    encoder, info, size = build_encoder("lenet5", 10)
+    net = HybridNet(encoder, info, size).eval()
+    x = torch.rand(6, 1, 28, 28)
+    heads = {"default": None, "lif": SpikingHead(84, 10, "lif", steps=5)}
+    got = hybrid_workload(net, heads, x, batch=4)
+    enc = EfficiencyCounter()
+    with ModuleCounter(encoder, enc):
+        encoder(net.preprocess(x))  # the default head included
+    assert got["default"]["synops_mac"] * 6 == pytest.approx(enc.mac)
+    assert got["default"]["synops_dense"] * 6 == pytest.approx(enc.dense)
+    # the spiking head: the encoder without fc3, then 5 binary steps through 84 x 10
+    fc3 = (encoder.fc3.weight != 0).sum()
+    lif = got["lif"]
+    assert lif["synops_mac"] * 6 == pytest.approx(enc.mac - float((
+        (encoder.features(net.preprocess(x)) != 0).double() @ (encoder.fc3.weight != 0).double().T
+    ).sum()))
+    assert lif["synops_dense"] * 6 == pytest.approx(enc.dense - 6 * fc3 + 6 * 5 * 84 * 10)
+    assert 0 < lif["synops_ac"] <= 5 * 84 * 10
+    assert 0 <= lif["activation_sparsity"] <= 1 and lif["membrane_updates"] >= 10
+    n_lenet = sum(p.numel() for p in encoder.parameters())
+    assert got["default"]["footprint_bytes"] == 4 * n_lenet
+    n_head = sum(p.numel() for p in heads["lif"].parameters())
+    assert lif["footprint_bytes"] == 4 * (n_lenet - 84 * 10 - 10 + n_head)

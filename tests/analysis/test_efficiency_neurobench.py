@@ -80,3 +80,32 @@ def test_synops_sparsity_and_membrane_updates_equal_neurobench():
     assert updates / 8 == pytest.approx(theirs["MembraneUpdates"], rel=1e-12)
     assert static_metrics(mirror)["connection_sparsity"] == pytest.approx(
         theirs["ConnectionSparsity"], abs=1e-4)  # NeuroBench rounds to 4 digits
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_conv_and_linear_operations_equal_neurobench(binary):
+    """ModuleCounter (the hybrids' encoders) against NeuroBench's per-layer count."""
+    from neurobench.metrics.utils.layers import single_layer_MACs
+
+    from spikebench.analysis.efficiency import ModuleCounter
+
+    torch.manual_seed(1)
+    conv, lin = nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Linear(4 * 4 * 4, 6)
+    with torch.no_grad():
+        conv.weight[1] = 0
+        lin.weight[:, ::3] = 0
+    x = torch.relu(torch.randn(2, 3, 8, 8))
+    if binary:
+        x = (x > 0).float()
+    h = torch.relu(conv(x)).flatten(1)
+    if binary:
+        h = (h > 0).float()
+    want_eff = single_layer_MACs(x, conv)[0] + single_layer_MACs(h, lin)[0]
+    want_dense = (single_layer_MACs(x, conv, total=True)[0]
+                  + single_layer_MACs(h, lin, total=True)[0])
+    counter = EfficiencyCounter()
+    with ModuleCounter(nn.Sequential(conv, lin), counter):
+        conv(x)
+        lin(h)
+    assert (counter.ac if binary else counter.mac) == want_eff
+    assert counter.dense == want_dense

@@ -38,6 +38,16 @@ def test_hybrid_lenet_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert set(pd.read_csv(tmp_path / "out" / "timings.csv").metric) == {"epoch_time_s"}
     report = (tmp_path / "out" / "report.md").read_text()
     assert "default / LIF / ParaLIF" in report and "DeepFool" in report
+    # efficiency per head: the encoder's MACs, the spiking heads' ACs
+    assert {"test_synops_mac", "test_synops_ac", "test_activation_sparsity",
+            "test_footprint_bytes"} <= set(tidy.metric)
+    eff = acc.set_index("head")
+    assert eff.loc["default", "synops_ac"] == 0 and eff.loc["lif", "synops_ac"] > 0
+    assert eff.loc["default", "synops_mac"] > eff.loc["lif", "synops_mac"] > 0
+    assert eff[["synops_mac", "synops_ac"]].sum(axis=1).le(eff.synops_dense).all()
+    assert eff.loc[["lif", "paralif"], "activation_sparsity"].between(0, 1).all()
+    assert "Efficiency (NeuroBench" in report
+    assert (tmp_path / "out" / "efficiency.png").stat().st_size > 0
     assert (tmp_path / "out" / "hybrid_attacks.png").stat().st_size > 0
     run_dir = next((tmp_path / "runs").iterdir())
     for stage in ("encoder", "head-lif", "head-paralif"):

@@ -34,6 +34,7 @@ shape (where ``neurobench`` is installed) and against hand counts on tiny networ
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from spikebench.neurons import LIFLayer
 from spikebench.neurons.lif_scan import lif_run
@@ -47,7 +48,18 @@ WORKLOAD = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
 
 def connection_weights(model) -> list[torch.Tensor]:
     """The connection matrices of a SpikingMLP: W_k (and V_k, masked) per hidden layer, then
-    the readout's W."""
+    the readout's W. Of any other model (a hybrid): the weights of its ``nn.Linear``,
+    convolution and attention modules and of its spiking layers."""
+    if not hasattr(model, "hidden"):
+        mats = []
+        for m in model.modules():
+            if isinstance(m, nn.Linear | nn.modules.conv._ConvNd | LIFLayer | ParaLIFLayer):
+                mats.append(m.weight)
+            if isinstance(m, nn.MultiheadAttention):
+                mats.append(m.in_proj_weight)
+            if getattr(m, "rec_weight", None) is not None:
+                mats.append(m.recurrent_matrix())
+        return mats
     mats = []
     for layer in model.hidden:
         mats.append(layer.weight)
@@ -59,11 +71,29 @@ def connection_weights(model) -> list[torch.Tensor]:
 
 @torch.no_grad()
 def static_metrics(model) -> dict[str, float]:
-    size = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    mats = connection_weights(model)
+    return _static([*model.parameters(), *model.buffers()], connection_weights(model))
+
+
+def _static(tensors: list[torch.Tensor], mats: list[torch.Tensor]) -> dict[str, float]:
     zeros = sum(int((m == 0).sum()) for m in mats)
-    return {"footprint_bytes": float(size),
+    return {"footprint_bytes": float(sum(t.numel() * t.element_size() for t in tensors)),
             "connection_sparsity": zeros / sum(m.numel() for m in mats)}
+
+
+@torch.no_grad()
+def hybrid_static(encoder: nn.Module, head: nn.Module | None) -> dict[str, float]:
+    """Footprint and connection sparsity of an encoder with ``head``: a spiking head
+    replaces the encoder's default head (``encoder.head()``), None keeps it."""
+    if head is None:
+        return static_metrics(encoder)
+    default = {id(t) for t in [*encoder.head().parameters(), *encoder.head().buffers()]}
+
+    def kept(tensors):
+        return [t for t in tensors if id(t) not in default]
+
+    return _static(kept([*encoder.parameters(), *encoder.buffers()])
+                   + [*head.parameters(), *head.buffers()],
+                   kept(connection_weights(encoder)) + connection_weights(head))
 
 
 def membrane_updates(post: torch.Tensor) -> int:
@@ -125,21 +155,29 @@ class EfficiencyCounter:
     @torch.no_grad()
     def update(self, model, x, spikes: list[torch.Tensor]) -> None:
         x = model.flatten_input(x)  # [T, B, n_in] (an EventBatch stays sparse)
+        self.update_layers(list(model.hidden), x, spikes, model.readout.weight)
+
+    @torch.no_grad()
+    def update_layers(self, layers: list, x, spikes: list[torch.Tensor],
+                      readout: torch.Tensor | None = None) -> None:
+        """Spiking ``layers`` in sequence with input x [T, B, n_in] and their spikes (the
+        last layer's feed the ``readout`` weight, if any)."""
         steps, batch = x.shape[:2]
         self.samples += batch
         inputs = [x, *spikes]
-        for k, layer in enumerate(model.hidden):
+        for k, layer in enumerate(layers):
             self._connection(inputs[k], layer.weight, steps, batch)
             if getattr(layer, "rec_weight", None) is not None:  # V s[t-1], zero at t = 0
                 s = spikes[k]
                 self._connection(torch.cat([torch.zeros_like(s[:1]), s[:-1]]),
                                  layer.recurrent_matrix(), steps, batch)
-        self._connection(spikes[-1], model.readout.weight, steps, batch)
+        if readout is not None:
+            self._connection(spikes[-1], readout, steps, batch)
         if not self.zeros:
             self.zeros, self.total = [0] * len(spikes), [0] * len(spikes)
             self.zeros_t = [torch.zeros(steps, dtype=torch.float64) for _ in spikes]
             self.total_t = [0] * len(spikes)
-        for k, (layer, s) in enumerate(zip(model.hidden, spikes, strict=True)):
+        for k, (layer, s) in enumerate(zip(layers, spikes, strict=True)):
             self.zeros[k] += int((s == 0).sum())
             self.total[k] += s.numel()
             if len(self.zeros_t[k]) == steps:  # batches of one length (padding aside)
@@ -150,12 +188,15 @@ class EfficiencyCounter:
                              else float("nan"))
 
     def _connection(self, x, weight, steps: int, batch: int) -> None:
-        ops = effective_ops(x, weight)
-        if _is_binary(x):
+        self.add(effective_ops(x, weight), steps * batch * weight.numel(), _is_binary(x))
+
+    def add(self, ops: int, dense: int, binary: bool) -> None:
+        """One connection's effective and dense operations: ACs for binary input."""
+        if binary:
             self.ac += ops
         else:
             self.mac += ops
-        self.dense += steps * batch * weight.numel()
+        self.dense += dense
 
     def per_step(self) -> list[torch.Tensor]:
         """Activation sparsity per layer and time step: one [T] tensor per hidden layer."""
@@ -163,6 +204,10 @@ class EfficiencyCounter:
 
     def result(self) -> dict[str, float]:
         n = max(self.samples, 1)
+        if not self.total:  # no spiking layer (an ANN): no activations, no membranes
+            return {"synops_ac": self.ac / n, "synops_mac": self.mac / n,
+                    "synops_dense": self.dense / n, "activation_sparsity": float("nan"),
+                    "membrane_updates": 0.0}
         out = {"synops_ac": self.ac / n, "synops_mac": self.mac / n,
                "synops_dense": self.dense / n,
                "activation_sparsity": sum(self.zeros) / max(sum(self.total), 1),
@@ -170,3 +215,87 @@ class EfficiencyCounter:
         for k, (z, t) in enumerate(zip(self.zeros, self.total, strict=True)):
             out[f"activation_sparsity_l{k}"] = z / max(t, 1)
         return out
+
+
+def conv_ops(x: torch.Tensor, conv: nn.modules.conv._ConvNd, total: bool = False) -> int:
+    """(nonzero input, nonzero weight) pairs of one convolution's call, as NeuroBench counts
+    them: the convolution of the input's nonzero pattern with the weight's (``total``:
+    every input and weight; padding positions are not operations)."""
+    pattern = torch.ones_like(x, dtype=torch.float64) if total else (x != 0).double()
+    weight = (torch.ones_like(conv.weight, dtype=torch.float64) if total
+              else (conv.weight != 0).double())
+    return round(float(conv._conv_forward(pattern, weight, None).sum()))  # exact counts
+
+
+class ModuleCounter:
+    """Synaptic operations of an ANN part (an encoder) by forward hooks, as NeuroBench's
+    hooks count them: every ``nn.Linear`` and convolution call (effective: nonzero input
+    and weight pairs; ACs where the call's input is binary, else MACs; dense: all pairs).
+    ``nn.MultiheadAttention`` (whose projections are not module calls): its input
+    projection is counted from its input, its output projection and the two attention
+    products (Q K^T, A V) as dense MACs (activations are nonzero). Biases, norms, pooling
+    and activation functions are no synaptic operations. Use as a context manager around
+    the forward passes; the counts land in ``counter`` (an ``EfficiencyCounter``)."""
+
+    def __init__(self, module: nn.Module, counter: EfficiencyCounter) -> None:
+        self.module, self.counter, self.handles = module, counter, []
+
+    def __enter__(self) -> ModuleCounter:
+        for m in self.module.modules():
+            if isinstance(m, nn.Linear | nn.modules.conv._ConvNd | nn.MultiheadAttention):
+                self.handles.append(m.register_forward_hook(self._hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    @torch.no_grad()
+    def _hook(self, module, args, output) -> None:
+        x, add = args[0], self.counter.add
+        if isinstance(module, nn.Linear):
+            add(effective_ops(x, module.weight), x[..., 0].numel() * module.weight.numel(),
+                _is_binary(x))
+        elif isinstance(module, nn.MultiheadAttention):
+            batch_first = module.batch_first
+            length = x.shape[1] if batch_first else x.shape[0]
+            rows, dim = x[..., 0].numel(), module.embed_dim
+            add(effective_ops(x, module.in_proj_weight), rows * module.in_proj_weight.numel(),
+                _is_binary(x))
+            out = rows * int((module.out_proj.weight != 0).sum())
+            products = 2 * rows * length * dim  # Q K^T and A V, over all heads
+            add(out + products, rows * module.out_proj.weight.numel() + products, False)
+        else:
+            add(conv_ops(x, module), conv_ops(x, module, total=True), _is_binary(x))
+
+
+@torch.no_grad()
+def hybrid_workload(net, heads: dict, x: torch.Tensor, batch: int = 256
+                    ) -> dict[str, dict[str, float]]:
+    """The efficiency metrics of a hybrid network (``models.hybrid.HybridNet``) on images x
+    for each of ``heads`` (name -> a ``SpikingHead``, or None for the encoder's default
+    head), per image: the encoder's operations (``ModuleCounter``: MACs on real-valued
+    pixels and activations) once, then the head's. A spiking head is counted on one rate
+    encoding per image (not the attacks' expectation over several): its Linear input is
+    binary (ACs), its spikes give the activation sparsity and membrane updates. The
+    default head (an ANN layer) has no spiking neurons: activation sparsity NaN."""
+    out = {name: EfficiencyCounter() for name in heads}
+    for i in range(0, len(x), batch):
+        xb = x[i:i + batch]
+        part = EfficiencyCounter()
+        with ModuleCounter(net.encoder, part):
+            features = net.features(xb)
+        for name, head in heads.items():
+            counter = out[name]
+            counter.ac, counter.mac = counter.ac + part.ac, counter.mac + part.mac
+            counter.dense += part.dense
+            if head is None:
+                with ModuleCounter(net.encoder.head(), counter):
+                    net.encoder.head()(features)
+                counter.samples += len(xb)
+            else:
+                spikes_in = head.encode(features)
+                counter.update_layers([head.layer], spikes_in, [head.layer(spikes_in)])
+    return {name: {**c.result(), **hybrid_static(net.encoder, heads[name])}
+            for name, c in out.items()}

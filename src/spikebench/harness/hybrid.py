@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from spikebench.analysis.attacks import attack_accuracy, predict
+from spikebench.analysis.efficiency import hybrid_workload
 from spikebench.datasets import DATASETS, DataNotFoundError
 from spikebench.datasets.encoders import to_unit
 from spikebench.errors import (
@@ -305,6 +306,22 @@ def attack_run(spec: HybridSpec, run_dir: Path, variant: str, test) -> list[dict
                   compute)
 
 
+def efficiency_run(spec: HybridSpec, run_dir: Path, test) -> dict[str, dict]:
+    """The efficiency metrics (``analysis.efficiency.hybrid_workload``) of every head on the
+    test images, per image (cached beside the attacks)."""
+    xt, _, classes = test
+
+    def compute():
+        net = hybrid_net(spec, run_dir, "default", classes)
+        heads = {v: (None if v == "default" else hybrid_net(spec, run_dir, v, classes)
+                     .spiking_head) for v in HEADS}
+        with torch.random.fork_rng():
+            torch.manual_seed(spec.seed)
+            return hybrid_workload(net, heads, xt)
+
+    return cached(run_dir, "efficiency", {"n": len(xt), "heads": list(HEADS)}, compute)
+
+
 STAGES = {"default": "encoder", "lif": "head-lif", "paralif": "head-paralif"}
 
 
@@ -345,7 +362,8 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
         attacks = {variant: attack_run(spec, run_dir, variant, test) for variant in HEADS}
         return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
                          run_dir=run_dir, sizes=sizes,
-                         details={"stages": stages, "attacks": attacks})
+                         details={"stages": stages, "attacks": attacks,
+                                  "efficiency": efficiency_run(spec, run_dir, test)})
 
     done: dict[int, RunResult] = {}
     tables = _tables(name, [])
@@ -364,6 +382,8 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
     notes = list(notes or []) + tables["notes"]
     if not attacks.empty:
         _plot_attacks(attacks, out_dir / "hybrid_attacks.png")
+    if not table.empty:
+        _plot_efficiency(table, out_dir / "efficiency.png")
     report = _write_report(out_dir, name, description, specs, table, attacks, notes,
                            time.perf_counter() - t_start)
     return SuiteResult(tables["tidy"], runs, report)
@@ -387,19 +407,27 @@ def _tables(name: str, results: list[RunResult]) -> dict:
             last = max(m["epoch"] for m in stages[variant].metrics)
             tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
                      for m in attack_metrics(res_attacks)]
+        for variant, metrics in result.details.get("efficiency", {}).items():
+            last = max(m["epoch"] for m in stages[variant].metrics)
+            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last,
+                      "metric": f"test_{k}", "value": v} for k, v in metrics.items()]
         if result.status == "done":
             for variant, res in stages.items():
+                eff = result.details.get("efficiency", {}).get(variant, {})
                 rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
                              "dataset": spec.dataset, "encoder": spec.encoder,
                              "head": variant, "seed": spec.seed,
                              "test_acc": _final(res, "test_acc"),
                              "test_acc_std": (0.0 if variant == "default"
-                                              else _final(res, "test_acc_std"))})
+                                              else _final(res, "test_acc_std")),
+                             **{k: eff.get(k, float("nan")) for k in EFFICIENCY_COLUMNS}})
     return {"hybrid": pd.DataFrame(rows), "attacks": pd.DataFrame(attack_rows),
             "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
             "timings": timings_frame(timings), "notes": notes}
 
 
+EFFICIENCY_COLUMNS = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
+                      "membrane_updates", "connection_sparsity", "footprint_bytes")
 TIDY_COLUMNS = ["suite", "run_id", "dataset", "encoder", "head", "seed", "status", "epoch",
                 "metric", "value"]
 
@@ -448,6 +476,45 @@ def _plot_attacks(df: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
+def _plot_efficiency(table: pd.DataFrame, path: Path) -> None:
+    """Accuracy vs effective SynOps per image, one point per (encoder, head)."""
+    fig, ax = subplots(figsize=(6.5, 4.2))
+    markers = {"default": "o", "lif": "s", "paralif": "^"}
+    for (enc, head), g in table.groupby(["encoder", "head"], sort=False):
+        ax.scatter((g.synops_ac + g.synops_mac).mean(), 100 * g.test_acc.mean(),
+                   marker=markers.get(head, "x"), label=f"{enc} + {head}")
+    ax.set_xscale("log")
+    ax.set_xlabel("effective SynOps per test image (MACs + ACs)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    save_figure(fig, path)
+
+
+def _efficiency_lines(table: pd.DataFrame) -> list[str]:
+    rows = []
+    for (enc, head), g in table.groupby(["encoder", "head"], sort=False):
+        syn = (g.synops_ac + g.synops_mac).mean()
+        rows.append([enc, head, _fmt(g.test_acc.mean()), f"{g.synops_mac.mean():.3g}",
+                     f"{g.synops_ac.mean():.3g}", f"{g.synops_dense.mean():.3g}",
+                     f"{syn / g.synops_dense.mean():.3f}",
+                     "–" if g.activation_sparsity.isna().all()
+                     else f"{g.activation_sparsity.mean():.4f}",
+                     f"{g.membrane_updates.mean():.3g}",
+                     f"{g.footprint_bytes.mean() / 2**20:.2f}"])
+    return ["## Efficiency (NeuroBench's definitions), per test image", "",
+            markdown_table(["encoder", "head", "test acc %", "eff. MACs", "eff. ACs",
+                            "dense SynOps", "eff./dense", "activation sparsity (head)",
+                            "membrane updates", "footprint MiB"], rows), "",
+            "`spikebench.analysis.efficiency.hybrid_workload`: the encoder's Linear, "
+            "convolution and attention calls (MACs: pixels and activations are real-valued; "
+            "effective = nonzero input and weight pairs, so ReLU zeros save operations), "
+            "then the head: the default head's Linear (MACs), or the spiking head's layer "
+            "over its T rate-coded steps (ACs: binary input), counted on one encoding per "
+            "image. Activation sparsity and membrane updates: the spiking head's neurons "
+            "(the encoders' ReLUs are not spiking neurons and are not counted).", "",
+            "![accuracy vs SynOps](efficiency.png)", ""]
+
+
 def _fmt(mean: float, std: float | None = None) -> str:
     return f"{100 * mean:.1f}" + (f" ± {100 * std:.2f}" if std else "")
 
@@ -484,6 +551,8 @@ def _write_report(out_dir, name, description, specs, table, attacks, notes, wall
             "LIF column was really a plain ANN (a defect of the original code).",
             "",
         ]
+    if not table.empty and "synops_ac" in table:
+        parts += _efficiency_lines(table)
     if not attacks.empty:
         fg = attacks[attacks.attack == "fgsm"]
         eps_values = sorted(set(fg.eps))

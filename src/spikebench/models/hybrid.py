@@ -88,9 +88,12 @@ class SpikingHead(nn.Module):
         self.gain = nn.Parameter(torch.tensor(10.0))
         self.bias = nn.Parameter(torch.zeros(n_classes))
 
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """The rate code of the features: spikes [T, B, D]."""
+        return bernoulli(minmax(features), self.steps)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        spikes_in = bernoulli(minmax(features), self.steps)  # [T, B, D]
-        rate = self.layer(spikes_in).mean(0)
+        rate = self.layer(self.encode(features)).mean(0)
         return self.gain * rate + self.bias
 
 
