@@ -69,3 +69,62 @@ def convert(ann: ReLUMLP, x_train: torch.Tensor, percentile: float = 99.9) -> Sp
     snn.readout.weight.copy_(ann.out.weight * lambdas[-1])
     snn.readout.bias.copy_(ann.out.bias)
     return snn
+
+
+# -- convolutional networks (the robust conversion, Özdenizci & Legenstein 2024) -----------
+def _bn_batch_stats(model: nn.Module, train: bool) -> None:
+    """BatchNorm on batch statistics (``train``), every other module in eval mode."""
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.train(train)
+
+
+@torch.no_grad()
+def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: float = 99.7,
+                 scale: float = 1.0, batch_size: int = 128):
+    """The SNN of a trained ``models.ConvNet`` ANN (``params``: its neurons' ``DLIFParams``,
+    IF with hard reset in the paper), by threshold balancing on calibration images:
+
+    1. weights, biases and BatchNorm affines copied (the same module names);
+    2. layer by layer, earlier layers already spiking: theta_l = ``scale`` x the largest
+       over calibration batches of the ``percentile`` of layer l's input current (BN on
+       batch statistics); the next weight layer's weights are multiplied by theta_l, so
+       that 0/1 spikes carry the ANN's activation scale (a ~ theta rate);
+    3. BatchNorm's running statistics re-estimated on the SNN's own currents.
+    """
+    from spikebench.models.conv import ConvNet
+
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
+    snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes, neuron=params,
+                  steps=steps, coding="direct").to(x_calib.dtype)
+    missing, unexpected = snn.load_state_dict(ann.state_dict(), strict=False)
+    assert not unexpected and all(k.endswith(("theta", "gain")) for k in missing), missing
+    batches = x_calib.split(batch_size)
+    layers = list(snn.body) + [snn.readout]
+    for neuron in snn.neurons():
+        neuron.record = True
+        peak = 0.0
+        _bn_batch_stats(snn, True)
+        for xb in batches:
+            snn(xb)
+            q = np.percentile(neuron.last_current.detach().flatten().cpu().numpy(), percentile)
+            peak = max(peak, float(q))
+        neuron.record, neuron.last_current = False, None
+        theta = scale * peak if peak > 0 else 1.0
+        neuron.set_threshold(theta)
+        after = layers[next(i for i, m in enumerate(layers) if m is neuron) + 1:]
+        nxt = next(m for m in after if isinstance(m, nn.Conv2d | nn.Linear))
+        nxt.weight.mul_(theta)
+    for m in snn.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the calibration batches
+    _bn_batch_stats(snn, True)
+    for xb in batches:
+        snn(xb)
+    for m in snn.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    return snn.eval()

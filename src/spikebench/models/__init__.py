@@ -1,5 +1,6 @@
 """Networks built from neurons."""
 
+from spikebench.models.conv import CONV_ARCHS, ConvNet
 from spikebench.models.mlp import PRESETS, LeakyReadout, MLPState, SpikingMLP, preset
 
-__all__ = ["PRESETS", "LeakyReadout", "MLPState", "SpikingMLP", "preset"]
+__all__ = ["CONV_ARCHS", "ConvNet", "PRESETS", "LeakyReadout", "MLPState", "SpikingMLP", "preset"]

@@ -7,6 +7,7 @@ Adding a neuron is one file plus one line here.
 """
 
 from spikebench.neurons.base import SPEC_NEURON_FIELDS, Neuron, SpikingLayer
+from spikebench.neurons.dlif import DLIFLayer, DLIFParams, SpikingActivation, dlif_scan
 from spikebench.neurons.lif import LIFLayer, LIFParams, LIFState, lif_initial_state, lif_step
 from spikebench.neurons.paralif import ParaLIFLayer, ParaLIFParams
 from spikebench.neurons.surrogate import spike, spike_derivative, surrogate_names
@@ -19,9 +20,17 @@ NEURONS.register("paralif", Neuron(
     ParaLIFLayer, ParaLIFParams, ParaLIFLayer.description,
     spec_fields=("alpha", "beta", "surrogate", "slope"),  # its own threshold (0.1), no reset
     head_params={"spike_fn": "SB"}))
+NEURONS.register("dlif", Neuron(
+    DLIFLayer, DLIFParams, DLIFLayer.description,
+    spec_fields=("threshold",),  # its own paper defaults otherwise (--neuron-option)
+    head_params={"steps": 64}))
 
 __all__ = [
     "NEURONS",
+    "DLIFLayer",
+    "DLIFParams",
+    "SpikingActivation",
+    "dlif_scan",
     "SPEC_NEURON_FIELDS",
     "Neuron",
     "SpikingLayer",

@@ -6,7 +6,8 @@ Backward: the derivative of a smooth stand-in, scaled by ``slope``:
 - ``fast_sigmoid`` (SuperSpike, Zenke & Ganguli 2018): 1 / (1 + slope |x|)^2  (default)
 - ``sigmoid``: slope * sig(slope x) * (1 - sig(slope x))
 - ``triangle``: max(0, 1 - slope |x|)   (Bellec et al. 2018 use this piecewise-linear one)
-- ``straight_through``: 1 where |x| < 1/slope, else 0
+- ``straight_through``: 1 where |x| < 1/slope, else 0 (a rectangle of width 2/slope)
+- ``exponential``: exp(-slope |x|)
 
 ``soft_sigmoid`` is not a surrogate: its forward *is* sig(slope x), so the network is
 smooth and autograd is exact. Gradient tests use it to compare BPTT with finite
@@ -41,11 +42,16 @@ def _straight_through(x: torch.Tensor, slope: float) -> torch.Tensor:
     return (x.abs() < 1.0 / slope).to(x.dtype)
 
 
+def _exponential(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return torch.exp(-slope * x.abs())
+
+
 SURROGATES: Registry[Derivative] = Registry("surrogate")
 SURROGATES.register("fast_sigmoid", _fast_sigmoid)
 SURROGATES.register("sigmoid", _sigmoid)
 SURROGATES.register("triangle", _triangle)
 SURROGATES.register("straight_through", _straight_through)
+SURROGATES.register("exponential", _exponential)
 SMOOTH = "soft_sigmoid"
 
 

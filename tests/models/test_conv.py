@@ -1,0 +1,73 @@
+"""The convolutional ANN/SNN builder: time folding against a step-by-step simulation, the
+shared module names, and conversion's threshold balancing."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spikebench.analysis.conversion import convert_conv
+from spikebench.models import ConvNet
+from spikebench.neurons import DLIFParams, SpikingActivation
+from spikebench.neurons.dlif import dlif_step
+
+
+def step_by_step(model, x):
+    """An independent simulation: every layer at step t, the neurons' state carried."""
+    states, outs = {}, []
+    for t in range(model.steps):
+        h = x
+        for i, m in enumerate(model.body):
+            if isinstance(m, SpikingActivation):
+                v = states.get(i, torch.zeros_like(h))
+                gain = None if m.gain is None else m.gain[t]
+                h, _, states[i] = dlif_step(v, h, m.params, m.threshold(), gain)
+            else:
+                h = m(h)
+        outs.append(model.readout(h))
+    return torch.stack(outs).mean(0)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_time_folded_forward_equals_a_step_by_step_simulation(reset):
+    torch.manual_seed(0)
+    m = ConvNet("vgg-small", 1, 12, 4, DLIFParams(steps=5, reset=reset, threshold=0.3), steps=5)
+    m = m.double().eval()
+    with torch.no_grad():
+        for n in m.neurons():
+            n.gain.uniform_(0.5, 1.5)
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    torch.testing.assert_close(m(x), step_by_step(m, x), rtol=0, atol=1e-12)
+    spikes = torch.stack([n(torch.ones(5, 1)) for n in m.neurons()])
+    assert spikes.sum() > 0
+
+
+def test_ann_and_snn_share_their_weight_names():
+    ann = ConvNet("vgg5", 3, 32, 10)
+    snn = ConvNet("vgg5", 3, 32, 10, DLIFParams(steps=4), steps=4)
+    extra = set(snn.state_dict()) - set(ann.state_dict())
+    assert set(ann.state_dict()) <= set(snn.state_dict())
+    assert extra and all(k.endswith(("theta", "gain")) for k in extra)
+    assert ann(torch.rand(2, 3, 32, 32)).shape == snn(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_conversion_balances_thresholds_layer_by_layer():
+    torch.manual_seed(0)
+    ann = ConvNet("vgg-small", 1, 12, 4).double().eval()
+    x = torch.rand(64, 1, 12, 12, dtype=torch.float64)
+    params = DLIFParams(leak=1.0, reset="subtract", dynamic=False, learn_threshold=True, steps=1)
+    snn = convert_conv(ann, x, params, steps=16, percentile=99.7, scale=0.5, batch_size=32)
+    # layer 0's current is BN(conv(x)) on batch statistics (the direct input repeats x)
+    conv, bn = ann.body[0], nn.BatchNorm2d(ann.body[1].num_features).double()
+    bn.load_state_dict(ann.body[1].state_dict())
+    bn.train()
+    with torch.no_grad():
+        peaks = [np.percentile(np.tile(bn(conv(xb)).numpy(), (16, 1, 1, 1)), 99.7)
+                 for xb in x.split(32)]  # over the T steps (16 copies)
+    assert snn.neurons()[0].threshold().item() == pytest.approx(0.5 * max(peaks), rel=1e-9)
+    # the weight layer after each neuron carries its threshold
+    theta_last = float(snn.neurons()[-1].threshold())
+    torch.testing.assert_close(snn.readout.weight, ann.readout.weight * theta_last)
+    assert not snn.training and all(float(n.threshold()) > 0 for n in snn.neurons())
+    agree = (snn(x).argmax(-1) == ann(x).argmax(-1)).double().mean()
+    assert agree >= 0.5  # rates approximate the ANN (loosely at 16 steps)
