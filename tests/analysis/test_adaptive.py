@@ -74,3 +74,20 @@ def test_gradient_masking_is_caught_by_the_gradient_free_attack():
     assert r["fgsm"] == r["pgd"] == 1.0  # no gradient: the gradient attacks see nothing
     assert r["square"] < 0.5  # the gradient-free attack flips most decisions
     assert r["ensemble"] <= r["square"]
+
+
+def test_rate_coded_models_are_attacked_with_expectation_over_encodings():
+    from spikebench.analysis.adaptive import Routed, is_stochastic
+
+    torch.manual_seed(0)
+    m = ConvNet("vgg-small", 1, 8, 3, DLIFParams(steps=4, threshold=0.05), steps=4,
+                coding="bernoulli").eval()
+    assert is_stochastic(m) and not is_stochastic(ConvNet("vgg-small", 1, 8, 3))
+    x = torch.rand(5, 1, 8, 8)
+    torch.manual_seed(1)
+    averaged = Routed(m, "surrogate", eot=3)(x)
+    torch.manual_seed(1)
+    by_hand = torch.stack([m(x) for _ in range(3)]).mean(0)
+    torch.testing.assert_close(averaged, by_hand)
+    torch.manual_seed(2)
+    assert not torch.equal(m(x), m(x))  # each call draws a new encoding

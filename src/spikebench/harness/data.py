@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 
+import torch
+
 from spikebench.analysis.backdoor import Backdoor, poison
 from spikebench.datasets import DATASETS, SampleData
+from spikebench.datasets.encoders import to_unit
+from spikebench.errors import ConfigError
 
 KEEP = 4  # data sets kept per process
 _LOADED: OrderedDict[Hashable, object] = OrderedDict()
@@ -59,3 +63,25 @@ def spec_test_set(spec) -> SampleData:
     """The test set of a spec (``spec_data``'s second half, without poisoning a copy of
     the training set for nothing)."""
     return _clean(spec, False)[1]
+
+
+def image_split(spec, split: str, progress: bool):
+    """Images [N, C, H, W] float in [0, 1], labels and the class count of a spec with
+    ``dataset``, ``data_dir``, ``n_train`` and ``n_test`` (the hybrid and robust suites)."""
+    info = DATASETS.get(spec.dataset)
+    data = info.load(split, spec.data_dir, progress=progress)
+    if data.encode is None or data.x.dim() != 4:
+        raise ConfigError(f"this suite needs an image data set; {spec.dataset!r} is not one")
+    data = data.subset(spec.n_train if split == "train" else spec.n_test)
+    return to_unit(data.x).float(), data.y, data.classes
+
+
+def epoch_batches(spec, x, y):
+    """Batches of ``spec.batch_size``, shuffled per ``spec.seed`` and epoch, so that a
+    resumed run sees the same order: epoch -> iterator of (x, y)."""
+    def batches(epoch: int):
+        g = torch.Generator().manual_seed(spec.seed * 1000 + epoch)
+        return ((x[idx], y[idx]) for idx in torch.randperm(len(x), generator=g)
+                .split(spec.batch_size))
+
+    return batches

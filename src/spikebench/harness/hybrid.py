@@ -30,12 +30,11 @@ import torch.nn.functional as F
 from spikebench.analysis.attacks import attack_accuracy, predict
 from spikebench.analysis.efficiency import hybrid_workload
 from spikebench.datasets import DATASETS, DataNotFoundError
-from spikebench.datasets.encoders import to_unit
 from spikebench.errors import (
     ConfigError,
     RunFileError,
 )
-from spikebench.harness.data import once
+from spikebench.harness.data import epoch_batches, image_split, once
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -121,23 +120,6 @@ class HybridSpec:
         return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest(core)}"
 
 
-def load_images(spec: HybridSpec, split: str, progress: bool):
-    """Images [N, C, H, W] float in [0, 1] and labels; Fashion-MNIST falls back to the
-    embedded MNIST-5k digits when the Debian package is not installed."""
-    info = DATASETS.get(spec.dataset)
-    data = info.load(split, spec.data_dir, progress=progress)
-    if data.encode is None or data.x.dim() != 4:
-        raise ConfigError(f"hybrid studies need an image data set; {spec.dataset!r} is not one")
-    data = data.subset(spec.n_train if split == "train" else spec.n_test)
-    return to_unit(data.x).float(), data.y, data.classes
-
-
-def _batches(n: int, size: int, seed: int | None = None):
-    if seed is None:
-        return torch.arange(n).split(size)
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).split(size)
-
-
 def _sgd(params, spec: HybridSpec, epochs: int):
     """SGD and its per-epoch learning-rate schedule."""
     opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
@@ -171,12 +153,6 @@ def _ce_step(model: torch.nn.Module):
     return step
 
 
-def _epoch_batches(spec: HybridSpec, x, y):
-    """Shuffled per seed and epoch, so that a resumed stage sees the same order."""
-    return lambda epoch: ((x[idx], y[idx])
-                          for idx in _batches(len(x), spec.batch_size, spec.seed * 1000 + epoch))
-
-
 def _check_layout(stage: Path) -> None:
     """Stage folders of spikebench 0.1 (encoder.pt / head.pt, no status version) are not
     read as this version's: a clear message instead of a wrong reuse."""
@@ -207,7 +183,7 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
         frozen = _freeze(net)
         opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
                              spec.finetune_epochs)
-        return Training(net, opt, spec.finetune_epochs, _epoch_batches(spec, x, y),
+        return Training(net, opt, spec.finetune_epochs, epoch_batches(spec, x, y),
                         _ce_step(net), evaluate=lambda: {"acc": _accuracy(net, xt, yt)},
                         scheduler=schedule, frozen=frozen, meta={"stage": "encoder"},
                         label=f"{spec.encoder} fine-tuning", note=f"lr={spec.lr}")
@@ -258,7 +234,7 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
         seed_everything(spec.seed)
         head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps)
         opt, schedule = _sgd(list(head.parameters()), spec, spec.head_epochs)
-        return Training(head, opt, spec.head_epochs, _epoch_batches(spec, f_train, y),
+        return Training(head, opt, spec.head_epochs, epoch_batches(spec, f_train, y),
                         _ce_step(head),
                         evaluate=lambda: _head_accuracy(head, f_test, yt, spec.eval_seeds),
                         scheduler=schedule, meta={"stage": f"head-{neuron}"},
@@ -343,8 +319,8 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
         progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
         key = ("hybrid", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
                spec.n_test)
-        train, test = once(key, lambda: (load_images(spec, "train", progress),
-                                         load_images(spec, "test", progress)))
+        train, test = once(key, lambda: (image_split(spec, "train", progress),
+                                         image_split(spec, "test", progress)))
         run_dir = runs_dir / spec.run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "spec.json", asdict(spec))

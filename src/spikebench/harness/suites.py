@@ -17,7 +17,7 @@ from pathlib import Path
 from spikebench.analysis.backdoor import POISON_RATES, random_pairs
 from spikebench.datasets import DATASETS
 from spikebench.errors import ConfigError
-from spikebench.harness import hybrid
+from spikebench.harness import hybrid, robust
 from spikebench.harness.data import spec_data
 from spikebench.harness.executor import InProcessExecutor, RunResult
 from spikebench.harness.reference import PAPER_FGSM_FIELDS, PAPER_TRIGGER
@@ -161,6 +161,7 @@ COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train",
 SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",
                                 "neuron_options", "device"}
 HYBRID_OPTIONS = COMMON_OPTIONS | {"encoders", "weights", "n_eval"}
+ROBUST_OPTIONS = COMMON_OPTIONS | {"n_steps", "n_eval"}
 
 
 def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RULES,
@@ -371,6 +372,23 @@ SUITES.register("hybrid-lenet", hybrid_suite(
     "hybrid-lenet", ["lenet5"], None,
     "LeNet-5 trained from scratch on 28x28 images (10 epochs, SGD lr 0.05) with the default, "
     "a LIF and a ParaLIF head: the small hybrid, attacked like hybrid-resnet.", lr=0.05))
+
+
+def _robust_runner(suite: Suite, out_dir: Path, opts: SuiteOptions, runs_dir: Path, executor):
+    specs, notes = robust.robust_specs(suite.name, opts)
+    return robust.run_robust_specs(suite.name, suite.description, specs, out_dir, runs_dir,
+                                   opts.progress, notes, executor)
+
+
+SUITES.register("robust", Suite(
+    "robust",
+    "Defences for spiking networks, attacked by one adaptive ensemble: vanilla and "
+    "adversarially trained LIF SNNs, DLIF with Gaussian noise (rho 0) and DLIF + MS-MPPD "
+    "(Gaussian and adversarial; Ding et al. 2024), robust ANN-to-SNN conversion with "
+    "robust fine-tuning (Özdenizci & Legenstein 2024); conv SNNs with direct input, T=4, "
+    "on Fashion-MNIST (Debian package; else MNIST-5k); CIFAR-10/100 with --dataset and "
+    "--data-dir, the papers' VGG-11 / T=8 / eps 8/255 settings with --paper.",
+    lambda opts: ([], []), runner=_robust_runner, options=ROBUST_OPTIONS))
 
 
 def legacy_run_notes(specs: list[ExperimentSpec], runs_dir: Path) -> list[str]:
