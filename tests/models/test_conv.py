@@ -71,3 +71,16 @@ def test_conversion_balances_thresholds_layer_by_layer():
     assert not snn.training and all(float(n.threshold()) > 0 for n in snn.neurons())
     agree = (snn(x).argmax(-1) == ann(x).argmax(-1)).double().mean()
     assert agree >= 0.5  # rates approximate the ANN (loosely at 16 steps)
+
+
+def test_windows_from_carried_membranes_equal_one_run():
+    torch.manual_seed(0)
+    m = ConvNet("vgg-small", 1, 12, 4, DLIFParams(steps=6, threshold=0.3), steps=6)
+    m = m.double().eval()
+    with torch.no_grad():
+        for n in m.neurons():
+            n.gain.uniform_(0.5, 1.5)
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    first, state = m.window(x, 2, None, 0)
+    second, state = m.window(x, 4, state, 2)
+    torch.testing.assert_close(torch.cat([first, second]).mean(0), m(x), rtol=0, atol=1e-12)

@@ -89,6 +89,25 @@ class ConvNet(nn.Module):
         steps = INPUT_CODINGS.get(self.coding)(x, self.steps)
         return steps.reshape(-1, *x.shape[1:])
 
+    def window(self, x: torch.Tensor, steps: int, state: list | None = None,
+               t0: int = 0) -> tuple[torch.Tensor, list]:
+        """``steps`` steps of the SNN on image x from the neurons' membranes ``state``
+        (None: rest) after step ``t0 - 1``: (the readout at each step [steps, B, classes],
+        the membranes after the last step). ``forward`` is one window of T steps from rest
+        averaged over time (HIRE-SNN feeds T in periods of several windows)."""
+        x = x.to(self.readout.weight.dtype)
+        batch = x.shape[0]
+        h = INPUT_CODINGS.get(self.coding)(x, steps).reshape(-1, *x.shape[1:])
+        state = list(state) if state is not None else [None] * len(self.neurons())
+        k = 0
+        for m in self.body:
+            if isinstance(m, SpikingActivation):
+                s, state[k] = m.window(h.reshape(steps, batch, *h.shape[1:]), state[k], t0)
+                h, k = s.flatten(0, 1), k + 1
+            else:
+                h = m(h)
+        return self.readout(h).reshape(steps, batch, -1), state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.readout.weight.dtype)
         if not self.spiking:

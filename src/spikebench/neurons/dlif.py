@@ -82,19 +82,22 @@ def dlif_step(u_prev: torch.Tensor, current: torch.Tensor, p: DLIFParams, thresh
 
 
 def dlif_scan(current: torch.Tensor, p: DLIFParams, threshold, gain=None,
-              surrogate: tuple[str, float] | None = None, membranes: bool = False):
-    """Spikes [T, B, ...] of currents [T, B, ...] from rest (and U[t] if ``membranes``);
-    ``gain``: a[t] of length >= T, or None."""
-    if gain is not None and len(current) > len(gain):
-        raise ConfigError(f"the DLIF layer has a[t] for {len(gain)} steps, the input has "
-                          f"{len(current)}; build it with steps={len(current)} or more")
-    v = torch.zeros_like(current[0])
+              surrogate: tuple[str, float] | None = None, membranes: bool = False,
+              v0: torch.Tensor | None = None, t0: int = 0, final: bool = False):
+    """Spikes [T, B, ...] of currents [T, B, ...] (and U[t] if ``membranes``, the last
+    V[t] if ``final``), from rest or from the membranes ``v0`` after step ``t0 - 1``;
+    ``gain``: a[t] of length >= t0 + T, or None."""
+    if gain is not None and t0 + len(current) > len(gain):
+        raise ConfigError(f"the DLIF layer has a[t] for {len(gain)} steps, the input reaches "
+                          f"step {t0 + len(current)}; build it with that many steps or more")
+    v = torch.zeros_like(current[0]) if v0 is None else v0
     spikes, us = [], []
-    for t, c in enumerate(current):
+    for t, c in enumerate(current, start=t0):
         s, u, v = dlif_step(v, c, p, threshold, None if gain is None else gain[t], surrogate)
         spikes.append(s)
         us.append(u)
-    return (torch.stack(spikes), torch.stack(us)) if membranes else torch.stack(spikes)
+    out = (torch.stack(spikes), torch.stack(us)) if membranes else torch.stack(spikes)
+    return (out, v) if final else out
 
 
 class _Neuron(nn.Module):
@@ -145,6 +148,12 @@ class SpikingActivation(_Neuron):
             return s + (smooth - smooth.detach()).unsqueeze(0)
         return dlif_scan(current, self.params, theta, self.gain,
                          None if self.route is None else self.route)
+
+    def window(self, current: torch.Tensor, v0: torch.Tensor | None, t0: int):
+        """Steps t0 ... t0 + len(current) - 1 from the membranes ``v0`` (None: rest) with
+        the neuron's own surrogate: (spikes, V after the last step)."""
+        return dlif_scan(current, self.params, self.threshold(), self.gain, v0=v0, t0=t0,
+                         final=True)
 
     def extra_repr(self) -> str:
         p = self.params
