@@ -12,6 +12,7 @@ from spikebench.analysis.adaptive import (
     robust_evaluation,
     spike_counts,
 )
+from spikebench.errors import ConfigError
 from spikebench.models import ConvNet
 from spikebench.neurons import DLIFParams
 from spikebench.training.perturb import pgd
@@ -53,7 +54,7 @@ def test_ensemble_is_never_weaker_than_a_member_and_counts_spikes():
     with gradient_route(snn, "triangle:0.5"):
         assert all(n.route == ("triangle", 0.5) for n in snn.neurons())
     assert all(n.route is None for n in snn.neurons())
-    with pytest.raises(ValueError, match="route"):
+    with pytest.raises(ConfigError, match="route"):
         parse_route("bogus:1")
 
 

@@ -206,3 +206,35 @@ def test_hybrid_workload_counts_encoder_and_heads():
     assert got["default"]["footprint_bytes"] == 4 * n_lenet
     n_head = sum(p.numel() for p in heads["lif"].parameters())
     assert lif["footprint_bytes"] == 4 * (n_lenet - 84 * 10 - 10 + n_head)
+
+
+def test_conv_workload_counts_every_step_and_the_input_coding():
+    from spikebench.analysis.efficiency import conv_ops, conv_workload
+    from spikebench.models import CONV_ARCHS, ConvNet
+    from spikebench.neurons import DLIFParams
+
+    # no pooling: every layer after the first sees 0/1 spikes (average pooling would make
+    # them fractional, and NeuroBench's rule counts fractional inputs as MACs)
+    CONV_ARCHS.register("no-pool-test", ((4,), (6,), 0.0))
+    try:
+        _check_conv_workload(conv_ops, conv_workload, ConvNet, DLIFParams)
+    finally:
+        CONV_ARCHS.unregister("no-pool-test")
+
+
+def _check_conv_workload(conv_ops, conv_workload, ConvNet, DLIFParams):
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 8, 8)
+    direct = ConvNet("no-pool-test", 1, 8, 3, DLIFParams(steps=3, threshold=0.2), steps=3)
+    got = conv_workload(direct, x, batch=4)
+    first = direct.body[0]
+    assert got["synops_mac"] * 6 == 3 * conv_ops(x, first)  # pixels at each of T steps
+    assert 0 < got["synops_ac"] < got["synops_dense"]
+    assert 0 < got["activation_sparsity"] < 1
+    rate = ConvNet("no-pool-test", 1, 8, 3, DLIFParams(steps=3, threshold=0.2), steps=3,
+                   coding="bernoulli")
+    r = conv_workload(rate, x)
+    assert r["synops_mac"] == 0 and r["synops_ac"] > 0  # a rate code is binary: ACs only
+    ann = conv_workload(ConvNet("no-pool-test", 1, 8, 3), x)
+    assert ann["synops_ac"] == 0 and math.isnan(ann["activation_sparsity"])
+    assert ann["synops_dense"] * 3 == pytest.approx(got["synops_dense"])  # T times the ANN's

@@ -10,6 +10,7 @@ import spikebench.harness.robust as robust_mod
 from spikebench.errors import ConfigError
 from spikebench.harness import SuiteOptions, run_suite
 from spikebench.harness.robust import METHODS, RobustSpec, robust_specs
+from spikebench.registry import UnknownNameError
 
 ATTACKS = ("fgsm", "pgd", "square", "gaussian")
 
@@ -18,7 +19,7 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     opts = SuiteOptions(n_train=192, n_test=40, epochs=1, n_eval=10, n_steps=2,
                         progress=False)
     result = run_suite("robust", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
-    assert [r.status for r in result.runs] == ["done"] * len(METHODS)
+    assert [r.status for r in result.runs] == ["done"] * len(METHODS.names())
     table = pd.read_csv(tmp_path / "out" / "robust.csv")
     assert list(table.model) == ["vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "ann",
                                  "converted", "conversion"]
@@ -64,11 +65,11 @@ def test_run_ids_cover_what_trains_and_nothing_else():
     assert replace(gauss, rho=0.5).run_id != gauss.run_id
     conv = RobustSpec(method="conversion")
     assert replace(conv, finetune_beta=1.0).run_id != conv.run_id
-    assert len({RobustSpec(method=m).run_id for m in METHODS.names()}) == len(METHODS)
+    assert len({RobustSpec(method=m).run_id for m in METHODS.names()}) == len(METHODS.names())
 
 
 def test_bad_robust_settings_are_refused():
-    with pytest.raises(ConfigError, match="robust method"):
+    with pytest.raises(UnknownNameError, match="robust method"):
         RobustSpec(method="bogus")
     with pytest.raises(ConfigError, match="route"):
         RobustSpec(routes=("surrogate", "wobbly:1"))
@@ -81,7 +82,7 @@ def test_bad_robust_settings_are_refused():
 def test_specs_follow_the_options():
     specs, _ = robust_specs("robust", SuiteOptions(epochs=6, n_steps=8, seeds=[0, 1],
                                                    n_eval=50, progress=False))
-    assert len(specs) == 2 * len(METHODS)
+    assert len(specs) == 2 * len(METHODS.names())
     assert {(s.epochs, s.ann_epochs, s.finetune_epochs, s.steps, s.n_attack)
             for s in specs} == {(6, 6, 3, 8, 50)}
     paper, _ = robust_specs("robust", SuiteOptions(paper=True, data_dir="/data/cifar10",

@@ -52,7 +52,7 @@ def test_each_period_feeds_its_share_of_steps_of_its_own_variant(craft, monkeypa
         assert not torch.equal(v, x)
     assert not torch.equal(variants[1], variants[2])
     assert logits.shape == (4, 3) and loss > 0
-    assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters(), strict=True))
     with pytest.raises(ConfigError, match="multiple"):
         hire_step(snn(steps=4), opt, x, y, HireSchedule(periods=3))
 
@@ -74,7 +74,7 @@ def test_pruning_meets_the_global_target_and_follows_the_importance_ranking():
         kept = sum(d * n for d, n in zip(dens, sizes, strict=True))
         assert kept / sum(sizes) == pytest.approx(target, abs=1e-9)
         order = sorted(range(len(imp)), key=lambda k: imp[k])
-        assert all(dens[a] <= dens[b] + 1e-12 for a, b in zip(order, order[1:]))
+        assert all(dens[a] <= dens[b] + 1e-12 for a, b in zip(order, order[1:], strict=False))
         pruner = Pruner(snn(seed=1), dens)
         assert abs(pruner.density() - target) <= 0.005
     assert layer_densities([1.0, 1.0], [10, 10], 1.0) == [1.0, 1.0]

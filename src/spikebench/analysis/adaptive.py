@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from spikebench.analysis.attacks import ARTAttack
+from spikebench.errors import ConfigError
 from spikebench.neurons import SpikingActivation
 from spikebench.neurons.surrogate import surrogate_names
 from spikebench.training.perturb import fgsm, gaussian, mode, pgd
@@ -48,10 +49,15 @@ def parse_route(route: str):
     if route in ("bptr", "proxy"):
         return route
     name, _, slope = route.partition(":")
-    if name not in surrogate_names() or not slope:
-        raise ValueError(f"unknown gradient route {route!r}: 'surrogate', 'bptr', 'proxy' or "
-                         f"SURROGATE:SLOPE with a surrogate of {', '.join(surrogate_names())}")
-    return (name, float(slope))
+    try:
+        value = float(slope)
+    except ValueError:
+        value = float("nan")
+    if name not in surrogate_names() or not value > 0:
+        raise ConfigError(f"unknown gradient route {route!r}: 'surrogate', 'bptr', 'proxy' or "
+                          f"SURROGATE:SLOPE (slope > 0) with a surrogate of "
+                          f"{', '.join(surrogate_names())}")
+    return (name, value)
 
 
 @contextmanager

@@ -299,3 +299,37 @@ def hybrid_workload(net, heads: dict, x: torch.Tensor, batch: int = 256
                 counter.update_layers([head.layer], spikes_in, [head.layer(spikes_in)])
     return {name: {**c.result(), **hybrid_static(net.encoder, heads[name])}
             for name, c in out.items()}
+
+
+@torch.no_grad()
+def conv_workload(model: nn.Module, x: torch.Tensor, batch: int = 256) -> dict[str, float]:
+    """The efficiency metrics of a ``models.ConvNet`` (ANN or SNN) on images x, per image:
+    SynOps of its conv and Linear calls over all T steps (``ModuleCounter``: ACs where a
+    call's input is binary, i.e. spikes or a rate code, MACs for pixels and ANN
+    activations), activation sparsity of its spiking neurons (NaN for an ANN), footprint
+    and connection sparsity. Membrane updates are not counted here (0)."""
+    from spikebench.neurons import SpikingActivation
+
+    counter, zeros, total = EfficiencyCounter(), 0, 0
+
+    def hook(module, args, out):
+        nonlocal zeros, total
+        zeros += int((out == 0).sum())
+        total += out.numel()
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, SpikingActivation)]
+    was = model.training
+    model.eval()
+    try:
+        with ModuleCounter(model, counter):
+            for i in range(0, len(x), batch):
+                model(x[i:i + batch])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    counter.samples = len(x)
+    out = counter.result()
+    out["activation_sparsity"] = zeros / total if total else float("nan")
+    return {**out, **static_metrics(model)}

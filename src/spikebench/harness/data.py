@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable
 import torch
 
 from spikebench.analysis.backdoor import Backdoor, poison
-from spikebench.datasets import DATASETS, SampleData
+from spikebench.datasets import DATASETS, DataNotFoundError, SampleData
 from spikebench.datasets.encoders import to_unit
 from spikebench.errors import ConfigError
 
@@ -85,3 +85,19 @@ def epoch_batches(spec, x, y):
                 .split(spec.batch_size))
 
     return batches
+
+
+def default_image_dataset(opts, default: str = "fashion-mnist") -> tuple[str, list[str]]:
+    """The image suites' data set from the options: ``--dataset``, else ``default``
+    (Fashion-MNIST, Debian's package), falling back to the embedded MNIST-5k digits (with
+    a note saying so) when it is not installed and no folder is given."""
+    if opts.dataset is not None:
+        return opts.dataset, []
+    if opts.data_dir is None and default == "fashion-mnist":
+        try:
+            DATASETS.get("fashion-mnist").load("test", None, progress=False)
+        except DataNotFoundError:
+            return "mnist5k", ["Fashion-MNIST is not installed (Debian package "
+                               "dataset-fashion-mnist); the embedded MNIST-5k digits are used "
+                               "instead"]
+    return default, []

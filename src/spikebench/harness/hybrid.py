@@ -29,12 +29,11 @@ import torch.nn.functional as F
 
 from spikebench.analysis.attacks import attack_accuracy, predict
 from spikebench.analysis.efficiency import hybrid_workload
-from spikebench.datasets import DATASETS, DataNotFoundError
 from spikebench.errors import (
     ConfigError,
     RunFileError,
 )
-from spikebench.harness.data import epoch_batches, image_split, once
+from spikebench.harness.data import default_image_dataset, epoch_batches, image_split, once
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -571,15 +570,7 @@ def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
                  **defaults) -> tuple[list, list]:
     """The suite's specs from the command line's options (``SuiteOptions``); ``defaults``:
     the suite's own spec fields."""
-    notes = []
-    dataset = opts.dataset or "fashion-mnist"
-    if opts.dataset is None and opts.data_dir is None:
-        try:
-            DATASETS.get("fashion-mnist").load("test", None, progress=False)
-        except DataNotFoundError:
-            dataset = "mnist5k"
-            notes.append("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist); "
-                         "the embedded MNIST-5k digits are used instead")
+    dataset, notes = default_image_dataset(opts)
     chosen = opts.encoders or (paper_encoders if opts.paper and paper_encoders else encoders)
     if opts.weights and len(chosen) != 1:
         raise ConfigError("--weights loads one encoder's weights; choose it with --encoders")

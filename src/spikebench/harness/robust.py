@@ -40,9 +40,8 @@ from spikebench.analysis.adaptive import (
     spike_counts,
 )
 from spikebench.analysis.conversion import convert_conv
-from spikebench.datasets import DATASETS, DataNotFoundError
 from spikebench.errors import ConfigError
-from spikebench.harness.data import epoch_batches, image_split, once
+from spikebench.harness.data import default_image_dataset, epoch_batches, image_split, once
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -615,15 +614,7 @@ PAPER = dict(arch="vgg11", steps=8, n_train=None, n_test=None, epochs=100, lr=0.
 
 def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
     """Every method x seed from the command line's options (``SuiteOptions``)."""
-    notes = []
-    dataset = opts.dataset or ("cifar10" if opts.paper else "fashion-mnist")
-    if opts.dataset is None and opts.data_dir is None and not opts.paper:
-        try:
-            DATASETS.get("fashion-mnist").load("test", None, progress=False)
-        except DataNotFoundError:
-            dataset = "mnist5k"
-            notes.append("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist); "
-                         "the embedded MNIST-5k digits are used instead")
+    dataset, notes = default_image_dataset(opts, "cifar10" if opts.paper else "fashion-mnist")
     base = RobustSpec(dataset=dataset, suite=name, data_dir=opts.data_dir)
     if opts.paper:
         base = replace(base, **PAPER)

@@ -17,7 +17,7 @@ from pathlib import Path
 from spikebench.analysis.backdoor import POISON_RATES, random_pairs
 from spikebench.datasets import DATASETS
 from spikebench.errors import ConfigError
-from spikebench.harness import hybrid, robust
+from spikebench.harness import compress, hybrid, robust
 from spikebench.harness.data import spec_data
 from spikebench.harness.executor import InProcessExecutor, RunResult
 from spikebench.harness.reference import PAPER_FGSM_FIELDS, PAPER_TRIGGER
@@ -389,6 +389,23 @@ SUITES.register("robust", Suite(
     "on Fashion-MNIST (Debian package; else MNIST-5k); CIFAR-10/100 with --dataset and "
     "--data-dir, the papers' VGG-11 / T=8 / eps 8/255 settings with --paper.",
     lambda opts: ([], []), runner=_robust_runner, options=ROBUST_OPTIONS))
+
+
+def _compress_runner(suite: Suite, out_dir: Path, opts: SuiteOptions, runs_dir: Path,
+                     executor):
+    specs, notes = compress.compress_specs(suite.name, opts)
+    return compress.run_compress_specs(suite.name, suite.description, specs, out_dir,
+                                       runs_dir, opts.progress, notes, executor)
+
+
+SUITES.register("compress-robust", Suite(
+    "compress-robust",
+    "HIRE-SNN crafted-noise training and attention-guided compression (AGC; Kundu et al. "
+    "2021), alone and combined, against standard training: clean, FGSM, PGD (adaptive "
+    "ensemble), Gaussian accuracy, nonzero weights, SynOps and spikes at T in {2, 4, 8} for "
+    "direct and rate input, an AGC sweep from 2.5x to 30x, a Pareto plot; Fashion-MNIST "
+    "(else MNIST-5k), CIFAR with --dataset/--data-dir, the papers' sizes with --paper.",
+    lambda opts: ([], []), runner=_compress_runner, options=ROBUST_OPTIONS))
 
 
 def legacy_run_notes(specs: list[ExperimentSpec], runs_dir: Path) -> list[str]:

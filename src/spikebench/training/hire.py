@@ -51,11 +51,12 @@ class HireSchedule:
 
 
 def hire_step(model, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-              schedule: HireSchedule, clip=(0.0, 1.0), extra_loss=None
+              schedule: HireSchedule, clip=(0.0, 1.0), extra_loss=None, after_step=None
               ) -> tuple[float, torch.Tensor]:
     """One batch of HIRE-SNN training: ``periods`` optimizer steps. ``extra_loss(model,
-    variant)``: a term added to each period's loss (AGC's attention guidance). Returns the
-    mean period loss and the readout averaged over all T steps (detached)."""
+    variant)``: a term added to each period's loss (AGC's attention guidance);
+    ``after_step()``: called after each optimizer step (AGC's masks). Returns the mean
+    period loss and the readout averaged over all T steps (detached)."""
     width = schedule.window(model.steps)
     state, variant, losses, outs = None, x, [], []
     for p in range(schedule.periods):
@@ -69,6 +70,8 @@ def hire_step(model, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch
         loss.backward()
         grad = inp.grad if schedule.craft == "free" else None
         optimizer.step()
+        if after_step is not None:
+            after_step()
         state = [s.detach() for s in state]
         losses.append(loss.item())
         outs.append(out.detach())
