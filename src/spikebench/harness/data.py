@@ -71,7 +71,11 @@ def image_split(spec, split: str, progress: bool):
     info = DATASETS.get(spec.dataset)
     data = info.load(split, spec.data_dir, progress=progress)
     if data.encode is None or data.x.dim() != 4:
-        raise ConfigError(f"this suite needs an image data set; {spec.dataset!r} is not one")
+        from spikebench.datasets import IMAGE_SOURCES
+
+        images = [*IMAGE_SOURCES, "mnist5k"]
+        raise ConfigError(f"this suite needs an image data set; {spec.dataset!r} is not one "
+                          f"(choose one with --dataset: {', '.join(sorted(images))})")
     data = data.subset(spec.n_train if split == "train" else spec.n_test)
     return to_unit(data.x).float(), data.y, data.classes
 
