@@ -307,15 +307,17 @@ def conv_workload(model: nn.Module, x: torch.Tensor, batch: int = 256) -> dict[s
     SynOps of its conv and Linear calls over all T steps (``ModuleCounter``: ACs where a
     call's input is binary, i.e. spikes or a rate code, MACs for pixels and ANN
     activations), activation sparsity of its spiking neurons (NaN for an ANN), footprint
-    and connection sparsity. Membrane updates are not counted here (0)."""
+    and connection sparsity, ``spikes`` per image (0 for an ANN). Membrane updates are not
+    counted here (0)."""
     from spikebench.neurons import SpikingActivation
 
-    counter, zeros, total = EfficiencyCounter(), 0, 0
+    counter, zeros, total, spikes = EfficiencyCounter(), 0, 0, 0.0
 
     def hook(module, args, out):
-        nonlocal zeros, total
+        nonlocal zeros, total, spikes
         zeros += int((out == 0).sum())
         total += out.numel()
+        spikes += float(out.sum())
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, SpikingActivation)]
@@ -332,4 +334,5 @@ def conv_workload(model: nn.Module, x: torch.Tensor, batch: int = 256) -> dict[s
     counter.samples = len(x)
     out = counter.result()
     out["activation_sparsity"] = zeros / total if total else float("nan")
+    out["spikes"] = spikes / max(len(x), 1)  # per image, over every neuron and step
     return {**out, **static_metrics(model)}

@@ -32,11 +32,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from spikebench.analysis.adaptive import parse_route, robust_evaluation, spike_counts
+from spikebench.analysis.adaptive import parse_route, robust_evaluation
 from spikebench.analysis.efficiency import conv_workload
 from spikebench.datasets.encoders import INPUT_CODINGS
 from spikebench.errors import ConfigError
-from spikebench.harness.data import default_image_dataset, epoch_batches, image_split, once
+from spikebench.harness.data import default_image_dataset, epoch_batches, image_run
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -47,11 +47,18 @@ from spikebench.harness.executor import (
 )
 from spikebench.harness.report import markdown_table
 from spikebench.harness.results import SuiteResult, split_rows, timings_frame, write_atomic
-from spikebench.harness.robust import _accuracy, _load, _pct, _shape, neuron_params
+from spikebench.harness.robust import (
+    _accuracy,
+    _load,
+    _pct,
+    _shape,
+    neuron_params,
+    resolvable,
+)
 from spikebench.harness.spec import check_field_types, with_data_identity
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
-from spikebench.io import atomic_write, digest, save_figure, subplots, write_json
+from spikebench.io import atomic_write, digest, save_figure, subplots
 from spikebench.models import CONV_ARCHS, ConvNet
 from spikebench.progress import progress_line
 from spikebench.training.hire import HireSchedule, hire_step
@@ -268,8 +275,9 @@ def evaluate_spec(spec: CompressSpec, run_dir: Path, train, test) -> dict:
         model = _load(run_dir / CHECKPOINT, "model", build(spec, _shape(train), train[2]))
         out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
                                 spec.square_queries, spec.sigma, spec.eot, seed=spec.seed)
-        out.update({f"eff_{k}": v for k, v in conv_workload(model, x).items()})
-        out["spikes_per_image"] = spike_counts(model, x)
+        workload = conv_workload(model, x)
+        out["spikes_per_image"] = workload.pop("spikes")  # the same pass as the SynOps
+        out.update({f"eff_{k}": v for k, v in workload.items()})
         out["nonzero_weights"] = nonzero_weights(model)
         out["compression"] = compression_ratio(model)
         out["n"] = len(x)
@@ -293,13 +301,7 @@ def run_compress_specs(name: str, description: str, specs: list[CompressSpec], o
 
     def train_one(i: int, spec: CompressSpec) -> RunResult:
         progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
-        key = ("compress", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
-               spec.n_test)
-        train, test = once(key, lambda: (image_split(spec, "train", progress),
-                                         image_split(spec, "test", progress)))
-        run_dir = runs_dir / spec.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "spec.json", asdict(spec))
+        train, test, run_dir = image_run(spec, runs_dir, progress)
         result = train_spec(spec, run_dir, runs_dir, train, test, progress)
         result.sizes = {"n_train": len(train[0]), "n_test": len(test[0])}
         if result.status == "done":
@@ -395,9 +397,6 @@ def findings(df: pd.DataFrame) -> list[str]:
     out = []
     n = int(df.n.iloc[0]) if "n" in df and len(df) else 1
 
-    def se(p):
-        return math.sqrt(max(p * (1 - p), 1e-12) / n)
-
     def cell(method, coding, steps):
         g = df[(df.method == method) & (df.coding == coding) & (df.steps == steps)]
         return g.mean(numeric_only=True) if len(g) else None
@@ -407,7 +406,7 @@ def findings(df: pd.DataFrame) -> list[str]:
         h = cell("hire", "direct", steps)
         if d is not None and r is not None:
             diff = r.ensemble - d.ensemble
-            called = abs(diff) > 2 * math.hypot(se(r.ensemble), se(d.ensemble))
+            called = resolvable(r.ensemble, d.ensemble, n)
             out.append(f"T={steps}: rate-coded vs direct-input standard SNN, robust accuracy "
                        f"{_pct(r.ensemble)} vs {_pct(d.ensemble)} % ("
                        + ("supports" if called and diff > 0 else "does not support")
@@ -415,7 +414,7 @@ def findings(df: pd.DataFrame) -> list[str]:
                        f"clean {_pct(r.clean)} vs {_pct(d.clean)} %).")
         if d is not None and h is not None:
             diff = h.ensemble - d.ensemble
-            called = abs(diff) > 2 * math.hypot(se(h.ensemble), se(d.ensemble))
+            called = resolvable(h.ensemble, d.ensemble, n)
             out.append(f"T={steps}: HIRE-SNN vs standard (direct), robust accuracy "
                        f"{_pct(h.ensemble)} vs {_pct(d.ensemble)} %, FGSM {_pct(h.fgsm)} vs "
                        f"{_pct(d.fgsm)} %, clean {_pct(h.clean)} vs {_pct(d.clean)} % ("

@@ -80,6 +80,24 @@ def image_split(spec, split: str, progress: bool):
     return to_unit(data.x).float(), data.y, data.classes
 
 
+def image_run(spec, runs_dir, progress: bool):
+    """What an image suite's run starts from, in whatever process runs it: its (train,
+    test) images (``image_split``, loaded once per process and data set) and its folder
+    ``runs_dir / spec.run_id``, made, with ``spec.json`` written."""
+    from dataclasses import asdict
+
+    from spikebench.io import write_json
+
+    key = ("images", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
+           spec.n_test)
+    train, test = once(key, lambda: (image_split(spec, "train", progress),
+                                     image_split(spec, "test", progress)))
+    run_dir = runs_dir / spec.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "spec.json", asdict(spec))
+    return train, test, run_dir
+
+
 def epoch_batches(spec, x, y):
     """Batches of ``spec.batch_size``, shuffled per ``spec.seed`` and epoch, so that a
     resumed run sees the same order: epoch -> iterator of (x, y)."""

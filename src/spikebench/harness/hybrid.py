@@ -33,7 +33,7 @@ from spikebench.errors import (
     ConfigError,
     RunFileError,
 )
-from spikebench.harness.data import default_image_dataset, epoch_batches, image_split, once
+from spikebench.harness.data import default_image_dataset, epoch_batches, image_run
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -50,7 +50,7 @@ from spikebench.harness.results import SuiteResult, split_rows, timings_frame, w
 from spikebench.harness.spec import check_field_types, with_data_identity
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
-from spikebench.io import atomic_write, digest, save_figure, subplots, write_json
+from spikebench.io import atomic_write, digest, save_figure, subplots
 from spikebench.models.hybrid import (
     HEADS,
     IMAGE_ENCODERS,
@@ -316,13 +316,7 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
     def train_one(i: int, spec: HybridSpec) -> RunResult:
         """The stages of one run and its attacks (what an executor runs, anywhere)."""
         progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
-        key = ("hybrid", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
-               spec.n_test)
-        train, test = once(key, lambda: (image_split(spec, "train", progress),
-                                         image_split(spec, "test", progress)))
-        run_dir = runs_dir / spec.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "spec.json", asdict(spec))
+        train, test, run_dir = image_run(spec, runs_dir, progress)
         stages = {"default": finetune_encoder(spec, run_dir, train, test, progress)}
         if stages["default"].status == "done":
             for neuron in ("lif", "paralif"):

@@ -23,6 +23,7 @@ folder under their parameters, so a rerun with other attack settings retrains no
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -41,7 +42,7 @@ from spikebench.analysis.adaptive import (
 )
 from spikebench.analysis.conversion import convert_conv
 from spikebench.errors import ConfigError
-from spikebench.harness.data import default_image_dataset, epoch_batches, image_split, once
+from spikebench.harness.data import default_image_dataset, epoch_batches, image_run
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -57,7 +58,7 @@ from spikebench.harness.results import SuiteResult, split_rows, timings_frame, w
 from spikebench.harness.spec import check_field_types, with_data_identity
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
-from spikebench.io import atomic_write, digest, save_figure, subplots, write_json
+from spikebench.io import atomic_write, digest, save_figure, subplots
 from spikebench.models import CONV_ARCHS, ConvNet
 from spikebench.neurons import DLIFParams
 from spikebench.progress import progress_line
@@ -274,7 +275,7 @@ def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
         return stages
 
     def make_finetune() -> Training:
-        snn = converted(spec, run_dir, train, shape, classes)
+        snn = converted(spec, trained_ann(spec, run_dir, shape, classes), train)
         seed_everything(spec.seed)
         obj = Objective("finetune", eps=spec.eps_train, beta=spec.finetune_beta)
         return _training(spec, snn, obj, spec.finetune_epochs, spec.finetune_lr, train, test,
@@ -291,9 +292,12 @@ def _load(path: Path, what: str, model: torch.nn.Module) -> torch.nn.Module:
     return model.eval()
 
 
-def converted(spec: RobustSpec, run_dir: Path, train, shape, classes: int) -> ConvNet:
+def trained_ann(spec: RobustSpec, run_dir: Path, shape, classes: int) -> ConvNet:
+    return _load(run_dir / "ann" / CHECKPOINT, "ANN", build(spec, shape, classes, None))
+
+
+def converted(spec: RobustSpec, ann: ConvNet, train) -> ConvNet:
     """The trained ANN converted (deterministic: the first ``n_calib`` training images)."""
-    ann = _load(run_dir / "ann" / CHECKPOINT, "ANN", build(spec, shape, classes, None))
     return convert_conv(ann, train[0][:spec.n_calib], neuron_params(spec, "conversion"),
                         spec.steps, spec.percentile, spec.threshold_scale)
 
@@ -304,10 +308,9 @@ def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]
     if method.neuron != "conversion":
         return {spec.method: _load(run_dir / CHECKPOINT, "SNN",
                                    build(spec, shape, classes, method.neuron))}
-    ann = _load(run_dir / "ann" / CHECKPOINT, "ANN", build(spec, shape, classes, None))
-    conv = converted(spec, run_dir, train, shape, classes)
-    tuned = _load(run_dir / "finetune" / CHECKPOINT, "fine-tuned SNN",
-                  converted(spec, run_dir, train, shape, classes))
+    ann = trained_ann(spec, run_dir, shape, classes)
+    conv = converted(spec, ann, train)  # once: the fine-tuned model starts as its copy
+    tuned = _load(run_dir / "finetune" / CHECKPOINT, "fine-tuned SNN", copy.deepcopy(conv))
     return {"ann": ann, "converted": conv, "conversion": tuned}
 
 
@@ -349,13 +352,7 @@ def run_robust_specs(name: str, description: str, specs: list[RobustSpec], out_d
 
     def train_one(i: int, spec: RobustSpec) -> RunResult:
         progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
-        key = ("robust", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
-               spec.n_test)
-        train, test = once(key, lambda: (image_split(spec, "train", progress),
-                                         image_split(spec, "test", progress)))
-        run_dir = runs_dir / spec.run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "spec.json", asdict(spec))
+        train, test, run_dir = image_run(spec, runs_dir, progress)
         t0 = time.perf_counter()
         stages = train_method(spec, run_dir, train, test, progress)
         train_s = time.perf_counter() - t0
@@ -483,6 +480,11 @@ def _se(p: float, n: int) -> float:
     return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
 
 
+def resolvable(a: float, b: float, n: int) -> bool:
+    """Two accuracies on n samples differ by more than two binomial standard errors."""
+    return abs(a - b) > 2 * math.hypot(_se(a, n), _se(b, n))
+
+
 def findings(df: pd.DataFrame, n: int) -> list[str]:
     """What the numbers say about the studies' questions, with a two-standard-error rule
     (binomial, n attacked images) for calling a difference."""
@@ -490,7 +492,7 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
     out = []
 
     def differ(a: float, b: float) -> bool:
-        return abs(a - b) > 2 * math.hypot(_se(a, n), _se(b, n))
+        return resolvable(a, b, n)
 
     if {"ann", "converted", "conversion"} <= set(m.index):
         a, c, f = (m.loc[k] for k in ("ann", "converted", "conversion"))
