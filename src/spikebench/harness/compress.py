@@ -96,7 +96,7 @@ class CompressSpec:
     dataset: str = "fashion-mnist"
     arch: str = "vgg-small"
     seed: int = 0
-    n_train: int | None = 4000
+    n_train: int | None = 3000
     n_test: int | None = 1000
     epochs: int = 3
     batch_size: int = 64
@@ -113,7 +113,7 @@ class CompressSpec:
     n_importance: int = 256  # training images for the layer saliencies
     eps: float = 0.1
     sigma: float = 0.1
-    n_attack: int = 200
+    n_attack: int = 150
     pgd_steps: int = 7
     routes: tuple[str, ...] = ("surrogate", "triangle:0.5", "bptr")
     square_queries: int = 50
