@@ -89,3 +89,21 @@ def test_specs_follow_the_options():
                                                    progress=False))
     assert {(s.dataset, s.arch, s.steps) for s in paper} == {("cifar10", "vgg11", 8)}
     assert paper[0].eps == pytest.approx(8 / 255)
+
+
+@pytest.mark.parametrize("suite", ["robust", "compress-robust"])
+def test_the_conv_suites_take_one_conv_arch(suite):
+    from spikebench.harness.compress import compress_specs
+
+    build = robust_specs if suite == "robust" else compress_specs
+    specs, _ = build(suite, SuiteOptions(archs=["vgg16"], paper=True, data_dir="/d",
+                                         progress=False))
+    assert {s.arch for s in specs} == {"vgg16"}  # --archs wins over --paper's VGG-11
+    specs, _ = build(suite, SuiteOptions(progress=False))
+    assert {s.arch for s in specs} == {"vgg-small"}
+    with pytest.raises(ConfigError, match="one conv net per invocation"):
+        build(suite, SuiteOptions(archs=["vgg5", "vgg11"], progress=False))
+    with pytest.raises(ConfigError, match="ff is not one.*vgg-small"):
+        build(suite, SuiteOptions(archs=["ff"], progress=False))
+    with pytest.raises(ConfigError, match="unknown arch 'resnet12'"):
+        SuiteOptions(archs=["resnet12"])

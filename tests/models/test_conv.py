@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from spikebench.analysis.conversion import convert_conv
+from spikebench.errors import ConfigError
 from spikebench.models import ConvNet
 from spikebench.neurons import DLIFParams, SpikingActivation
 from spikebench.neurons.dlif import dlif_step
@@ -84,3 +85,12 @@ def test_windows_from_carried_membranes_equal_one_run():
     first, state = m.window(x, 2, None, 0)
     second, state = m.window(x, 4, state, 2)
     torch.testing.assert_close(torch.cat([first, second]).mean(0), m(x), rtol=0, atol=1e-12)
+
+
+def test_vgg16_has_thirteen_convs_and_refuses_images_it_would_pool_away():
+    snn = ConvNet("vgg16", 3, 32, 10, DLIFParams(steps=2), steps=2)
+    assert sum(isinstance(m, nn.Conv2d) for m in snn.body) == 13
+    assert len(snn.neurons()) == 13 + 2  # every conv and both hidden FC layers spike
+    assert snn(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="pools 28-px images below 1 px"):
+        ConvNet("vgg16", 1, 28, 10)

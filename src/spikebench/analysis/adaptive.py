@@ -96,6 +96,12 @@ def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                           for i in range(0, len(x), batch_size)])
 
 
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 256) -> float:
+    """The share of ``correct`` decisions (0 for no samples)."""
+    return float(correct(model, x, y, batch_size).float().mean()) if len(x) else 0.0
+
+
 def is_stochastic(model: nn.Module) -> bool:
     return getattr(model, "coding", "direct") != "direct"
 

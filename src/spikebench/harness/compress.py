@@ -32,11 +32,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from spikebench.analysis.adaptive import parse_route, robust_evaluation
+from spikebench.analysis.adaptive import accuracy, parse_route, robust_evaluation
 from spikebench.analysis.efficiency import conv_workload
 from spikebench.datasets.encoders import INPUT_CODINGS
 from spikebench.errors import ConfigError
-from spikebench.harness.data import default_image_dataset, epoch_batches, image_run
+from spikebench.harness.data import (
+    conv_arch,
+    default_image_dataset,
+    epoch_batches,
+    image_run,
+    image_shape,
+)
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -44,17 +50,11 @@ from spikebench.harness.executor import (
     StepResult,
     Training,
     fit,
+    load_trained,
 )
-from spikebench.harness.report import markdown_table
+from spikebench.harness.report import markdown_table, pct, resolvable
 from spikebench.harness.results import SuiteResult, split_rows, timings_frame, write_atomic
-from spikebench.harness.robust import (
-    _accuracy,
-    _load,
-    _pct,
-    _shape,
-    neuron_params,
-    resolvable,
-)
+from spikebench.harness.robust import neuron_params
 from spikebench.harness.spec import check_field_types, with_data_identity
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
@@ -81,7 +81,9 @@ EVAL_FIELDS = ("eps", "n_attack", "pgd_steps", "routes", "square_queries", "sigm
 # the papers' figures (CIFAR; HIRE: talk slides, white-box; AGC: WACV 2021)
 REFERENCE = {
     "standard": "–",
-    "hire": "C10 VGG5 clean / FGSM / PGD: 87.5 / 38.0 / 9.1 (+2.5 / +3.8 vs trad. SNN)",
+    "hire": "clean / FGSM / PGD, C10 VGG5: 87.5 / 38.0 / 9.1 (+2.5 / +3.8 vs trad. SNN), "
+            "C10 ResNet12: 90.3 / 33.3 / 3.8 (+12.2 / +3.5), C100 VGG11: 65.1 / 22.0 / 7.5 "
+            "(+5.7 / +4.6)",
     "agc": "C10 VGG16: 2.5x 91.29 %, 33.4x 90.15 % (T=100)",
     "hire+agc": "– (not in the papers)",
 }
@@ -208,7 +210,7 @@ def _guided(model, teacher, opt, pruner, beta):
 def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
                progress: bool) -> RunResult:
     """Train one method's run (an AGC run first makes sure its teacher is trained)."""
-    shape, classes = _shape(train), train[2]
+    shape, classes = image_shape(train), train[2]
     (x, y, _), (xt, yt, _) = train, test
     stage = {**asdict(spec), "stage": spec.method}
     if spec.method in TEACHER:
@@ -220,7 +222,7 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
                              f"{teacher_spec.run_id}: {teacher_res.message}", run_dir=run_dir)
 
         def make() -> Training:
-            teacher = _load(runs_dir / teacher_spec.run_id / CHECKPOINT, "teacher",
+            teacher = load_trained(runs_dir / teacher_spec.run_id / CHECKPOINT, "teacher",
                             build(spec, shape, classes))
             student = build(spec, shape, classes)
             student.load_state_dict(teacher.state_dict())
@@ -242,7 +244,7 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
             else:
                 step = _guided(student, teacher, opt, pruner, spec.agc_beta)
             return Training(student, opt, spec.finetune_epochs, epoch_batches(spec, x, y),
-                            step, evaluate=lambda: _accuracy(student, xt, yt),
+                            step, evaluate=lambda: {"acc": accuracy(student, xt, yt)},
                             scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(
                                 opt, T_max=spec.finetune_epochs),
                             label=f"{spec.method} T={spec.steps} {spec.coding}",
@@ -257,7 +259,7 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
                               weight_decay=spec.weight_decay)
         step = _hire(model, opt, spec.schedule()) if spec.method == "hire" else _plain(model)
         return Training(model, opt, spec.epochs, epoch_batches(spec, x, y), step,
-                        evaluate=lambda: _accuracy(model, xt, yt),
+                        evaluate=lambda: {"acc": accuracy(model, xt, yt)},
                         scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(
                             opt, T_max=spec.epochs),
                         label=f"{spec.method} T={spec.steps} {spec.coding}",
@@ -272,7 +274,8 @@ def evaluate_spec(spec: CompressSpec, run_dir: Path, train, test) -> dict:
     params = {k: getattr(spec, k) for k in EVAL_FIELDS}
 
     def compute() -> dict:
-        model = _load(run_dir / CHECKPOINT, "model", build(spec, _shape(train), train[2]))
+        model = load_trained(run_dir / CHECKPOINT, "model",
+                             build(spec, image_shape(train), train[2]))
         out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
                                 spec.square_queries, spec.sigma, spec.eot, seed=spec.seed)
         workload = conv_workload(model, x)
@@ -408,16 +411,16 @@ def findings(df: pd.DataFrame) -> list[str]:
             diff = r.ensemble - d.ensemble
             called = resolvable(r.ensemble, d.ensemble, n)
             out.append(f"T={steps}: rate-coded vs direct-input standard SNN, robust accuracy "
-                       f"{_pct(r.ensemble)} vs {_pct(d.ensemble)} % ("
+                       f"{pct(r.ensemble)} vs {pct(d.ensemble)} % ("
                        + ("supports" if called and diff > 0 else "does not support")
                        + " the claim that direct input loses the rate code's robustness; "
-                       f"clean {_pct(r.clean)} vs {_pct(d.clean)} %).")
+                       f"clean {pct(r.clean)} vs {pct(d.clean)} %).")
         if d is not None and h is not None:
             diff = h.ensemble - d.ensemble
             called = resolvable(h.ensemble, d.ensemble, n)
             out.append(f"T={steps}: HIRE-SNN vs standard (direct), robust accuracy "
-                       f"{_pct(h.ensemble)} vs {_pct(d.ensemble)} %, FGSM {_pct(h.fgsm)} vs "
-                       f"{_pct(d.fgsm)} %, clean {_pct(h.clean)} vs {_pct(d.clean)} % ("
+                       f"{pct(h.ensemble)} vs {pct(d.ensemble)} %, FGSM {pct(h.fgsm)} vs "
+                       f"{pct(d.fgsm)} %, clean {pct(h.clean)} vs {pct(d.clean)} % ("
                        + ("HIRE-SNN wins robustness" if called and diff > 0 else
                           "HIRE-SNN loses robustness" if called else "no resolvable difference")
                        + f"); training time per epoch {h.epoch_time_s:.1f} vs "
@@ -427,7 +430,7 @@ def findings(df: pd.DataFrame) -> list[str]:
     sweep = sweep.sort_values("compression")
     if len(sweep) > 1:
         out.append(f"AGC compression sweep (T={steps}, direct): " + "; ".join(
-            f"{c:.1f}x: clean {_pct(a)} %, robust {_pct(e)} %, spikes {s:.0f}"
+            f"{c:.1f}x: clean {pct(a)} %, robust {pct(e)} %, spikes {s:.0f}"
             for c, a, e, s in zip(sweep.compression, sweep.clean, sweep.ensemble,
                                   sweep.spikes_per_image, strict=True)) + ".")
     return out
@@ -450,8 +453,8 @@ def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Pat
         rows = []
         for _, r in df.iterrows():
             rows.append([r.method, r.coding, str(r.steps), f"{r.compression:.1f}x",
-                         _pct(r.clean), _pct(r.fgsm), _pct(r.pgd), _pct(r.ensemble),
-                         _pct(r.gaussian), f"{int(r.nonzero_weights)}",
+                         pct(r.clean), pct(r.fgsm), pct(r.pgd), pct(r.ensemble),
+                         pct(r.gaussian), f"{int(r.nonzero_weights)}",
                          f"{r.eff_synops_ac + r.eff_synops_mac:.3g}",
                          f"{r.spikes_per_image:.0f}", f"{r.epoch_time_s:.1f}"])
         n = int(df.n.iloc[0])
@@ -499,6 +502,7 @@ def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:
     base = CompressSpec(dataset=dataset, suite=name, data_dir=opts.data_dir)
     if opts.paper:
         base = replace(base, **PAPER)
+    base = replace(base, **conv_arch(opts, name))
     changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
                                  ("batch_size", opts.batch_size), ("lr", opts.lr),
                                  ("n_attack", opts.n_eval)) if v is not None}

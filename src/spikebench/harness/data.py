@@ -80,6 +80,15 @@ def image_split(spec, split: str, progress: bool):
     return to_unit(data.x).float(), data.y, data.classes
 
 
+def image_shape(train) -> tuple[int, int]:
+    """(channels, size) of an image split from ``image_split``; the conv nets take square
+    images only (anything else is a ``ConfigError``)."""
+    x = train[0]
+    if x.shape[-1] != x.shape[-2]:
+        raise ConfigError(f"the conv nets take square images, got {tuple(x.shape[-2:])}")
+    return x.shape[1], x.shape[-1]
+
+
 def image_run(spec, runs_dir, progress: bool):
     """What an image suite's run starts from, in whatever process runs it: its (train,
     test) images (``image_split``, loaded once per process and data set) and its folder
@@ -123,3 +132,21 @@ def default_image_dataset(opts, default: str = "fashion-mnist") -> tuple[str, li
                                "dataset-fashion-mnist); the embedded MNIST-5k digits are used "
                                "instead"]
     return default, []
+
+
+def conv_arch(opts, suite: str) -> dict:
+    """The conv suites' ``--archs``: {} (the suite's default) or {"arch": name} for one
+    registered conv net; several are a ``ConfigError`` (the suites' tables and findings
+    compare methods on one network)."""
+    from spikebench.models import CONV_ARCHS
+
+    if not opts.archs:
+        return {}
+    if len(opts.archs) > 1:
+        raise ConfigError(f"suite {suite!r} trains one conv net per invocation, got --archs "
+                          f"{','.join(opts.archs)}; run it once per arch (with its own --out)")
+    arch = opts.archs[0]
+    if arch not in CONV_ARCHS:
+        raise ConfigError(f"suite {suite!r} trains conv nets; --archs {arch} is not one "
+                          f"(choose one of {', '.join(CONV_ARCHS)})")
+    return {"arch": arch}

@@ -144,6 +144,13 @@ def restore(path: Path, what: str, module, state) -> None:
                         f"architecture or version: {first[:200]})") from None
 
 
+def load_trained(path: Path, what: str, model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with the weights of the checkpoint at ``path`` (``restore``), in eval
+    mode."""
+    restore(path, what, model, load_checkpoint(path)["model"])
+    return model.eval()
+
+
 def read_json(path: Path, what: str):
     """A run's JSON file; garbage in it is a ``RunFileError`` naming the file."""
     try:

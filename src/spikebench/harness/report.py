@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,19 @@ ARCH_ORDER = ["ff", "rec"]
 def _ordered(values, order):
     values = list(dict.fromkeys(values))
     return [v for v in order if v in values] + sorted(v for v in values if v not in order)
+
+
+def pct(v: float | None) -> str:
+    """An accuracy in [0, 1] as a percentage with one decimal; missing: an en dash."""
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+
+
+def resolvable(a: float, b: float, n: int) -> bool:
+    """Two accuracies on n samples differ by more than two binomial standard errors."""
+    def se(p: float) -> float:
+        return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
+
+    return abs(a - b) > 2 * math.hypot(se(a), se(b))
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -35,14 +34,20 @@ import torch
 
 from spikebench.analysis.adaptive import (
     DEFAULT_ROUTES,
-    correct,
+    accuracy,
     parse_route,
     robust_evaluation,
     spike_counts,
 )
 from spikebench.analysis.conversion import convert_conv
 from spikebench.errors import ConfigError
-from spikebench.harness.data import default_image_dataset, epoch_batches, image_run
+from spikebench.harness.data import (
+    conv_arch,
+    default_image_dataset,
+    epoch_batches,
+    image_run,
+    image_shape,
+)
 from spikebench.harness.executor import (
     CHECKPOINT,
     InProcessExecutor,
@@ -50,10 +55,9 @@ from spikebench.harness.executor import (
     StepResult,
     Training,
     fit,
-    load_checkpoint,
-    restore,
+    load_trained,
 )
-from spikebench.harness.report import markdown_table
+from spikebench.harness.report import markdown_table, pct, resolvable
 from spikebench.harness.results import SuiteResult, split_rows, timings_frame, write_atomic
 from spikebench.harness.spec import check_field_types, with_data_identity
 from spikebench.harness.studies import cached
@@ -223,15 +227,11 @@ def _step(model: ConvNet, obj: Objective):
     return step
 
 
-def _accuracy(model, x, y) -> dict[str, float]:
-    return {"acc": float(correct(model, x, y).float().mean())}
-
-
 def _training(spec, model, objective, epochs, lr, train, test, label) -> Training:
     (x, y, _), (xt, yt, _) = train, test
     opt, schedule = _sgd(model.parameters(), lr, spec, epochs)
     return Training(model, opt, epochs, epoch_batches(spec, x, y), _step(model, objective),
-                    evaluate=lambda: _accuracy(model, xt, yt), scheduler=schedule,
+                    evaluate=lambda: {"acc": accuracy(model, xt, yt)}, scheduler=schedule,
                     label=label, note=f"lr={lr}")
 
 
@@ -241,17 +241,10 @@ def snn_objective(spec: RobustSpec, method: Method) -> Objective:
                      rho=spec.rho if method.rho else 0.0)
 
 
-def _shape(train) -> tuple[int, int]:
-    x = train[0]
-    if x.shape[-1] != x.shape[-2]:
-        raise ConfigError(f"the conv nets take square images, got {tuple(x.shape[-2:])}")
-    return x.shape[1], x.shape[-1]
-
-
 def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
                  ) -> dict[str, RunResult]:
     """The method's stage runs (one, or ``ann`` and ``finetune`` for conversion)."""
-    method, shape, classes = METHODS.get(spec.method), _shape(train), train[2]
+    method, shape, classes = METHODS.get(spec.method), image_shape(train), train[2]
     if method.neuron != "conversion":
         def make() -> Training:
             seed_everything(spec.seed)
@@ -287,13 +280,8 @@ def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
     return stages
 
 
-def _load(path: Path, what: str, model: torch.nn.Module) -> torch.nn.Module:
-    restore(path, what, model, load_checkpoint(path)["model"])
-    return model.eval()
-
-
 def trained_ann(spec: RobustSpec, run_dir: Path, shape, classes: int) -> ConvNet:
-    return _load(run_dir / "ann" / CHECKPOINT, "ANN", build(spec, shape, classes, None))
+    return load_trained(run_dir / "ann" / CHECKPOINT, "ANN", build(spec, shape, classes, None))
 
 
 def converted(spec: RobustSpec, ann: ConvNet, train) -> ConvNet:
@@ -304,13 +292,13 @@ def converted(spec: RobustSpec, ann: ConvNet, train) -> ConvNet:
 
 def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]:
     """The models a finished run yields, by name."""
-    method, shape, classes = METHODS.get(spec.method), _shape(train), train[2]
+    method, shape, classes = METHODS.get(spec.method), image_shape(train), train[2]
     if method.neuron != "conversion":
-        return {spec.method: _load(run_dir / CHECKPOINT, "SNN",
+        return {spec.method: load_trained(run_dir / CHECKPOINT, "SNN",
                                    build(spec, shape, classes, method.neuron))}
     ann = trained_ann(spec, run_dir, shape, classes)
     conv = converted(spec, ann, train)  # once: the fine-tuned model starts as its copy
-    tuned = _load(run_dir / "finetune" / CHECKPOINT, "fine-tuned SNN", copy.deepcopy(conv))
+    tuned = load_trained(run_dir / "finetune" / CHECKPOINT, "fine-tuned SNN", copy.deepcopy(conv))
     return {"ann": ann, "converted": conv, "conversion": tuned}
 
 
@@ -472,19 +460,6 @@ def _plot_gains(df: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
-def _pct(v: float) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
-
-
-def _se(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
-
-
-def resolvable(a: float, b: float, n: int) -> bool:
-    """Two accuracies on n samples differ by more than two binomial standard errors."""
-    return abs(a - b) > 2 * math.hypot(_se(a, n), _se(b, n))
-
-
 def findings(df: pd.DataFrame, n: int) -> list[str]:
     """What the numbers say about the studies' questions, with a two-standard-error rule
     (binomial, n attacked images) for calling a difference."""
@@ -498,26 +473,26 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
         a, c, f = (m.loc[k] for k in ("ann", "converted", "conversion"))
         kept = ("keeps" if not differ(a.pgd, c.pgd) or c.pgd > a.pgd else "does not keep")
         out.append(
-            f"Conversion {kept} the ANN's robustness: PGD accuracy {_pct(a.pgd)} % (AT ANN) "
-            f"-> {_pct(c.pgd)} % (converted) -> {_pct(f.pgd)} % (fine-tuned); clean "
-            f"{_pct(a.clean)} -> {_pct(c.clean)} -> {_pct(f.clean)} %. Against the ensemble "
-            f"of gradient routes the SNNs keep {_pct(c.ensemble)} and {_pct(f.ensemble)} % "
-            f"(the ANN {_pct(a.ensemble)} %).")
+            f"Conversion {kept} the ANN's robustness: PGD accuracy {pct(a.pgd)} % (AT ANN) "
+            f"-> {pct(c.pgd)} % (converted) -> {pct(f.pgd)} % (fine-tuned); clean "
+            f"{pct(a.clean)} -> {pct(c.clean)} -> {pct(f.clean)} %. Against the ensemble "
+            f"of gradient routes the SNNs keep {pct(c.ensemble)} and {pct(f.ensemble)} % "
+            f"(the ANN {pct(a.ensemble)} %).")
     if {"gauss", "dlif-gauss"} <= set(m.index):
         g, d = m.loc["gauss"], m.loc["dlif-gauss"]
         verdict = ("helps" if d.ensemble > g.ensemble and differ(d.ensemble, g.ensemble) else
                    "hurts" if differ(d.ensemble, g.ensemble) else
                    "makes no difference we can resolve")
         out.append(
-            f"MS-MPPD beyond noise training {verdict}: ensemble accuracy {_pct(g.ensemble)} % "
-            f"(Gaussian, rho 0) vs {_pct(d.ensemble)} % (rho 1); PGD {_pct(g.pgd)} vs "
-            f"{_pct(d.pgd)} %, clean {_pct(g.clean)} vs {_pct(d.clean)} %, Gaussian noise "
-            f"{_pct(g.gaussian)} vs {_pct(d.gaussian)} %.")
+            f"MS-MPPD beyond noise training {verdict}: ensemble accuracy {pct(g.ensemble)} % "
+            f"(Gaussian, rho 0) vs {pct(d.ensemble)} % (rho 1); PGD {pct(g.pgd)} vs "
+            f"{pct(d.pgd)} %, clean {pct(g.clean)} vs {pct(d.clean)} %, Gaussian noise "
+            f"{pct(g.gaussian)} vs {pct(d.gaussian)} %.")
     if {"at", "dlif-at"} <= set(m.index):
         a, d = m.loc["at"], m.loc["dlif-at"]
         out.append(f"DLIF + MS-MPPD with adversarial training vs LIF adversarial training: "
-                   f"ensemble {_pct(d.ensemble)} vs {_pct(a.ensemble)} %, PGD {_pct(d.pgd)} vs "
-                   f"{_pct(a.pgd)} %, clean {_pct(d.clean)} vs {_pct(a.clean)} % (neuron and "
+                   f"ensemble {pct(d.ensemble)} vs {pct(a.ensemble)} %, PGD {pct(d.pgd)} vs "
+                   f"{pct(a.pgd)} %, clean {pct(d.clean)} vs {pct(a.clean)} % (neuron and "
                    "regulariser change together).")
     gap = [(k, r.pgd - r.ensemble) for k, r in m.iterrows() if "pgd" in r]
     worst = max(gap, key=lambda kv: kv[1], default=None)
@@ -556,7 +531,7 @@ def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> P
                     else {"ann": "the adversarially trained ANN (base of conversion)",
                           "converted": "the converted SNN before fine-tuning"}[model])
             ref = method.reference if model in (g.method.iloc[0], "conversion") else "–"
-            rows.append([model, what] + [_pct(g[c].mean()) for c in
+            rows.append([model, what] + [pct(g[c].mean()) for c in
                                          ("clean", "fgsm", "pgd", "ensemble", "square",
                                           "gaussian")]
                         + [f"{g.spikes_per_image.mean():.0f}", ref])
@@ -620,6 +595,7 @@ def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
     base = RobustSpec(dataset=dataset, suite=name, data_dir=opts.data_dir)
     if opts.paper:
         base = replace(base, **PAPER)
+    base = replace(base, **conv_arch(opts, name))
     changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
                                  ("batch_size", opts.batch_size), ("lr", opts.lr),
                                  ("steps", opts.n_steps), ("n_attack", opts.n_eval))

@@ -38,6 +38,7 @@ from spikebench.harness.spec import (
 from spikebench.harness.studies import STUDIES, StudyContext
 from spikebench.harness.train import train_run
 from spikebench.learning_rules import RULES
+from spikebench.models import CONV_ARCHS
 from spikebench.progress import progress_line
 from spikebench.registry import Registry
 
@@ -92,8 +93,9 @@ class SuiteOptions:
         for r in self.rules or []:
             RULES.get(r)  # an unknown name is an error listing the known rules
         for a in self.archs or []:
-            if a not in ARCHS:
-                raise ConfigError(f"unknown arch {a!r}; known archs: {', '.join(ARCHS)}")
+            if a not in ARCHS and a not in CONV_ARCHS:
+                raise ConfigError(f"unknown arch {a!r}; known archs: {', '.join(ARCHS)} (SNN "
+                                  f"suites), {', '.join(CONV_ARCHS)} (robust suites)")
         for name in ("epochs", "n_train", "n_test", "batch_size", "n_steps", "n_eval"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -161,7 +163,7 @@ COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train",
 SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",
                                 "neuron_options", "device"}
 HYBRID_OPTIONS = COMMON_OPTIONS | {"encoders", "weights", "n_eval"}
-ROBUST_OPTIONS = COMMON_OPTIONS | {"n_steps", "n_eval"}
+ROBUST_OPTIONS = COMMON_OPTIONS | {"n_steps", "n_eval", "archs"}
 
 
 def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RULES,

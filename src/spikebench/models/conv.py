@@ -16,7 +16,7 @@ folded samples. The logits are the readout's output averaged over time.
 
 Architectures: ``vgg-small`` (2 convs, the CPU default for 28x28 images), ``vgg5``
 (Ding et al.'s ablation net), ``vgg11`` (VGG-11 with BN, FC 4096-4096, dropout 0.2: the
-papers' CIFAR net).
+papers' CIFAR net), ``vgg16`` (VGG-16 with BN and the same classifier: AGC's net).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ CONV_ARCHS.register("vgg-small", ((16, "A", 32, "A"), (128,), 0.0))
 CONV_ARCHS.register("vgg5", ((64, "A", 128, 128, "A"), (1024,), 0.0))
 CONV_ARCHS.register("vgg11", ((64, "A", 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A"),
                               (4096, 4096), 0.2))
+CONV_ARCHS.register("vgg16", ((64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A",
+                               512, 512, 512, "A"), (4096, 4096), 0.2))
 
 
 class ConvNet(nn.Module):
@@ -57,7 +59,9 @@ class ConvNet(nn.Module):
         for c in convs:
             if c == "A":
                 if size < 2:
-                    raise ConfigError(f"{arch} pools {image_size}-px images below 1 px")
+                    raise ConfigError(f"{arch} pools {image_size}-px images below 1 px; choose "
+                                  f"a net with fewer pools (one of {', '.join(CONV_ARCHS)}) "
+                                  "or larger images (CIFAR: --dataset cifar10 --data-dir)")
                 layers.append(nn.AvgPool2d(2))
                 size //= 2
             else:
