@@ -7,7 +7,7 @@ import pytest
 import spikebench.harness.compress as compress_mod
 from spikebench.errors import ConfigError
 from spikebench.harness import SuiteOptions, run_suite
-from spikebench.harness.compress import CompressSpec, compress_specs, pareto_front
+from spikebench.harness.compress import CompressSpec, compress_specs, pareto_figure, pareto_front
 
 
 def test_compress_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
@@ -64,3 +64,22 @@ def test_specs_and_identities():
 def test_pareto_front_keeps_the_undominated_points():
     pts = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (2.0, 58.0), (4.0, 70.0)]
     assert pareto_front(pts) == [(0.5, 40.0), (1.0, 50.0), (2.0, 60.0), (4.0, 70.0)]
+
+
+def test_every_pareto_marker_is_visible_in_its_own_colour():
+    # open markers (rate code) once had no edge colour: drawn, but invisible
+    rows = [dict(method=m, coding=c, eff_synops_ac=1e5 * (i + 1), eff_synops_mac=1e3,
+                 clean=0.8, ensemble=0.3 + 0.01 * i)
+            for i, (m, c) in enumerate((m, c) for m in ("standard", "hire", "agc", "hire+agc")
+                                       for c in ("direct", "bernoulli"))]
+    fig = pareto_figure(pd.DataFrame(rows))
+    for ax in fig.axes[:2]:
+        colours = {}
+        for pc in ax.collections:
+            face, edge = pc.get_facecolor(), pc.get_edgecolor()
+            assert len(edge) and edge[0][3] > 0  # an outline, whatever the fill
+            method, coding = pc.get_label().rstrip(")").split(" (")
+            assert (len(face) and face[0][3] > 0) == (coding == "direct")
+            colours.setdefault(method, set()).add(tuple(edge[0]))
+        assert len(colours) == 4 and all(len(c) == 1 for c in colours.values())
+        assert len({next(iter(c)) for c in colours.values()}) == 4

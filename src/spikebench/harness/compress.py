@@ -375,14 +375,19 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def _plot_pareto(df: pd.DataFrame, path: Path) -> None:
+def pareto_figure(df: pd.DataFrame):
+    """Clean and robust accuracy vs SynOps, a marker and colour per method (filled: direct
+    input, open: rate code), with each panel's Pareto front."""
     fig, axes = subplots(1, 2, figsize=(11, 4.2), sharex=True)
     markers = {"standard": "o", "hire": "s", "agc": "^", "hire+agc": "D"}
+    colours = {m: f"C{i}" for i, m in enumerate(METHODS)}
     for ax, col, title in ((axes[0], "clean", "clean accuracy"),
                            (axes[1], "ensemble", "robust accuracy (ensemble)")):
         for (method, coding), g in df.groupby(["method", "coding"], sort=False):
+            colour = colours.get(method, "k")
             ax.scatter(_synops(g), 100 * g[col], marker=markers.get(method, "x"),
-                       facecolors="none" if coding != "direct" else None,
+                       facecolors=colour if coding == "direct" else "none",
+                       edgecolors=colour,
                        label=f"{method} ({coding})")
         front = pareto_front(list(zip(_synops(df), 100 * df[col], strict=True)))
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=0.8,
@@ -392,7 +397,11 @@ def _plot_pareto(df: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.tight_layout()
-    save_figure(fig, path)
+    return fig
+
+
+def _plot_pareto(df: pd.DataFrame, path: Path) -> None:
+    save_figure(pareto_figure(df), path)
 
 
 def findings(df: pd.DataFrame) -> list[str]:
