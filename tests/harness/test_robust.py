@@ -105,5 +105,14 @@ def test_the_conv_suites_take_one_conv_arch(suite):
         build(suite, SuiteOptions(archs=["vgg5", "vgg11"], progress=False))
     with pytest.raises(ConfigError, match="ff is not one.*vgg-small"):
         build(suite, SuiteOptions(archs=["ff"], progress=False))
-    with pytest.raises(ConfigError, match="unknown arch 'resnet12'"):
-        SuiteOptions(archs=["resnet12"])
+    with pytest.raises(ConfigError, match="unknown arch 'wrn16'.*resnet12"):
+        SuiteOptions(archs=["wrn16"])
+
+
+def test_a_residual_net_runs_every_method_but_conversion_and_says_so():
+    specs, notes = robust_specs("robust", SuiteOptions(archs=["resnet12"], progress=False))
+    methods = {s.method for s in specs}
+    converting = {m for m in METHODS.names() if METHODS.get(m).neuron == "conversion"}
+    assert converting and not methods & converting
+    assert methods == set(METHODS.names()) - converting
+    assert any("conversion" in n and "resnet12" in n for n in notes)

@@ -9,6 +9,7 @@ from torch import nn
 from spikebench.analysis.conversion import convert_conv
 from spikebench.errors import ConfigError
 from spikebench.models import ConvNet
+from spikebench.models.conv import Residual
 from spikebench.neurons import DLIFParams, SpikingActivation
 from spikebench.neurons.dlif import dlif_step
 
@@ -16,16 +17,21 @@ from spikebench.neurons.dlif import dlif_step
 def step_by_step(model, x):
     """An independent simulation: every layer at step t, the neurons' state carried."""
     states, outs = {}, []
-    for t in range(model.steps):
-        h = x
-        for i, m in enumerate(model.body):
+
+    def layers(seq, h, t):
+        for m in seq:
             if isinstance(m, SpikingActivation):
-                v = states.get(i, torch.zeros_like(h))
+                v = states.get(id(m), torch.zeros_like(h))
                 gain = None if m.gain is None else m.gain[t]
-                h, _, states[i] = dlif_step(v, h, m.params, m.threshold(), gain)
+                h, _, states[id(m)] = dlif_step(v, h, m.params, m.threshold(), gain)
+            elif isinstance(m, Residual):  # act(main(h) + shortcut(h)), at this step
+                h = layers([m.act], layers(m.main, h, t) + layers(m.shortcut, h, t), t)
             else:
                 h = m(h)
-        outs.append(model.readout(h))
+        return h
+
+    for t in range(model.steps):
+        outs.append(model.readout(layers(model.body, x, t)))
     return torch.stack(outs).mean(0)
 
 
@@ -94,3 +100,46 @@ def test_vgg16_has_thirteen_convs_and_refuses_images_it_would_pool_away():
     assert snn(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ConfigError, match="pools 28-px images below 1 px"):
         ConvNet("vgg16", 1, 28, 10)
+
+
+def _spiking_resnet(steps: int) -> ConvNet:
+    torch.manual_seed(0)
+    m = ConvNet("resnet12", 1, 12, 4, DLIFParams(steps=steps, threshold=0.3), steps=steps)
+    m = m.double().eval()
+    with torch.no_grad():
+        for n in m.neurons():
+            n.gain.uniform_(0.5, 1.5)
+    return m
+
+
+def test_resnet12_runs_its_residual_blocks_like_a_step_by_step_simulation():
+    m = _spiking_resnet(4)
+    assert sum(isinstance(b, Residual) for b in m.body) == 4
+    assert sum(isinstance(c, nn.Conv2d) for c in m.modules()) == 3 + 4 * 2 + 3  # 3 shortcuts
+    assert len(m.neurons()) == 3 + 4 * 2
+    x = torch.rand(3, 1, 12, 12, dtype=torch.float64)
+    rates = []
+    hooks = [n.register_forward_hook(lambda mod, a, out: rates.append(float(out.mean())))
+             for n in m.neurons()]
+    out = m(x)
+    for h in hooks:
+        h.remove()
+    assert min(rates) > 0  # every layer spikes: the check reaches the last block
+    torch.testing.assert_close(out, step_by_step(m, x), rtol=0, atol=1e-12)
+    first, state = m.window(x, 1, None, 0)
+    second, state = m.window(x, 3, state, 1)
+    torch.testing.assert_close(torch.cat([first, second]).mean(0), out, rtol=0, atol=1e-12)
+    ann = ConvNet("resnet12", 1, 28, 10)  # 28 px: 14, 14, 7, 4, 2
+    assert ann(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert set(ann.state_dict()) <= set(ConvNet("resnet12", 1, 28, 10, DLIFParams(steps=2),
+                                                steps=2).state_dict())
+
+
+def test_residual_nets_are_not_converted():
+    from spikebench.harness.robust import RobustSpec
+
+    with pytest.raises(ConfigError, match="residual"):
+        convert_conv(ConvNet("resnet12", 1, 12, 4), torch.rand(4, 1, 12, 12),
+                     DLIFParams(leak=1.0, dynamic=False, steps=2), steps=2)
+    with pytest.raises(ConfigError, match="cannot convert resnet12"):
+        RobustSpec(method="conversion", arch="resnet12")

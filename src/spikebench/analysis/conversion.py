@@ -93,8 +93,12 @@ def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: flo
        that 0/1 spikes carry the ANN's activation scale (a ~ theta rate);
     3. BatchNorm's running statistics re-estimated on the SNN's own currents.
     """
-    from spikebench.models.conv import ConvNet
+    from spikebench.errors import ConfigError
+    from spikebench.models.conv import ConvNet, is_residual
 
+    if is_residual(ann.arch):
+        raise ConfigError(f"convert_conv balances thresholds of plain (VGG) nets; {ann.arch} "
+                          "has residual identity paths with no weight layer to fold into")
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
     snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes, neuron=params,

@@ -63,7 +63,7 @@ from spikebench.harness.spec import check_field_types, with_data_identity
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
 from spikebench.io import atomic_write, digest, save_figure, subplots
-from spikebench.models import CONV_ARCHS, ConvNet
+from spikebench.models import CONV_ARCHS, ConvNet, is_residual
 from spikebench.neurons import DLIFParams
 from spikebench.progress import progress_line
 from spikebench.registry import Registry
@@ -165,8 +165,11 @@ class RobustSpec:
         object.__setattr__(self, "eps_sweep", tuple(float(e) for e in self.eps_sweep))
         object.__setattr__(self, "routes", tuple(self.routes))
         check_field_types(self)
-        METHODS.get(self.method)
         CONV_ARCHS.get(self.arch)
+        if METHODS.get(self.method).neuron == "conversion" and is_residual(self.arch):
+            raise ConfigError(f"method {self.method!r} cannot convert {self.arch}: threshold "
+                              f"balancing folds each threshold into the next weight layer, "
+                              "which a residual identity path does not have; choose a VGG")
         for r in self.routes:
             parse_route(r)
         if self.ann_objective not in ("pgd-at", "trades"):
@@ -605,6 +608,11 @@ def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
                        finetune_epochs=max(1, opts.epochs // 2))
     methods = [m for m in METHOD_ORDER if m in METHODS] + [
         m for m in METHODS.names() if m not in METHOD_ORDER]  # a user's own last
+    if is_residual(base.arch):
+        skipped = [m for m in methods if METHODS.get(m).neuron == "conversion"]
+        methods = [m for m in methods if m not in skipped]
+        notes = notes + [f"{', '.join(skipped)} not run: {base.arch} is residual, and "
+                         "threshold balancing needs a weight layer after every neuron"]
     specs = [replace(base, method=m, seed=s, **changes)
              for m in methods for s in (opts.seeds or [0])]
     return specs, notes

@@ -5,6 +5,7 @@ weights into the SNN one to one.
 
     conv 3x3 (no bias) - BatchNorm - activation   per number in the config
     average pooling 2x2                           per "A"
+    a basic residual block (``Residual``)         per ("res", width, stride)
     flatten - [Linear - activation - dropout] per hidden width - Linear (the readout)
 
 The SNN simulates T steps; the input coding turns an image into T steps of input:
@@ -16,7 +17,11 @@ folded samples. The logits are the readout's output averaged over time.
 
 Architectures: ``vgg-small`` (2 convs, the CPU default for 28x28 images), ``vgg5``
 (Ding et al.'s ablation net), ``vgg11`` (VGG-11 with BN, FC 4096-4096, dropout 0.2: the
-papers' CIFAR net), ``vgg16`` (VGG-16 with BN and the same classifier: AGC's net).
+papers' CIFAR net), ``vgg16`` (VGG-16 with BN and the same classifier: AGC's net),
+``resnet12`` (HIRE-SNN's ResNet12 in the layout of the same group's DIET-SNN code, on which
+HIRE-SNN's builds: three 64-channel convs, a pool, four basic blocks of 64/128/256/512
+channels with strides 1/2/2/2, dropout 0.2 inside each block, a linear readout; with
+BatchNorm like our other nets, where DIET-SNN's has none).
 """
 
 from __future__ import annotations
@@ -30,13 +35,43 @@ from spikebench.neurons import DLIFParams, SpikingActivation
 from spikebench.registry import Registry
 
 CONV_ARCHS: Registry[tuple] = Registry("conv architecture")
-# (convs and pools, hidden widths of the classifier, dropout)
+# (convs, pools and residual blocks; hidden widths of the classifier; dropout: after each
+# hidden Linear, and inside each residual block)
 CONV_ARCHS.register("vgg-small", ((16, "A", 32, "A"), (128,), 0.0))
 CONV_ARCHS.register("vgg5", ((64, "A", 128, 128, "A"), (1024,), 0.0))
 CONV_ARCHS.register("vgg11", ((64, "A", 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A"),
                               (4096, 4096), 0.2))
+CONV_ARCHS.register("resnet12", ((64, 64, 64, "A", ("res", 64, 1), ("res", 128, 2),
+                                  ("res", 256, 2), ("res", 512, 2)), (), 0.2))
 CONV_ARCHS.register("vgg16", ((64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A",
                                512, 512, 512, "A"), (4096, 4096), 0.2))
+
+
+def is_residual(arch: str) -> bool:
+    return any(isinstance(c, tuple) for c in CONV_ARCHS.get(arch)[0])
+
+
+class Residual(nn.Module):
+    """A basic residual block: act(main(x) + shortcut(x)) with main = conv 3x3 (stride) -
+    BN - act - [dropout] - conv 3x3 - BN and shortcut = identity, or conv 1x1 (stride) - BN
+    where the shape changes. ``forward`` is the ANN's; a spiking ``ConvNet`` runs the
+    parts itself (its neurons need the time axis)."""
+
+    def __init__(self, channels: int, width: int, stride: int, dropout: float, act) -> None:
+        super().__init__()
+        main = [nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(width), act()]
+        if dropout:
+            main.append(nn.Dropout(dropout))
+        self.main = nn.Sequential(*main, nn.Conv2d(width, width, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(width))
+        self.shortcut = nn.Sequential() if stride == 1 and channels == width else \
+            nn.Sequential(nn.Conv2d(channels, width, 1, stride=stride, bias=False),
+                          nn.BatchNorm2d(width))
+        self.act = act()  # registered last: modules() lists the neurons in running order
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.main(x) + self.shortcut(x))
 
 
 class ConvNet(nn.Module):
@@ -57,7 +92,13 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
         for c in convs:
-            if c == "A":
+            if isinstance(c, tuple):
+                _, width, stride = c
+                if size < stride:
+                    raise ConfigError(f"{arch} strides {image_size}-px images below 1 px")
+                layers.append(Residual(channels, width, stride, dropout, self._act))
+                channels, size = width, (size - 1) // stride + 1
+            elif c == "A":
                 if size < 2:
                     raise ConfigError(f"{arch} pools {image_size}-px images below 1 px; choose "
                                   f"a net with fewer pools (one of {', '.join(CONV_ARCHS)}) "
@@ -82,11 +123,27 @@ class ConvNet(nn.Module):
         return SpikingActivation(self.neuron) if self.spiking else nn.ReLU()
 
     def neurons(self) -> list[SpikingActivation]:
-        return [m for m in self.body if isinstance(m, SpikingActivation)]
+        """The neuron layers in the order they run."""
+        return [m for m in self.body.modules() if isinstance(m, SpikingActivation)]
 
     def activations(self) -> list[nn.Module]:
         """The activation modules in order (ReLUs of the ANN, neurons of the SNN)."""
-        return [m for m in self.body if isinstance(m, nn.ReLU | SpikingActivation)]
+        return [m for m in self.body.modules() if isinstance(m, nn.ReLU | SpikingActivation)]
+
+    def _run(self, h: torch.Tensor, steps: int, batch: int, spike) -> torch.Tensor:
+        """The body on time-folded input h [steps B, ...]; ``spike(neuron, current [steps,
+        B, ...]) -> spikes`` runs each neuron layer, in the order of ``neurons()``."""
+        def through(layers, h):
+            for m in layers:
+                if isinstance(m, SpikingActivation):
+                    h = spike(m, h.reshape(steps, batch, *h.shape[1:])).flatten(0, 1)
+                elif isinstance(m, Residual):
+                    h = through([m.act], through(m.main, h) + through(m.shortcut, h))
+                else:
+                    h = m(h)
+            return h
+
+        return through(self.body, h)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[B, ...] -> [T B, ...] (time folded into the batch)."""
@@ -103,13 +160,14 @@ class ConvNet(nn.Module):
         batch = x.shape[0]
         h = INPUT_CODINGS.get(self.coding)(x, steps).reshape(-1, *x.shape[1:])
         state = list(state) if state is not None else [None] * len(self.neurons())
-        k = 0
-        for m in self.body:
-            if isinstance(m, SpikingActivation):
-                s, state[k] = m.window(h.reshape(steps, batch, *h.shape[1:]), state[k], t0)
-                h, k = s.flatten(0, 1), k + 1
-            else:
-                h = m(h)
+        k = iter(range(len(state)))
+
+        def spike(m, current):
+            i = next(k)
+            s, state[i] = m.window(current, state[i], t0)
+            return s
+
+        h = self._run(h, steps, batch, spike)
         return self.readout(h).reshape(steps, batch, -1), state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,10 +175,5 @@ class ConvNet(nn.Module):
         if not self.spiking:
             return self.readout(self.body(x))
         batch = x.shape[0]
-        h = self.encode(x)
-        for m in self.body:
-            if isinstance(m, SpikingActivation):
-                h = m(h.reshape(self.steps, batch, *h.shape[1:])).flatten(0, 1)
-            else:
-                h = m(h)
+        h = self._run(self.encode(x), self.steps, batch, lambda m, current: m(current))
         return self.readout(h).reshape(self.steps, batch, -1).mean(0)
