@@ -10,8 +10,8 @@ from spikebench.analysis.adaptive import (
     gradient_route,
     parse_route,
     robust_evaluation,
-    spike_counts,
 )
+from spikebench.analysis.efficiency import conv_workload
 from spikebench.errors import ConfigError
 from spikebench.models import ConvNet
 from spikebench.neurons import DLIFParams
@@ -48,8 +48,8 @@ def test_ensemble_is_never_weaker_than_a_member_and_counts_spikes():
                                                           "proxy")]]
     assert all(r["ensemble"] <= r[m] for m in members)
     assert 0 <= r["gaussian"] <= 1
-    assert spike_counts(snn, x) > 0
-    assert spike_counts(ConvNet("vgg-small", 1, 8, 3).eval(), x) == 0
+    assert conv_workload(snn, x)["spikes"] > 0
+    assert conv_workload(ConvNet("vgg-small", 1, 8, 3).eval(), x)["spikes"] == 0
     # the routes are set inside the block only
     with gradient_route(snn, "triangle:0.5"):
         assert all(n.route == ("triangle", 0.5) for n in snn.neurons())

@@ -106,27 +106,6 @@ def is_stochastic(model: nn.Module) -> bool:
     return getattr(model, "coding", "direct") != "direct"
 
 
-@torch.no_grad()
-def spike_counts(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> float:
-    """Spikes per image, summed over every neuron and step (0 for an ANN)."""
-    total = 0.0
-
-    def hook(module, args, out):
-        nonlocal total
-        total += float(out.sum())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, SpikingActivation)]
-    try:
-        with mode(model, False):
-            for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-    return total / max(len(x), 1)
-
-
 def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                       routes=DEFAULT_ROUTES, pgd_steps: int = 10, square_queries: int = 100,
                       sigma: float = 0.1, eot: int = 4,

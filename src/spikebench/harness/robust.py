@@ -37,9 +37,9 @@ from spikebench.analysis.adaptive import (
     accuracy,
     parse_route,
     robust_evaluation,
-    spike_counts,
 )
 from spikebench.analysis.conversion import convert_conv
+from spikebench.analysis.efficiency import conv_workload
 from spikebench.errors import ConfigError
 from spikebench.harness.data import (
     conv_arch,
@@ -319,7 +319,7 @@ def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> d
                                       spec.sigma, spec.eot, seed=spec.seed)
             out[f"pgd@{e:g}"] = sweep["pgd"]
             out[f"fgsm@{e:g}"] = sweep["fgsm"]
-        out["spikes_per_image"] = spike_counts(model, x)
+        out["spikes_per_image"] = conv_workload(model, x)["spikes"]
         out["n"] = len(x)
         return out
 
