@@ -39,13 +39,12 @@ from spikebench.errors import ConfigError
 from spikebench.harness.data import (
     conv_arch,
     default_image_dataset,
+    drive_image_specs,
     epoch_batches,
-    image_run,
     image_shape,
 )
 from spikebench.harness.executor import (
     CHECKPOINT,
-    InProcessExecutor,
     RunResult,
     StepResult,
     Training,
@@ -53,14 +52,13 @@ from spikebench.harness.executor import (
     load_trained,
 )
 from spikebench.harness.report import markdown_table, pct, resolvable
-from spikebench.harness.results import SuiteResult, split_rows, timings_frame, write_atomic
+from spikebench.harness.results import SuiteResult, split_rows, timings_frame
 from spikebench.harness.robust import neuron_params
-from spikebench.harness.spec import check_field_types, with_data_identity
+from spikebench.harness.spec import check_field_types
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
 from spikebench.io import atomic_write, digest, save_figure, subplots
 from spikebench.models import CONV_ARCHS, ConvNet
-from spikebench.progress import progress_line
 from spikebench.training.hire import HireSchedule, hire_step
 from spikebench.training.prune import (
     Pruner,
@@ -295,33 +293,17 @@ def run_compress_specs(name: str, description: str, specs: list[CompressSpec], o
                        executor=None) -> SuiteResult:
     """Train, attack and count every spec; ``compress.csv`` (a row per model), tidy
     ``results.csv``, ``timings.csv``, ``report.md``, ``pareto.png``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    specs = with_data_identity(specs)
-    executor = executor or InProcessExecutor()
-    executor.prepare(runs_dir)
-    n_runs = len(specs)
 
-    def train_one(i: int, spec: CompressSpec) -> RunResult:
-        progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
-        train, test, run_dir = image_run(spec, runs_dir, progress)
+    def run_one(spec: CompressSpec, train, test, run_dir: Path, say) -> RunResult:
         result = train_spec(spec, run_dir, runs_dir, train, test, progress)
-        result.sizes = {"n_train": len(train[0]), "n_test": len(test[0])}
         if result.status == "done":
             result.details = {"evaluation": evaluate_spec(spec, run_dir, train, test)}
         return result
 
-    done: dict[int, RunResult] = {}
-
-    def record(i: int, result: RunResult) -> None:
-        done[i] = result
-        tables = _tables(name, [done[k] for k in sorted(done)])
-        for table, file in (("compress", "compress.csv"), ("tidy", "results.csv"),
-                            ("timings", "timings.csv")):
-            write_atomic(tables[table], out_dir / file)
-
-    runs = executor.run(specs, train_one, record)
-    tables = _tables(name, runs)
+    specs, runs, tables = drive_image_specs(
+        specs, out_dir, runs_dir, progress, executor, run_one, lambda rs: _tables(name, rs),
+        {"compress": "compress.csv", "tidy": "results.csv", "timings": "timings.csv"})
     if not tables["compress"].empty:
         _plot_pareto(tables["compress"], out_dir / "pareto.png")
     report = _write_report(out_dir, name, description, specs, tables, list(notes or []),

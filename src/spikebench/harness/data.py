@@ -150,3 +150,45 @@ def conv_arch(opts, suite: str) -> dict:
         raise ConfigError(f"suite {suite!r} trains conv nets; --archs {arch} is not one "
                           f"(choose one of {', '.join(CONV_ARCHS)})")
     return {"arch": arch}
+
+
+def drive_image_specs(specs: list, out_dir, runs_dir, progress: bool, executor,
+                      run_one: Callable, tables: Callable, files: dict[str, str]):
+    """The image suites' driver (hybrid, robust, compress-robust): every spec's run through
+    ``executor`` (None: in this process), each started by ``image_run`` and done by
+    ``run_one(spec, train, test, run_dir, say) -> RunResult`` (``say(message)``: a progress
+    line naming the run). As each run ends, ``tables(results in the suite's order) ->
+    {key: DataFrame}`` is rewritten atomically into ``out_dir``, table ``key`` as
+    ``files[key]``, so that an interrupted suite keeps what it finished. Returns (the specs
+    with their data identity, the runs, the final tables)."""
+    from spikebench.harness.executor import InProcessExecutor
+    from spikebench.harness.results import write_atomic
+    from spikebench.harness.spec import with_data_identity
+    from spikebench.progress import progress_line
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = with_data_identity(specs)
+    executor = executor or InProcessExecutor()
+    executor.prepare(runs_dir)
+    n_runs = len(specs)
+
+    def train_one(i: int, spec):
+        def say(message: str) -> None:
+            progress_line(f"run {i}/{n_runs}: {message}", progress)
+
+        say(spec.run_id)
+        train, test, run_dir = image_run(spec, runs_dir, progress)
+        result = run_one(spec, train, test, run_dir, say)
+        result.sizes = {"n_train": len(train[0]), "n_test": len(test[0])}  # as used
+        return result
+
+    done: dict = {}
+
+    def record(i: int, result) -> None:
+        done[i] = result
+        got = tables([done[k] for k in sorted(done)])
+        for key, file in files.items():
+            write_atomic(got[key], out_dir / file)
+
+    runs = executor.run(specs, train_one, record)
+    return specs, runs, tables(runs)

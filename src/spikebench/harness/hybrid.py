@@ -33,10 +33,9 @@ from spikebench.errors import (
     ConfigError,
     RunFileError,
 )
-from spikebench.harness.data import default_image_dataset, epoch_batches, image_run
+from spikebench.harness.data import default_image_dataset, drive_image_specs, epoch_batches
 from spikebench.harness.executor import (
     CHECKPOINT,
-    InProcessExecutor,
     RunResult,
     StepResult,
     Training,
@@ -46,8 +45,8 @@ from spikebench.harness.executor import (
     restore,
 )
 from spikebench.harness.report import markdown_table
-from spikebench.harness.results import SuiteResult, split_rows, timings_frame, write_atomic
-from spikebench.harness.spec import check_field_types, with_data_identity
+from spikebench.harness.results import SuiteResult, split_rows, timings_frame
+from spikebench.harness.spec import check_field_types
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
 from spikebench.io import atomic_write, digest, save_figure, subplots
@@ -58,7 +57,6 @@ from spikebench.models.hybrid import (
     SpikingHead,
     build_encoder,
 )
-from spikebench.progress import progress_line
 
 log = logging.getLogger(__name__)
 
@@ -306,47 +304,30 @@ def run_hybrid_specs(name: str, description: str, specs: list[HybridSpec], out_d
     """Train and attack every spec; write ``results.csv`` (the common contract: a row per
     stage run, epoch and metric), ``timings.csv``, ``hybrid.csv``, ``hybrid_attacks.csv``,
     ``report.md`` and ``hybrid_attacks.png`` into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    specs = with_data_identity(specs)
-    executor = executor or InProcessExecutor()
-    executor.prepare(runs_dir)
-    n_runs = len(specs)
 
-    def train_one(i: int, spec: HybridSpec) -> RunResult:
+    def run_one(spec: HybridSpec, train, test, run_dir: Path, say) -> RunResult:
         """The stages of one run and its attacks (what an executor runs, anywhere)."""
-        progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
-        train, test, run_dir = image_run(spec, runs_dir, progress)
         stages = {"default": finetune_encoder(spec, run_dir, train, test, progress)}
         if stages["default"].status == "done":
             for neuron in ("lif", "paralif"):
                 stages[neuron] = train_head(spec, run_dir, neuron, train, test, progress)
         failed = [r for r in stages.values() if r.status != "done"]
-        sizes = {"n_train": len(train[0]), "n_test": len(test[0])}  # as used, not as asked
         if failed:
             return RunResult(spec, "diverged", [], failed[0].message, skipped=failed[0].skipped,
-                             run_dir=run_dir, sizes=sizes,
+                             run_dir=run_dir,
                              details={"stages": stages, "attacks": {},
                                       "failed": failed[0].run_dir.name})
         attacks = {variant: attack_run(spec, run_dir, variant, test) for variant in HEADS}
         return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
-                         run_dir=run_dir, sizes=sizes,
+                         run_dir=run_dir,
                          details={"stages": stages, "attacks": attacks,
                                   "efficiency": efficiency_run(spec, run_dir, test)})
 
-    done: dict[int, RunResult] = {}
-    tables = _tables(name, [])
-
-    def record(i: int, result: RunResult) -> None:
-        """Every table rewritten as each run ends (the driver's side), in the suite's order."""
-        done[i] = result
-        tables.update(_tables(name, [done[k] for k in sorted(done)]))
-        write_atomic(tables["hybrid"], out_dir / "hybrid.csv")
-        write_atomic(tables["attacks"], out_dir / "hybrid_attacks.csv")
-        write_atomic(tables["tidy"], out_dir / "results.csv")
-        write_atomic(tables["timings"], out_dir / "timings.csv")
-
-    runs = executor.run(specs, train_one, record)
+    specs, runs, tables = drive_image_specs(
+        specs, out_dir, runs_dir, progress, executor, run_one, lambda rs: _tables(name, rs),
+        {"hybrid": "hybrid.csv", "attacks": "hybrid_attacks.csv", "tidy": "results.csv",
+         "timings": "timings.csv"})
     table, attacks = tables["hybrid"], tables["attacks"]
     notes = list(notes or []) + tables["notes"]
     if not attacks.empty:

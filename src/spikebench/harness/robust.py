@@ -44,13 +44,12 @@ from spikebench.errors import ConfigError
 from spikebench.harness.data import (
     conv_arch,
     default_image_dataset,
+    drive_image_specs,
     epoch_batches,
-    image_run,
     image_shape,
 )
 from spikebench.harness.executor import (
     CHECKPOINT,
-    InProcessExecutor,
     RunResult,
     StepResult,
     Training,
@@ -59,13 +58,12 @@ from spikebench.harness.executor import (
 )
 from spikebench.harness.report import markdown_table, pct, resolvable
 from spikebench.harness.results import SuiteResult, split_rows, timings_frame, write_atomic
-from spikebench.harness.spec import check_field_types, with_data_identity
+from spikebench.harness.spec import check_field_types
 from spikebench.harness.studies import cached
 from spikebench.harness.train import seed_everything
 from spikebench.io import atomic_write, digest, save_figure, subplots
 from spikebench.models import CONV_ARCHS, ConvNet, is_residual
 from spikebench.neurons import DLIFParams
-from spikebench.progress import progress_line
 from spikebench.registry import Registry
 from spikebench.training.robust import Objective, objective_loss
 
@@ -334,49 +332,33 @@ def run_robust_specs(name: str, description: str, specs: list[RobustSpec], out_d
     """Train and attack every spec; write ``robust.csv`` (a row per model), ``results.csv``
     (tidy: a row per stage run, epoch and metric), ``timings.csv``, ``report.md`` and
     ``robust_eps.png`` into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    specs = with_data_identity(specs)
-    executor = executor or InProcessExecutor()
-    executor.prepare(runs_dir)
-    n_runs = len(specs)
 
-    def train_one(i: int, spec: RobustSpec) -> RunResult:
-        progress_line(f"run {i}/{n_runs}: {spec.run_id}", progress)
-        train, test, run_dir = image_run(spec, runs_dir, progress)
+    def run_one(spec: RobustSpec, train, test, run_dir: Path, say) -> RunResult:
         t0 = time.perf_counter()
         stages = train_method(spec, run_dir, train, test, progress)
         train_s = time.perf_counter() - t0
-        sizes = {"n_train": len(train[0]), "n_test": len(test[0])}
         failed = [r for r in stages.values() if r.status != "done"]
         if failed:
             return RunResult(spec, "diverged", [], failed[0].message, run_dir=run_dir,
-                             skipped=failed[0].skipped, sizes=sizes,
+                             skipped=failed[0].skipped,
                              details={"stages": stages, "evaluation": {}})
         t0 = time.perf_counter()
         evaluation, gains = {}, {}
         for model_name, model in trained_models(spec, run_dir, train).items():
-            progress_line(f"run {i}/{n_runs}: attacking {model_name}", progress)
+            say(f"attacking {model_name}")
             evaluation[model_name] = evaluate_model(spec, run_dir, model_name, model, test)
             if model.spiking and model.neuron.dynamic:  # DLIF's learnt a_l[t]
                 gains[model_name] = [n.gain.detach()[:spec.steps].tolist()
                                      for n in model.neurons()]
         return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
-                         run_dir=run_dir, sizes=sizes,
+                         run_dir=run_dir,
                          details={"stages": stages, "evaluation": evaluation, "gains": gains,
                                   "train_s": train_s, "attack_s": time.perf_counter() - t0})
 
-    done: dict[int, RunResult] = {}
-
-    def record(i: int, result: RunResult) -> None:
-        done[i] = result
-        tables = _tables(name, [done[k] for k in sorted(done)])
-        write_atomic(tables["robust"], out_dir / "robust.csv")
-        write_atomic(tables["tidy"], out_dir / "results.csv")
-        write_atomic(tables["timings"], out_dir / "timings.csv")
-
-    runs = executor.run(specs, train_one, record)
-    tables = _tables(name, runs)
+    specs, runs, tables = drive_image_specs(
+        specs, out_dir, runs_dir, progress, executor, run_one, lambda rs: _tables(name, rs),
+        {"robust": "robust.csv", "tidy": "results.csv", "timings": "timings.csv"})
     notes = list(notes or []) + tables["notes"]
     if not tables["robust"].empty:
         _plot_eps(tables["robust"], specs[0], out_dir / "robust_eps.png")
