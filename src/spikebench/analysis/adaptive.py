@@ -32,7 +32,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from spikebench.analysis.attacks import ARTAttack
+from spikebench.analysis.attacks import ARTAttack, predict
 from spikebench.errors import ConfigError
 from spikebench.neurons import SpikingActivation
 from spikebench.neurons.surrogate import surrogate_names
@@ -92,8 +92,7 @@ def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             batch_size: int = 256) -> torch.Tensor:
     """Per sample: the model's decision is y (eval mode)."""
     with mode(model, False):
-        return torch.cat([model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]
-                          for i in range(0, len(x), batch_size)])
+        return predict(model, x, batch_size) == y
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from spikebench.analysis.attacks import attack_accuracy, predict
+from spikebench.analysis.adaptive import accuracy
+from spikebench.analysis.attacks import attack_accuracy
 from spikebench.analysis.efficiency import hybrid_workload
 from spikebench.errors import (
     ConfigError,
@@ -134,12 +135,6 @@ def _freeze(net: HybridNet) -> list[torch.nn.Module]:
     return [m for m in frozen if isinstance(m, torch.nn.Module)]
 
 
-@torch.no_grad()
-def _accuracy(net: HybridNet, x, y) -> float:
-    net.eval()
-    return float((predict(net, x) == y).float().mean()) if len(x) else 0.0
-
-
 def _ce_step(model: torch.nn.Module):
     def step(batch) -> StepResult:
         x, y = batch
@@ -181,7 +176,7 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
         opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
                              spec.finetune_epochs)
         return Training(net, opt, spec.finetune_epochs, epoch_batches(spec, x, y),
-                        _ce_step(net), evaluate=lambda: {"acc": _accuracy(net, xt, yt)},
+                        _ce_step(net), evaluate=lambda: {"acc": accuracy(net, xt, yt)},
                         scheduler=schedule, frozen=frozen, meta={"stage": "encoder"},
                         label=f"{spec.encoder} fine-tuning", note=f"lr={spec.lr}")
 
