@@ -13,8 +13,9 @@ import pytest
 from spikebench.cli import main
 from spikebench.datasets import DATASETS, CorruptDataError
 from spikebench.datasets.base import read_cached_npz
+from spikebench.engine import ExperimentSpec
 from spikebench.errors import SpikebenchError
-from spikebench.harness import ExperimentSpec, SuiteOptions, run_suite
+from spikebench.suites import SuiteOptions, run_suite
 from tests.datasets.test_events import make_full_layout
 
 TINY = ["--epochs", "1", "--steps", "4", "--batch-size", "16", "--rules", "bptt", "--archs",
@@ -225,7 +226,7 @@ def test_a_run_that_diverges_in_epoch_1_keeps_its_row(tmp_path, nmnist_dir, monk
 
 
 def test_our_own_bugs_keep_their_traceback(monkeypatch, tmp_path):
-    import spikebench.harness.suites as suites
+    import spikebench.suites.base as suites
 
     def bug(*a, **k):
         raise ValueError("an internal inconsistency")

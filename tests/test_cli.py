@@ -77,3 +77,34 @@ def test_data_show_writes_a_png(tmp_path, capsys):
     assert main(["data", "show", "mnist5k", "--out", str(tmp_path / "m.png")]) == 0
     assert main(["data", "show", "nope"]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_list_is_cached_and_then_imports_no_torch(tmp_path):
+    """`spikebench list` imports the registries (and torch) once, then prints the cached
+    text without importing torch; the text equals the live registries'."""
+    import os
+    import subprocess
+    import sys
+
+    from spikebench.cli import list_text
+
+    env = {**os.environ, "SPIKEBENCH_CACHE": str(tmp_path)}
+    code = ("import sys; from spikebench.cli import main; main(['list']); "
+            "sys.stderr.write('torch' if 'torch' in sys.modules else 'no torch')")
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, check=True)
+    assert first.stderr == "torch" and second.stderr == "no torch"
+    assert first.stdout == second.stdout == list_text()
+    assert len(list(tmp_path.glob("list-*.txt"))) == 1
+
+
+def test_list_with_a_read_only_cache_still_lists(tmp_path, monkeypatch, capsys):
+    from spikebench.cli import list_text, main
+
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("SPIKEBENCH_CACHE", str(cache))
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out == list_text()

@@ -11,18 +11,20 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from spikebench.analysis.attacks import ANNCounterpart
 from spikebench.analysis.fisher import fisher_traces
+from spikebench.attacks.art import ANNCounterpart
 from spikebench.datasets import DATASETS, DataNotFoundError
-from spikebench.harness import ExperimentSpec, SuiteOptions, load_trained, train_run
-from spikebench.harness.studies import STUDIES, StudyContext, StudyOutput
-from spikebench.harness.suites import SUITES
-from spikebench.harness.train import build_model
+from spikebench.engine import ExperimentSpec, load_trained, train_run
+from spikebench.engine.train import build_model
 from spikebench.learning_rules import RULES, StepOutput, make_rule
 from spikebench.models import PRESETS, SpikingMLP
 from spikebench.models.hybrid import SpikingHead
 from spikebench.neurons import NEURONS, Neuron, SpikingLayer
 from spikebench.neurons.surrogate import spike
+from spikebench.studies import STUDIES, StudyContext, StudyOutput
+from spikebench.suites import SuiteOptions
+from spikebench.suites.base import OPTION_FLAGS, SUITES
+from spikebench.suites.locality import SNNKind
 
 
 # -- a neuron defined only here: integrate-and-fire with a hard reset --------------------
@@ -184,10 +186,12 @@ def test_every_study_handles_a_suite_without_finished_runs(name, tmp_path):
 def test_every_suite_builds_its_runs(name):
     suite = SUITES.get(name)
     assert suite.name == name and suite.description
-    if suite.runner is not None:  # suites with their own kind of runs
-        return
     for study in suite.studies:
         STUDIES.get(study)
-    specs, notes = suite.build(SuiteOptions(progress=False))
-    assert specs and all(isinstance(s, ExperimentSpec) and s.suite == name for s in specs)
+    for field in suite.accepted():  # every option a suite takes is one the CLI knows
+        assert field in OPTION_FLAGS, field
+    specs, notes = suite.specs(SuiteOptions(progress=False))
+    assert specs and all(s.suite == name and s.run_id for s in specs)
+    if isinstance(suite.kind, SNNKind):
+        assert all(isinstance(s, ExperimentSpec) for s in specs)
     assert len({s.run_id for s in specs}) == len(specs)  # no duplicate runs

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from spikebench.datasets import DATASETS, DatasetInfo, SampleData
-from spikebench.harness import SuiteOptions, run_suite
-from spikebench.harness.studies import STUDIES, StudyOutput
-from spikebench.harness.suites import SUITES, Suite, locality_grid
 from spikebench.learning_rules import RULES, LearningRule, StepOutput, objective
 from spikebench.learning_rules.base import count_correct
+from spikebench.studies import STUDIES, StudyOutput
+from spikebench.suites import SuiteOptions, run_suite
+from spikebench.suites.base import SUITES, Suite
+from spikebench.suites.locality import SNNKind, locality_grid
 
 
 class ReadoutOnly(LearningRule):
@@ -62,9 +63,9 @@ def extensions():
         how_to_obtain="defined in the test", loader=toy_events, embedded=True))
     STUDIES.register("count", count_study)
     SUITES.register("toy", Suite("toy", "readout-only vs BPTT on toy events",
-                                 locality_grid("toy", "toy-events", "toy-events",
-                                               rules=("bptt", "readout-only"), epochs=1,
-                                               n_steps=6, batch_size=20),
+                                 SNNKind(locality_grid("toy", "toy-events", "toy-events",
+                                                       rules=("bptt", "readout-only"),
+                                                       epochs=1, n_steps=6, batch_size=20)),
                                  studies=("count",)))
     yield
     for registry, name in ((SUITES, "toy"), (STUDIES, "count"), (DATASETS, "toy-events"),

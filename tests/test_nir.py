@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from spikebench.cli import main
+from spikebench.engine import load_trained, train_run
 from spikebench.errors import ConfigError
-from spikebench.harness import load_trained, train_run
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFParams, ParaLIFParams
 from spikebench.nir_io import from_nir, read_nir, to_nir, write_nir
-from tests.harness.test_harness import SPEC, toy_data
+from tests.engine.test_harness import SPEC, toy_data
 
 
 def model(recurrent, reset="subtract", params=None, seed=0):

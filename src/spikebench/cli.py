@@ -39,7 +39,7 @@ def _device(name: str | None) -> str | None:
     """--device as a spec's device: auto resolved here, CUDA checked before any run."""
     if name is None:
         return None
-    from spikebench.harness.train import resolve_device
+    from spikebench.engine.train import resolve_device
 
     device = resolve_device(name)
     return "cuda" if device.type == "cuda" else "cpu"
@@ -200,11 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def cmd_list() -> int:
+def list_text() -> str:
+    """What ``spikebench list`` prints, from the live registries (imports torch)."""
     from spikebench.datasets import DATASETS
-    from spikebench.harness.suites import SUITES
     from spikebench.learning_rules import RULES
     from spikebench.neurons import NEURONS
+    from spikebench.suites import SUITES
 
     out = ["suites:"]
     out += [f"  {n:18s} {s.description}" for n, s in SUITES.items()]
@@ -216,7 +217,43 @@ def cmd_list() -> int:
     for n, info in DATASETS.items():
         where = "embedded" if info.embedded else f"--data-dir or {info.location()}"
         out.append(f"  {n:18s} {info.description} [{where}]")
-    sys.stdout.write("\n".join(out) + "\n")
+    return "\n".join(out) + "\n"
+
+
+def _list_key() -> str:
+    """What the listing depends on: the package's source files (names, sizes, mtimes),
+    the version and the environment that moves data folders."""
+    import os
+
+    import spikebench
+    from spikebench.io import digest, fingerprint_files
+
+    root = Path(spikebench.__file__).parent
+    files = sorted(str(p) for p in root.rglob("*.py"))
+    env = [os.environ.get(k) for k in ("SPIKEBENCH_DATA", "HOME")]
+    return digest([spikebench.__version__, fingerprint_files(files, root), env])
+
+
+def cmd_list() -> int:
+    """The registries' names and descriptions. Importing them imports torch (seconds), so
+    the text is cached under the cache folder, keyed by ``_list_key``: any change to the
+    package's files rebuilds it; an unwritable cache only costs the time."""
+    from spikebench.io import atomic_write, cache_dir
+
+    text = None
+    try:
+        path = cache_dir() / f"list-{_list_key()}.txt"
+        text = path.read_text() if path.is_file() else None
+    except OSError:
+        path = None
+    if text is None:
+        text = list_text()
+        if path is not None:
+            try:
+                atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+            except OSError:
+                pass  # a read-only cache: the listing is still right, only slower
+    sys.stdout.write(text)
     return 0
 
 
@@ -238,8 +275,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ConfigError("`spikebench data show` needs a data set name")
-    from spikebench.analysis.plots import show_samples
     from spikebench.datasets.timit import PHONES61
+    from spikebench.report.samples import show_samples
 
     info = DATASETS.get(args.name)
     data = info.load(args.split, args.data_dir, n_steps=args.steps)
@@ -251,7 +288,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from spikebench.harness.train import load_trained
+    from spikebench.engine.train import load_trained
     from spikebench.nir_io import write_nir
 
     if not (args.run_dir / "checkpoint.pt").is_file():
@@ -273,9 +310,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import inspect
 
-    from spikebench.harness.suites import SUITES, SuiteOptions, run_suite
     from spikebench.learning_rules import RULES
     from spikebench.models.hybrid import IMAGE_ENCODERS
+    from spikebench.suites.base import SUITES, SuiteOptions, run_suite
 
     SUITES.get(args.suite)  # an unknown suite fails before any folder is made
     for r in args.rules or []:
@@ -313,7 +350,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     SUITES.get(args.suite).check_options(opts)  # before any folder is made
     for flag, folder in (("--out", out), ("--runs", runs)):
         writable_folder(folder, flag)
-    from spikebench.harness.ray_executor import make_executor
+    from spikebench.engine.ray_executor import make_executor
 
     executor = make_executor(args.executor, args.address, args.cpus_per_run,
                              args.gpus_per_run, opts.progress)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -53,3 +53,23 @@ def subplots(nrows: int = 1, ncols: int = 1, figsize=None, **kw):
 def save_figure(fig, path: str | Path) -> None:
     """A matplotlib figure as a PNG (120 dpi), written atomically."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+
+
+def cache_dir() -> Path:
+    """Where generated data (the embedded default) is cached: ``$SPIKEBENCH_CACHE`` or
+    ``~/.cache/spikebench``."""
+    root = os.environ.get("SPIKEBENCH_CACHE") or Path.home() / ".cache" / "spikebench"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def fingerprint_files(paths: Iterable[str | Path], root: str | Path | None = None) -> str:
+    """A cheap fingerprint of files: their names (relative to ``root`` if given), sizes and
+    modification times (ns). Any file added, removed, replaced or touched changes it."""
+    rows = []
+    for p in paths:
+        st = os.stat(p)
+        name = os.path.relpath(p, root) if root is not None else os.path.abspath(p)
+        rows.append((name, st.st_size, st.st_mtime_ns))
+    return digest(sorted(rows))

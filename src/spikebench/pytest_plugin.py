@@ -19,7 +19,7 @@ harness's own loop for one epoch (timed by ``benchmark``: the epoch and the test
 evaluation) and puts into ``benchmark.extra_info``: ``test_acc``, ``epoch_s`` (the epoch
 alone), ``peak_rss_mb`` (peak resident memory above the start), and the efficiency metrics
 (``synops_ac``, ``synops_mac``, ``synops_dense``, ``activation_sparsity``, ...;
-spikebench.analysis.efficiency).
+spikebench.metrics.efficiency).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def load_rule(path: str):
 
 def grid(config) -> list:
     """The specs of the chosen suite, with the options applied."""
-    from spikebench.harness.suites import SUITES, SuiteOptions
+    from spikebench.suites.base import SUITES, SuiteOptions
 
     suite = SUITES.get(config.getoption("--spikebench-suite"))
     extra = [load_rule(p).name for p in config.getoption("--spikebench-rule")]
@@ -88,7 +88,7 @@ def grid(config) -> list:
                         data_dir=config.getoption("--spikebench-data-dir"), progress=False,
                         **sizes)
     suite.check_options(opts)
-    specs, _ = suite.build(opts)
+    specs, _ = suite.specs(opts)
     if extra:  # the user's rules on the same grid as ours
         base = [s for s in specs if s.rule == specs[0].rule]
         specs += [replace(s, rule=r, rule_options={}) for r in extra for s in base]
@@ -119,8 +119,8 @@ def spikebench_case(benchmark, spikebench_spec, tmp_path, request):
     folder) for one epoch (the suite's epochs with --spikebench-paper), timed by
     ``benchmark``, and evaluate it on the test set; returns the final test metrics (also
     in ``benchmark.extra_info``, with the epoch's own time ``epoch_s``)."""
-    from spikebench.harness.data import spec_data
-    from spikebench.harness.train import train_run
+    from spikebench.engine.data import spec_data
+    from spikebench.engine.train import train_run
 
     paper = request.config.getoption("--spikebench-paper")
     spec = spikebench_spec if paper else replace(spikebench_spec, epochs=1)

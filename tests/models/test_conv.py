@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from spikebench.analysis.conversion import convert_conv
 from spikebench.errors import ConfigError
 from spikebench.models import ConvNet
 from spikebench.models.conv import Residual
 from spikebench.neurons import DLIFParams, SpikingActivation
 from spikebench.neurons.dlif import dlif_step
+from spikebench.training.conversion import convert_conv
 
 
 def step_by_step(model, x):
@@ -136,7 +136,7 @@ def test_resnet12_runs_its_residual_blocks_like_a_step_by_step_simulation():
 
 
 def test_residual_nets_are_not_converted():
-    from spikebench.harness.robust import RobustSpec
+    from spikebench.suites.robust import RobustSpec
 
     with pytest.raises(ConfigError, match="residual"):
         convert_conv(ConvNet("resnet12", 1, 12, 4), torch.rand(4, 1, 12, 12),

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from spikebench.harness import ExperimentSpec
+from spikebench.engine import ExperimentSpec
 from spikebench.learning_rules import make_rule
 from spikebench.models import SpikingMLP
 from spikebench.neurons import ParaLIFLayer, ParaLIFParams

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from spikebench.attacks.perturb import fgsm, gaussian, pgd, rfgsm_kl
 from spikebench.models import ConvNet
 from spikebench.neurons import DLIFParams, dlif_scan
-from spikebench.training.perturb import fgsm, gaussian, pgd, rfgsm_kl
 from spikebench.training.robust import Objective, mppd_trace, objective_loss
 
 

@@ -1,1 +1,3 @@
-"""Analyses of trained models and data (plots; CKA, Fisher, attacks come later)."""
+"""Pure analyses of trained models: ``cka`` (centred kernel alignment between
+representations) and ``fisher`` (Fisher-information shares and traces). No files, no
+plots: the studies (``spikebench.studies``) call them and report."""

@@ -190,33 +190,29 @@ def representations(model, x: torch.Tensor, encode=None, batch: int = 250,
     """[N, T*f] per hidden layer and for the readout of a spiking MLP (time steps
     concatenated); ``x`` batch-first, encoded by ``encode`` (static images) or made
     time-major (event frames). The same seed gives every model the same rate code."""
-    from spikebench.analysis.attacks import Classifier
+    from spikebench.models.mlp import time_major
 
-    clf = Classifier(model)
     parts: list[list[torch.Tensor]] = []
     torch.manual_seed(seed)
     with torch.no_grad():
         for i in range(0, len(x), batch):
             xb = x[i:i + batch]
-            xt = encode(xb) if encode is not None else clf.time_major(xb)
+            xt = encode(xb) if encode is not None else time_major(xb, model.sizes[0])
             out, spikes = model(xt, record=True)
             parts.append([flatten_time(s) for s in [*spikes, out]])
     return [torch.cat(p) for p in zip(*parts, strict=True)]
 
 
-def adversarial_cka(model, source, x: torch.Tensor, y: torch.Tensor, epsilons,
-                    clip: tuple[float, float], encode=None, batch_size: int = 256,
-                    attack_batch: int = 250) -> list[dict]:
-    """CKA of each layer between its representations of clean inputs and of FGSM inputs
-    crafted on ``source`` (e.g. the ANN counterpart), per epsilon: rows {eps, layer, cka}
-    (cka None where undefined)."""
-    from spikebench.analysis.attacks import fgsm
-
+def adversarial_cka(model, attack, x: torch.Tensor, y: torch.Tensor, epsilons,
+                    encode=None, batch_size: int = 256, attack_batch: int = 250) -> list[dict]:
+    """CKA of each layer between its representations of clean inputs and of perturbed
+    ones, ``attack(x, y, eps) -> x_adv`` (e.g. FGSM crafted on the ANN counterpart), per
+    epsilon: rows {eps, layer, cka} (cka None where undefined)."""
     clean = representations(model, x, encode)
     names = layer_names(len(clean) - 1)
     rows = []
     for eps in epsilons:
-        adv = torch.cat([fgsm(source, x[i:i + attack_batch], y[i:i + attack_batch], eps, clip)
+        adv = torch.cat([attack(x[i:i + attack_batch], y[i:i + attack_batch], eps)
                          for i in range(0, len(x), attack_batch)])
         reps = representations(model, adv, encode)
         for k, name in enumerate(names):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from spikebench.errors import SpikebenchError
-from spikebench.io import atomic_write, digest
+from spikebench.io import atomic_write, cache_dir, fingerprint_files  # noqa: F401 (re-exported)
 from spikebench.sparse import SampleEvents
 
 log = logging.getLogger(__name__)
@@ -28,26 +28,6 @@ class DataNotFoundError(SpikebenchError, FileNotFoundError):
 
 class CorruptDataError(SpikebenchError, ValueError):
     """A data file exists but cannot be parsed; the message names the file and the defect."""
-
-
-def cache_dir() -> Path:
-    """Where generated data (the embedded default) is cached: ``$SPIKEBENCH_CACHE`` or
-    ``~/.cache/spikebench``."""
-    root = os.environ.get("SPIKEBENCH_CACHE") or Path.home() / ".cache" / "spikebench"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def fingerprint_files(paths: Iterable[str | Path], root: str | Path | None = None) -> str:
-    """A cheap fingerprint of files: their names (relative to ``root`` if given), sizes and
-    modification times (ns). Any file added, removed, replaced or touched changes it."""
-    rows = []
-    for p in paths:
-        st = os.stat(p)
-        name = os.path.relpath(p, root) if root is not None else os.path.abspath(p)
-        rows.append((name, st.st_size, st.st_mtime_ns))
-    return digest(sorted(rows))
 
 
 def fingerprint_tree(root: str | Path) -> str:

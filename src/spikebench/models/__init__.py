@@ -1,4 +1,6 @@
-"""Networks built from neurons."""
+"""Networks built from neurons: the spiking MLP (FF and REC) and its readout, conv
+SNNs/ANNs (VGG, ResNet12), the hybrids' image encoders (ResNet, ViT, LeNet) and spiking
+heads."""
 
 from spikebench.models.conv import CONV_ARCHS, ConvNet, is_residual
 from spikebench.models.mlp import PRESETS, LeakyReadout, MLPState, SpikingMLP, preset

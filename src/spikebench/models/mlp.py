@@ -19,6 +19,14 @@ from spikebench.neurons import NEURONS, LIFLayer
 from spikebench.sparse import EventBatch, dense, sequence_linear
 
 
+def time_major(x: torch.Tensor, n_in: int) -> torch.Tensor:
+    """Batch-first inputs that carry their time steps, ``[B, ...]``, as ``[T, B, n_in]``."""
+    per_sample = x[0].numel() if len(x) else 0
+    if per_sample % n_in:
+        raise ValueError(f"input of shape {tuple(x.shape)} does not split into time "
+                         f"steps of {n_in} features")
+    return x.reshape(x.shape[0], -1, n_in).transpose(0, 1)
+
 class LeakyReadout(nn.Module):
     """Non-spiking leaky integrator: y[t] = kappa y[t-1] + W s[t] + b."""
 

@@ -1,4 +1,4 @@
-"""Training procedures that wrap a model's gradient computation: adversarial and noise
-training, robust fine-tuning after conversion, the MS-MPPD regulariser
-(``training.robust``) and the input perturbations they share with the attacks
-(``training.perturb``)."""
+"""Training procedures beyond a learning rule's gradient: adversarial and noise training,
+robust fine-tuning and the MS-MPPD regulariser (``robust``), HIRE-SNN's crafted noise
+(``hire``), attention-guided pruning (``prune``) and ANN-to-SNN conversion
+(``conversion``). The perturbations they craft come from ``spikebench.attacks.perturb``."""

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from spikebench.attacks.perturb import input_gradient, mode
 from spikebench.errors import ConfigError
-from spikebench.training.perturb import input_gradient, mode
 
 CRAFTS = ("free", "updated")
 

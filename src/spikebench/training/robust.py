@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikebench.attacks.perturb import fgsm, gaussian, kl_loss, mode, pgd, rfgsm_kl
 from spikebench.errors import ConfigError
-from spikebench.training.perturb import fgsm, gaussian, kl_loss, mode, pgd, rfgsm_kl
 
 KINDS = ("mix", "pgd-at", "trades", "finetune")
 PERTURBATIONS = ("none", "gaussian", "fgsm")

@@ -1,0 +1,31 @@
+"""Studies: analyses that a suite runs on its trained models after training.
+
+A study is one file here with a function ``(StudyContext) -> StudyOutput``: what it needs
+from each trained model (computed by ``spikebench.analysis``, cached per model in the run's
+folder under a key of the study's name, version and parameters: ``RUN/analysis/<study>-
+<hash>.json``, written atomically, so an interrupted study resumes and a rerun costs
+nothing), then its tidy tables (``OUT/<name>.csv``), Markdown sections for ``report.md``,
+PNGs and findings. Adding a study: one file plus one line below; the conformance tests
+run every registered study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from spikebench.registry import Registry
+from spikebench.studies.backdoor import backdoor_study
+from spikebench.studies.base import StudyContext, StudyOutput, cached
+from spikebench.studies.cka import cka_study
+from spikebench.studies.fgsm import fgsm_study
+from spikebench.studies.fidelity import fidelity_study
+from spikebench.studies.fisher import fisher_study
+
+STUDIES: Registry[Callable[[StudyContext], StudyOutput]] = Registry("study")
+STUDIES.register("fgsm", fgsm_study)
+STUDIES.register("fisher", fisher_study)
+STUDIES.register("cka", cka_study)
+STUDIES.register("backdoor", backdoor_study)
+STUDIES.register("fidelity", fidelity_study)
+
+__all__ = ["STUDIES", "StudyContext", "StudyOutput", "cached"]

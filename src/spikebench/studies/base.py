@@ -1,0 +1,178 @@
+"""What every study shares: its context, its output, the per-model result cache and the
+helpers that turn a trained run into the models the analyses take."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from spikebench.attacks.art import (
+    ANNCounterpart,
+    Classifier,
+)
+from spikebench.datasets import SampleData
+from spikebench.datasets.encoders import Encoder
+from spikebench.engine.executor import InProcessExecutor
+from spikebench.engine.spec import ExperimentSpec
+from spikebench.engine.train import RunResult, load_trained
+from spikebench.errors import ConfigError
+from spikebench.io import digest, save_figure, write_json
+from spikebench.report.markdown import RULE_ORDER
+
+log = logging.getLogger(__name__)
+
+RULE_COLORS = {"bptt": "tab:blue", "eprop": "tab:orange", "decolle": "tab:green",
+               "conversion": "tab:gray"}
+
+
+@dataclass
+class StudyContext:
+    suite: str
+    out_dir: Path
+    runs: list[tuple[RunResult, Path]]  # every run of the suite with its folder
+    data: Callable[[ExperimentSpec], tuple[SampleData, SampleData]]
+    paper: bool = False  # the paper's settings instead of this machine's defaults
+    n_eval: int | None = None  # test samples analysed (None: the study's default)
+    progress: bool = True
+    runs_dir: Path | None = None  # where runs a study needs (e.g. the conversion ANN) go
+    executor: Any = None  # runs the per-model analyses (None: in this process)
+
+    def __post_init__(self) -> None:
+        if self.executor is None:
+            self.executor = InProcessExecutor()
+
+    @property
+    def done(self) -> list[tuple[RunResult, Path]]:
+        return [(r, d) for r, d in self.runs if r.status == "done"]
+
+    @property
+    def run_dirs(self) -> dict[str, Path]:
+        return {r.spec.run_id: d for r, d in self.runs}
+
+
+@dataclass
+class StudyOutput:
+    sections: list[str] = field(default_factory=list)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+# -- shared helpers -------------------------------------------------------------------
+_MISSING = object()
+
+
+def _cache_path(run_dir: Path, name: str, params: dict, version: int) -> Path:
+    key = params if version == 1 else {**params, "_version": version}
+    return Path(run_dir) / "analysis" / f"{name}-{digest(key)}.json"
+
+
+def _read_cached(path: Path):
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())["result"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            log.warning("cached analysis %s is unreadable (%s); computing it again", path, err)
+    return _MISSING
+
+
+def cached(run_dir: Path, name: str, params: dict, compute: Callable[[], object],
+           version: int = 1):
+    """``compute()``'s JSON result, stored once per (run, study, version, parameters); a
+    study bumps ``version`` when its computation changes, so older results are not reused
+    (version 1 keeps the keys of spikebench 0.1)."""
+    path = _cache_path(run_dir, name, params, version)
+    result = _read_cached(path)
+    if result is _MISSING:
+        result = compute()
+        write_json(path, {"params": params, "result": result})
+    return result
+
+
+def _cached_call(name: str, fn: Callable, spec, run_dir: Path, params: dict, version: int):
+    return cached(run_dir, name, params, lambda: fn(spec, run_dir, params), version)
+
+
+def per_model(ctx: StudyContext, name: str, fn: Callable[[Any, Path, dict], object],
+              jobs: list[tuple[Any, Path, dict]], version: int = 1) -> list:
+    """``fn(spec, run_dir, params)`` of every job, each cached in its run folder
+    (``cached``); those not cached yet run as tasks of the suite's executor (so, on Ray, in
+    parallel on the cluster). ``fn`` must be a module-level function that loads what it
+    needs by the spec (``spikebench.engine.data.spec_data``, ``load_model``)."""
+    out: list = [_read_cached(_cache_path(d, name, p, version)) for _, d, p in jobs]
+    todo = [k for k, v in enumerate(out) if v is _MISSING]
+    computed = ctx.executor.map(
+        _cached_call, [(name, fn, *jobs[k], version) for k in todo], name, ctx.progress)
+    for k, value in zip(todo, computed, strict=True):
+        out[k] = value
+    return out
+
+
+def run_columns(spec: ExperimentSpec) -> dict:
+    return {"run_id": spec.run_id, "dataset": spec.dataset, "rule": spec.rule,
+            "arch": spec.arch, "neuron": spec.neuron, "seed": spec.seed}
+
+
+def eval_samples(data: SampleData, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test samples (all with None), as float batch-first tensors."""
+    if data.task != "sample":
+        raise ConfigError("this study needs one label per sample (N-MNIST, images); "
+                         f"the data's task is {data.task!r}")
+    data = data.subset(n)
+    return data.x.float(), data.y
+
+
+def eval_count(data: SampleData, n: int | None) -> int:
+    """How many samples ``eval_samples(data, n)`` gives (without converting them)."""
+    if data.task != "sample":
+        eval_samples(data, n)  # the error that names the task
+    return len(data) if n is None else min(n, len(data))
+
+
+def valid_range(data: SampleData) -> tuple[float, float]:
+    """Images [0, 1]; event frames [0, the largest per-bin count in the data]."""
+    return (0.0, 1.0) if data.encode is not None else (0.0, float(data.x.max()))
+
+
+def classifier(model, spec: ExperimentSpec, data: SampleData, eot: int = 8) -> Classifier:
+    stochastic = data.encode is not None and getattr(data.encode, "name", "") == "bernoulli"
+    return Classifier(model, spec.burn_in, data.encode, eot if stochastic else 1)
+
+
+def counterpart(model, spec: ExperimentSpec, data: SampleData,
+                max_rate: float | None = None) -> ANNCounterpart:
+    # static images: the counterpart sees the intensities at every step (the expectation
+    # of the rate code), event frames: the frames themselves
+    encode = Encoder("direct", spec.n_steps) if data.encode is not None else None
+    return ANNCounterpart(model, spec.burn_in, encode, max_rate)
+
+
+
+
+def _ordered_rules(values) -> list[str]:
+    values = list(dict.fromkeys(values))
+    return [r for r in RULE_ORDER if r in values] + sorted(set(values) - set(RULE_ORDER))
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}" if v == v else "–"
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+
+
+
+def load_model(run_dir: Path, train: bool = False):
+    """The trained model of a run folder (whatever rule trained it), in eval mode unless
+    ``train``."""
+    model, _, _ = load_trained(run_dir)
+    return model if train else model.eval()

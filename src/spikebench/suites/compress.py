@@ -1,0 +1,524 @@
+"""The ``compress-robust`` suite: HIRE-SNN crafted-noise training and attention-guided
+compression (AGC), alone and combined, measured together for accuracy, robustness and
+cost (../shared/reference/robust-snn.md, sections 3-4).
+
+Methods (a run of the one executor each, keyed by its spec):
+
+- ``standard``: a LIF conv SNN (``robust`` suite's neuron: leak 0.99, hard reset) trained
+  by BPTT on cross-entropy;
+- ``hire``: the same trained by HIRE-SNN's period schedule (``training.hire``);
+- ``agc``: the ``standard`` run's model as the uncompressed teacher, pruned one shot to
+  ``density`` (AGC's layer densities, ``training.prune``) and fine-tuned on CE + the
+  attention-transfer loss against the teacher;
+- ``hire+agc``: the ``hire`` run's model pruned the same way and fine-tuned with the HIRE
+  schedule plus the attention loss.
+
+The teacher is the suite's own run of the same settings (the same spec id: trained once;
+an AGC run trains it itself if it is missing). The grid is method x T x input coding
+(direct: the image as current at every step; bernoulli: a rate code, attacked with EOT),
+plus a compression sweep of ``agc`` over ``sweep_densities`` at the default T and direct
+input. Every model is attacked (FGSM, PGD through several gradient routes, Square,
+Gaussian noise: ``analysis.adaptive``) and counted (``analysis.efficiency.conv_workload``:
+SynOps, spikes, nonzero parameters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from spikebench.attacks.ensemble import accuracy, parse_route, robust_evaluation
+from spikebench.datasets.encoders import INPUT_CODINGS
+from spikebench.engine.data import (
+    conv_arch,
+    default_image_dataset,
+    epoch_batches,
+    image_shape,
+)
+from spikebench.engine.executor import (
+    CHECKPOINT,
+    RunResult,
+    StepResult,
+    Training,
+    fit,
+    load_trained,
+)
+from spikebench.engine.results import split_rows, timings_frame
+from spikebench.engine.spec import check_field_types
+from spikebench.engine.train import seed_everything
+from spikebench.errors import ConfigError
+from spikebench.io import atomic_write, digest, save_figure, subplots
+from spikebench.metrics.efficiency import conv_workload
+from spikebench.models import CONV_ARCHS, ConvNet
+from spikebench.report.markdown import markdown_table, pct, resolvable
+from spikebench.studies import cached
+from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
+from spikebench.suites.robust import neuron_params
+from spikebench.training.hire import HireSchedule, hire_step
+from spikebench.training.prune import (
+    Pruner,
+    attention_loss,
+    attention_maps,
+    compression_ratio,
+    guided_loss,
+    layer_densities,
+    layer_importance,
+    nonzero_weights,
+    prunable,
+)
+
+METHODS = ("standard", "hire", "agc", "hire+agc")
+TEACHER = {"agc": "standard", "hire+agc": "hire"}
+EVALUATION_VERSION = 1
+EVAL_FIELDS = ("eps", "n_attack", "pgd_steps", "routes", "square_queries", "sigma", "eot")
+# the papers' figures (CIFAR; HIRE: talk slides, white-box; AGC: WACV 2021)
+REFERENCE = {
+    "standard": "–",
+    "hire": "clean / FGSM / PGD, C10 VGG5: 87.5 / 38.0 / 9.1 (+2.5 / +3.8 vs trad. SNN), "
+            "C10 ResNet12: 90.3 / 33.3 / 3.8 (+12.2 / +3.5), C100 VGG11: 65.1 / 22.0 / 7.5 "
+            "(+5.7 / +4.6)",
+    "agc": "C10 VGG16: 2.5x 91.29 %, 33.4x 90.15 % (T=100)",
+    "hire+agc": "– (not in the papers)",
+}
+
+
+@dataclass(frozen=True)
+class CompressSpec:
+    method: str = "standard"
+    coding: str = "direct"
+    steps: int = 4
+    density: float = 0.1  # AGC's global density (10x compression)
+    dataset: str = "fashion-mnist"
+    arch: str = "vgg-small"
+    seed: int = 0
+    n_train: int | None = 3000
+    n_test: int | None = 1000
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    leak: float = 0.99
+    hire_periods: int = 2
+    hire_eps: float = 0.05
+    hire_craft: str = "free"
+    agc_beta: float = 10.0
+    finetune_epochs: int = 2
+    finetune_lr: float = 0.01
+    n_importance: int = 256  # training images for the layer saliencies
+    eps: float = 0.1
+    sigma: float = 0.1
+    n_attack: int = 150
+    pgd_steps: int = 7
+    routes: tuple[str, ...] = ("surrogate", "triangle:0.5", "bptr")
+    square_queries: int = 50
+    eot: int = 4
+    suite: str = "compress-robust"
+    data_dir: str | None = None
+    data_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "routes", tuple(self.routes))
+        check_field_types(self)
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        INPUT_CODINGS.get(self.coding)
+        CONV_ARCHS.get(self.arch)
+        HireSchedule(self.hire_periods, self.hire_eps, self.hire_craft).window(self.steps)
+        for r in self.routes:
+            parse_route(r)
+        if not 0 < self.density <= 1:
+            raise ConfigError(f"density must lie in (0, 1], got {self.density}")
+        for name in ("steps", "epochs", "batch_size", "n_attack", "finetune_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    # the fields each method's training reads (the rest are another method's or the
+    # evaluation's, which is cached under its own key)
+    def identity(self) -> dict:
+        keep = ["method", "coding", "steps", "dataset", "arch", "seed", "n_train", "n_test",
+                "epochs", "batch_size", "lr", "momentum", "weight_decay", "leak"]
+        if "hire" in self.method:
+            keep += ["hire_periods", "hire_eps", "hire_craft"]
+        if "agc" in self.method:
+            keep += ["density", "agc_beta", "finetune_epochs", "finetune_lr", "n_importance"]
+        core = {k: getattr(self, k) for k in keep}
+        for key in ("data_dir", "data_fingerprint"):
+            if getattr(self, key) is not None:
+                core[key] = getattr(self, key)
+        return core
+
+    @property
+    def run_id(self) -> str:
+        tag = self.method.replace("+", "-")
+        return (f"{self.dataset}-{tag}-{self.coding}-T{self.steps}-s{self.seed}-"
+                f"{digest(self.identity())}")
+
+    def teacher(self) -> CompressSpec:
+        return replace(self, method=TEACHER[self.method])
+
+    def schedule(self) -> HireSchedule:
+        return HireSchedule(self.hire_periods, self.hire_eps, self.hire_craft)
+
+
+def build(spec: CompressSpec, shape, classes: int) -> ConvNet:
+    return ConvNet(spec.arch, shape[0], shape[1], classes, neuron_params(spec, "lif"),
+                   steps=spec.steps, coding=spec.coding)
+
+
+def _hire(model, opt, schedule, extra=None, after=None):
+    def step(batch) -> StepResult:
+        x, y = batch
+        loss, logits = hire_step(model, opt, x, y, schedule, extra_loss=extra,
+                                 after_step=after)
+        return StepResult(loss, int((logits.argmax(-1) == y).sum()), len(y), updated=True)
+
+    return step
+
+
+def _plain(model):
+    def step(batch) -> StepResult:
+        x, y = batch
+        logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        loss.backward()
+        return StepResult(loss.item(), int((logits.argmax(-1) == y).sum()), len(y))
+
+    return step
+
+
+def _guided(model, teacher, opt, pruner, beta):
+    def step(batch) -> StepResult:
+        x, y = batch
+        loss, logits = guided_loss(model, teacher, x, y, beta)
+        loss.backward()
+        opt.step()
+        pruner.apply()
+        return StepResult(loss.item(), int((logits.argmax(-1) == y).sum()), len(y),
+                          updated=True)
+
+    return step
+
+
+def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
+               progress: bool) -> RunResult:
+    """Train one method's run (an AGC run first makes sure its teacher is trained)."""
+    shape, classes = image_shape(train), train[2]
+    (x, y, _), (xt, yt, _) = train, test
+    stage = {**asdict(spec), "stage": spec.method}
+    if spec.method in TEACHER:
+        teacher_spec = spec.teacher()
+        teacher_res = train_spec(teacher_spec, runs_dir / teacher_spec.run_id, runs_dir,
+                                 train, test, progress)
+        if teacher_res.status != "done":
+            return RunResult(spec, teacher_res.status, [], f"its teacher "
+                             f"{teacher_spec.run_id}: {teacher_res.message}", run_dir=run_dir)
+
+        def make() -> Training:
+            teacher = load_trained(runs_dir / teacher_spec.run_id / CHECKPOINT, "teacher",
+                            build(spec, shape, classes))
+            student = build(spec, shape, classes)
+            student.load_state_dict(teacher.state_dict())
+            seed_everything(spec.seed)
+            n = spec.n_importance
+            importance = layer_importance(student, teacher, [(x[:n], y[:n])], spec.agc_beta)
+            sizes = [m.weight.numel() for m in prunable(student)]
+            pruner = Pruner(student, layer_densities(importance, sizes, spec.density))
+            opt = torch.optim.SGD(student.parameters(), lr=spec.finetune_lr,
+                                  momentum=spec.momentum, weight_decay=spec.weight_decay)
+            if "hire" in spec.method:
+                def extra(model, inp):
+                    _, s_maps = attention_maps(model, inp)
+                    with torch.no_grad():
+                        _, t_maps = attention_maps(teacher, inp)
+                    return attention_loss(s_maps, t_maps, spec.agc_beta)
+
+                step = _hire(student, opt, spec.schedule(), extra, pruner.apply)
+            else:
+                step = _guided(student, teacher, opt, pruner, spec.agc_beta)
+            return Training(student, opt, spec.finetune_epochs, epoch_batches(spec, x, y),
+                            step, evaluate=lambda: {"acc": accuracy(student, xt, yt)},
+                            scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(
+                                opt, T_max=spec.finetune_epochs),
+                            label=f"{spec.method} T={spec.steps} {spec.coding}",
+                            meta={"density": pruner.density()}, note=f"lr={spec.finetune_lr}")
+
+        return fit(run_dir, spec, stage, make, progress)
+
+    def make() -> Training:
+        seed_everything(spec.seed)
+        model = build(spec, shape, classes)
+        opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                              weight_decay=spec.weight_decay)
+        step = _hire(model, opt, spec.schedule()) if spec.method == "hire" else _plain(model)
+        return Training(model, opt, spec.epochs, epoch_batches(spec, x, y), step,
+                        evaluate=lambda: {"acc": accuracy(model, xt, yt)},
+                        scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(
+                            opt, T_max=spec.epochs),
+                        label=f"{spec.method} T={spec.steps} {spec.coding}",
+                        note=f"lr={spec.lr}")
+
+    return fit(run_dir, spec, stage, make, progress)
+
+
+def evaluate_spec(spec: CompressSpec, run_dir: Path, train, test) -> dict:
+    xt, yt, _ = test
+    x, y = xt[:spec.n_attack], yt[:spec.n_attack]
+    params = {k: getattr(spec, k) for k in EVAL_FIELDS}
+
+    def compute() -> dict:
+        model = load_trained(run_dir / CHECKPOINT, "model",
+                             build(spec, image_shape(train), train[2]))
+        out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
+                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed)
+        workload = conv_workload(model, x)
+        out["spikes_per_image"] = workload.pop("spikes")  # the same pass as the SynOps
+        out.update({f"eff_{k}": v for k, v in workload.items()})
+        out["nonzero_weights"] = nonzero_weights(model)
+        out["compression"] = compression_ratio(model)
+        out["n"] = len(x)
+        return out
+
+    return cached(run_dir, "compress-robust", {**params, "n": len(x)}, compute,
+                  EVALUATION_VERSION)
+
+
+@dataclass(frozen=True)
+class CompressKind(ImageKind):
+    """Every method x coding x T (and the AGC sweep) trained, attacked and counted:
+    ``compress.csv`` (a row per model), tidy ``results.csv``, ``timings.csv``,
+    ``report.md``, ``pareto.png``."""
+
+    options = ROBUST_OPTIONS
+    files = {"compress": "compress.csv", "tidy": "results.csv", "timings": "timings.csv"}
+
+    def specs(self, suite, opts) -> tuple[list, list[str]]:
+        return compress_specs(suite.name, opts)
+
+    def stages(self, spec: CompressSpec, train, test, run_dir: Path, runs_dir: Path, say,
+               progress: bool) -> RunResult:
+        result = train_spec(spec, run_dir, runs_dir, train, test, progress)
+        if result.status == "done":
+            result.details = {"evaluation": evaluate_spec(spec, run_dir, train, test)}
+        return result
+
+    def tables(self, suite: str, results: list[RunResult]) -> dict:
+        return _tables(suite, results)
+
+    def report(self, run: SuiteRun) -> Path:
+        if not run.tables["compress"].empty:
+            _plot_pareto(run.tables["compress"], run.out_dir / "pareto.png")
+        return _write_report(run.out_dir, run.suite.name, run.suite.description, run.specs,
+                             run.tables, run.notes, run.wall_s)
+
+
+TIDY_COLUMNS = ["suite", "run_id", "dataset", "method", "coding", "steps", "density", "seed",
+                "status", "epoch", "metric", "value"]
+
+
+def _tables(name: str, results: list[RunResult]) -> dict:
+    rows, tidy, timings, notes = [], [], [], []
+    for r in results:
+        spec = r.spec
+        base = {"suite": name, "run_id": spec.run_id, "dataset": spec.dataset,
+                "method": spec.method, "coding": spec.coding, "steps": spec.steps,
+                "density": spec.density if "agc" in spec.method else 1.0, "seed": spec.seed,
+                "status": r.status}
+        got, t = split_rows(base, r.metrics, r.sizes)
+        tidy, timings = tidy + got, timings + t
+        if r.status != "done":
+            notes.append(f"{spec.run_id}: {r.message}")
+            continue
+        ev = r.details.get("evaluation", {})
+        last = max((m["epoch"] for m in r.metrics), default=0)
+        tidy += [{**base, "epoch": last, "metric": f"robust_{k}", "value": v}
+                 for k, v in ev.items()]
+        epoch_s = [m["value"] for m in r.metrics if m["metric"] == "epoch_time_s"]
+        rows.append({**{k: base[k] for k in ("suite", "run_id", "method", "coding", "steps",
+                                             "density", "seed")},
+                     "test_acc": next((m["value"] for m in reversed(r.metrics)
+                                       if m["metric"] == "test_acc"), float("nan")),
+                     "epoch_time_s": sum(epoch_s) / len(epoch_s) if epoch_s else float("nan"),
+                     **ev})
+    return {"compress": pd.DataFrame(rows), "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
+            "timings": timings_frame(timings), "notes": notes}
+
+
+def _synops(df: pd.DataFrame) -> pd.Series:
+    return df.eff_synops_ac + df.eff_synops_mac
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats in both cost (lower) and accuracy (higher)."""
+    front, best = [], -math.inf
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((cost, acc))
+            best = acc
+    return front
+
+
+def pareto_figure(df: pd.DataFrame):
+    """Clean and robust accuracy vs SynOps, a marker and colour per method (filled: direct
+    input, open: rate code), with each panel's Pareto front."""
+    fig, axes = subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    markers = {"standard": "o", "hire": "s", "agc": "^", "hire+agc": "D"}
+    colours = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    for ax, col, title in ((axes[0], "clean", "clean accuracy"),
+                           (axes[1], "ensemble", "robust accuracy (ensemble)")):
+        for (method, coding), g in df.groupby(["method", "coding"], sort=False):
+            colour = colours.get(method, "k")
+            ax.scatter(_synops(g), 100 * g[col], marker=markers.get(method, "x"),
+                       facecolors=colour if coding == "direct" else "none",
+                       edgecolors=colour,
+                       label=f"{method} ({coding})")
+        front = pareto_front(list(zip(_synops(df), 100 * df[col], strict=True)))
+        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=0.8,
+                label="Pareto front")
+        ax.set(xscale="log", xlabel="SynOps per image (ACs + MACs)", ylabel=f"{title} %",
+               title=title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_pareto(df: pd.DataFrame, path: Path) -> None:
+    save_figure(pareto_figure(df), path)
+
+
+def findings(df: pd.DataFrame) -> list[str]:
+    """The papers' claims against our numbers (two binomial standard errors)."""
+    out = []
+    n = int(df.n.iloc[0]) if "n" in df and len(df) else 1
+
+    def cell(method, coding, steps):
+        g = df[(df.method == method) & (df.coding == coding) & (df.steps == steps)]
+        return g.mean(numeric_only=True) if len(g) else None
+
+    for steps in sorted(set(df.steps)):
+        d, r = cell("standard", "direct", steps), cell("standard", "bernoulli", steps)
+        h = cell("hire", "direct", steps)
+        if d is not None and r is not None:
+            diff = r.ensemble - d.ensemble
+            called = resolvable(r.ensemble, d.ensemble, n)
+            out.append(f"T={steps}: rate-coded vs direct-input standard SNN, robust accuracy "
+                       f"{pct(r.ensemble)} vs {pct(d.ensemble)} % ("
+                       + ("supports" if called and diff > 0 else "does not support")
+                       + " the claim that direct input loses the rate code's robustness; "
+                       f"clean {pct(r.clean)} vs {pct(d.clean)} %).")
+        if d is not None and h is not None:
+            diff = h.ensemble - d.ensemble
+            called = resolvable(h.ensemble, d.ensemble, n)
+            out.append(f"T={steps}: HIRE-SNN vs standard (direct), robust accuracy "
+                       f"{pct(h.ensemble)} vs {pct(d.ensemble)} %, FGSM {pct(h.fgsm)} vs "
+                       f"{pct(d.fgsm)} %, clean {pct(h.clean)} vs {pct(d.clean)} % ("
+                       + ("HIRE-SNN wins robustness" if called and diff > 0 else
+                          "HIRE-SNN loses robustness" if called else "no resolvable difference")
+                       + f"); training time per epoch {h.epoch_time_s:.1f} vs "
+                       f"{d.epoch_time_s:.1f} s ({h.epoch_time_s / d.epoch_time_s:.2f}x).")
+    steps = 4 if 4 in set(df.steps) else min(df.steps)
+    sweep = df[(df.method == "agc") & (df.coding == "direct") & (df.steps == steps)]
+    sweep = sweep.sort_values("compression")
+    if len(sweep) > 1:
+        out.append(f"AGC compression sweep (T={steps}, direct): " + "; ".join(
+            f"{c:.1f}x: clean {pct(a)} %, robust {pct(e)} %, spikes {s:.0f}"
+            for c, a, e, s in zip(sweep.compression, sweep.clean, sweep.ensemble,
+                                  sweep.spikes_per_image, strict=True)) + ".")
+    return out
+
+
+def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Path:
+    df = tables["compress"]
+    spec = specs[0]
+    parts = [f"# spikebench report: `{name}`", "", description, "",
+             f"Wall time of this invocation: {wall:.0f} s. Tables: `compress.csv` (a row per "
+             "model), tidy: `results.csv`.", "",
+             f"What ran: `{spec.dataset}` ({spec.data_dir or 'embedded'}), "
+             f"{spec.n_train or 'all'} training / {spec.n_test or 'all'} test images, arch "
+             f"`{spec.arch}`, T in {sorted({s.steps for s in specs})}, codings "
+             f"{sorted({s.coding for s in specs})}, {spec.epochs} epochs (AGC: "
+             f"{spec.finetune_epochs} fine-tuning epochs), HIRE: {spec.hire_periods} periods, "
+             f"eps {spec.hire_eps:g}, craft `{spec.hire_craft}`; AGC beta {spec.agc_beta:g}.",
+             ""]
+    if not df.empty:
+        rows = []
+        for _, r in df.iterrows():
+            rows.append([r.method, r.coding, str(r.steps), f"{r.compression:.1f}x",
+                         pct(r.clean), pct(r.fgsm), pct(r.pgd), pct(r.ensemble),
+                         pct(r.gaussian), f"{int(r.nonzero_weights)}",
+                         f"{r.eff_synops_ac + r.eff_synops_mac:.3g}",
+                         f"{r.spikes_per_image:.0f}", f"{r.epoch_time_s:.1f}"])
+        n = int(df.n.iloc[0])
+        parts += [
+            f"## Accuracy (%), robustness at eps {spec.eps:g} and cost",
+            "",
+            markdown_table(["method", "coding", "T", "compression", "clean", "FGSM",
+                            f"PGD-{spec.pgd_steps}", "ensemble", "Gaussian",
+                            "nonzero weights", "SynOps / image", "spikes / image",
+                            "s / epoch"], rows),
+            "",
+            f"On the first {n} test images; PGD through the training surrogate; *ensemble*: "
+            f"correct under FGSM, PGD through each route ({', '.join(spec.routes)}) and "
+            f"Square ({spec.square_queries} queries); rate-coded models attacked with EOT over "
+            f"{spec.eot} encodings. SynOps: `analysis.efficiency.conv_workload` (NeuroBench's "
+            "rule: MACs for non-binary inputs, i.e. direct pixels and average-pooled spikes; "
+            "ACs for spikes). s / epoch: mean training epoch time (AGC rows: its fine-tuning).",
+            "",
+            "Papers' figures (CIFAR, not comparable in value): "
+            + "; ".join(f"{m}: {REFERENCE[m]}" for m in METHODS) + ".",
+            "",
+            "![Pareto](pareto.png)",
+            "",
+            "## Findings",
+            "",
+        ] + [f"- {f}" for f in findings(df)] + [""]
+    notes = notes + tables["notes"]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    path = out_dir / "report.md"
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
+    return path
+
+
+SWEEP_DENSITIES = (1 / 2.5, 1 / 5, 1 / 10, 1 / 30)
+STEPS = (2, 4, 8)
+CODINGS = ("direct", "bernoulli")
+PAPER = dict(arch="vgg11", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
+             hire_eps=8 / 255, sigma=8 / 255, finetune_epochs=30, n_attack=1000,
+             pgd_steps=7, square_queries=1000)
+
+
+def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:
+    dataset, notes = default_image_dataset(opts, "cifar10" if opts.paper else "fashion-mnist")
+    base = CompressSpec(dataset=dataset, suite=name, data_dir=opts.data_dir)
+    if opts.paper:
+        base = replace(base, **PAPER)
+    base = replace(base, **conv_arch(opts, name))
+    changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
+                                 ("batch_size", opts.batch_size), ("lr", opts.lr),
+                                 ("n_attack", opts.n_eval)) if v is not None}
+    if opts.epochs is not None:
+        changes.update(epochs=opts.epochs, finetune_epochs=max(1, opts.epochs // 2))
+    base = replace(base, **changes)
+    steps = [opts.n_steps] if opts.n_steps else list(STEPS)
+    specs = [replace(base, method=m, coding=c, steps=t, seed=s)
+             for s in (opts.seeds or [0]) for c in CODINGS for t in steps for m in METHODS]
+    main_t = 4 if 4 in steps else steps[0]
+    specs += [replace(base, method="agc", coding="direct", steps=main_t, seed=s, density=d)
+              for s in (opts.seeds or [0]) for d in SWEEP_DENSITIES if d != base.density]
+    return specs, notes
+
+
+SUITES.register("compress-robust", Suite(
+    "compress-robust",
+    "HIRE-SNN crafted-noise training and attention-guided compression (AGC; Kundu et al. "
+    "2021), alone and combined, against standard training: clean, FGSM, PGD (adaptive "
+    "ensemble), Gaussian accuracy, nonzero weights, SynOps and spikes at T in {2, 4, 8} for "
+    "direct and rate input, an AGC sweep from 2.5x to 30x, a Pareto plot; Fashion-MNIST "
+    "(else MNIST-5k), CIFAR with --dataset/--data-dir, the papers' sizes with --paper.",
+    CompressKind()))

@@ -1,0 +1,594 @@
+"""The hybrid studies: image encoders with the default, a LIF and a ParaLIF head, trained by
+"double transfer", attacked with FGSM, DeepFool and Square (../shared/reference/
+paralif-hybrids.md).
+
+Per (data set, encoder, seed) the runs folder holds one run:
+
+- ``encoder/``: the encoder fine-tuned with its default head, the stages before layer3
+  frozen (ViT: patch embedding and the first half of the blocks; LeNet-5: nothing), SGD
+  (lr 1e-3, momentum 0.9, weight decay 5e-4); ``encoder.pt``, ``metrics.json``;
+- ``head-lif/``, ``head-paralif/``: the spiking head trained on the frozen encoder's
+  features (the second transfer), same optimiser; test accuracy over ``eval_seeds``
+  encodings (mean ± std: the rate code is stochastic);
+- ``analysis/``: attack results per head (cached, so a rerun costs nothing).
+
+Each stage writes ``status.json`` when it ends; a rerun skips ended stages.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from spikebench.attacks.art import attack_accuracy
+from spikebench.attacks.ensemble import accuracy
+from spikebench.engine.data import default_image_dataset, epoch_batches
+from spikebench.engine.executor import (
+    CHECKPOINT,
+    RunResult,
+    StepResult,
+    Training,
+    fit,
+    load_checkpoint,
+    read_json,
+    restore,
+)
+from spikebench.engine.results import split_rows, timings_frame
+from spikebench.engine.spec import check_field_types
+from spikebench.engine.train import seed_everything
+from spikebench.errors import (
+    ConfigError,
+    RunFileError,
+)
+from spikebench.io import atomic_write, digest, save_figure, subplots
+from spikebench.metrics.efficiency import hybrid_workload
+from spikebench.models.hybrid import (
+    HEADS,
+    IMAGE_ENCODERS,
+    HybridNet,
+    SpikingHead,
+    build_encoder,
+)
+from spikebench.report.markdown import markdown_table
+from spikebench.studies import cached
+from spikebench.suites.base import HYBRID_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
+
+log = logging.getLogger(__name__)
+
+HYBRID_EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
+SQUARE_EPS = 0.05
+# ../shared/reference/paralif-hybrids.md: (dataset, encoder) -> default / LIF / ParaLIF (%)
+REFERENCE = {
+    ("fashion-mnist", "resnet18"): ("93.2", "93.7", "91.5 ± 0.08"),
+    ("fashion-mnist", "resnet50"): ("93.2", "93.4", "92.5 ± 0.14"),
+    ("cifar10", "resnet18"): ("92.4", "92.8", "90.9 ± 0.15"),
+    ("cifar10", "resnet50"): ("94.7", "94.8", "94.4 ± 0.034"),
+    ("cifar100", "resnet18"): ("73.3", "74.3", "34.9 ± 0.08"),
+    ("cifar100", "resnet50"): ("77.9", "79.4", "52.9 ± 0.14"),
+}
+NOT_IN_ID = ("suite",)  # the id covers the data (folder, fingerprint) as ExperimentSpec's
+NO_WEIGHTS = ("random initialisation (no ImageNet weights: nothing is downloaded; load yours "
+              "with --weights)")
+
+
+@dataclass(frozen=True)
+class HybridSpec:
+    dataset: str = "fashion-mnist"
+    encoder: str = "resnet18"
+    seed: int = 0
+    image_size: int | None = None  # None: the encoder's CPU default (ResNet: 32)
+    n_train: int | None = 5000
+    n_test: int | None = 1000
+    finetune_epochs: int = 10  # the study's 10 + 10
+    head_epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-2  # SGD; the study's 1e-3 (with --paper or --weights) assumes pretrained
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "cosine"  # per epoch to 0 (random init is noisy at the end without);
+    # "constant": the study's (with --paper)
+    steps: int = 20  # rate-code steps of the spiking heads
+    eval_seeds: int = 5  # encodings averaged for accuracy (mean ± std)
+    n_attack: int = 500  # test samples attacked by FGSM
+    n_strong: int = 100  # ... and by DeepFool and Square (costly: see attack_run)
+    eot: int = 8  # encodings per attack query (expectation over transformation)
+    weights: str | None = None  # torchvision-format state_dict of the encoder
+    suite: str = "hybrid-resnet"
+    data_dir: str | None = None  # resolved folder of the images (None: embedded)
+    data_fingerprint: str | None = None  # of its files (DatasetInfo.identity)
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        IMAGE_ENCODERS.get(self.encoder)  # an unknown name lists the known ones
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ConfigError(f"lr_schedule is 'cosine' or 'constant', got {self.lr_schedule!r}")
+
+    @property
+    def run_id(self) -> str:
+        core = {k: v for k, v in asdict(self).items() if k not in NOT_IN_ID}
+        for key in ("data_dir", "data_fingerprint"):
+            if core[key] is None:
+                del core[key]
+        return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest(core)}"
+
+
+def _sgd(params, spec: HybridSpec, epochs: int):
+    """SGD and its per-epoch learning-rate schedule."""
+    opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                          weight_decay=spec.weight_decay)
+    if spec.lr_schedule == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    return opt, torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+
+
+def _freeze(net: HybridNet) -> list[torch.nn.Module]:
+    frozen = net.info.frozen(net.encoder)
+    for part in frozen:
+        for p in ([part] if isinstance(part, torch.nn.Parameter) else part.parameters()):
+            p.requires_grad_(False)
+    return [m for m in frozen if isinstance(m, torch.nn.Module)]
+
+
+def _ce_step(model: torch.nn.Module):
+    def step(batch) -> StepResult:
+        x, y = batch
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return StepResult(loss.item(), count=len(y))
+
+    return step
+
+
+def _check_layout(stage: Path) -> None:
+    """Stage folders of spikebench 0.1 (encoder.pt / head.pt, no status version) are not
+    read as this version's: a clear message instead of a wrong reuse."""
+    status = stage / "status.json"
+    if status.is_file() and "version" not in (read_json(status, "status") or {}):
+        raise RunFileError(
+            f"{stage} was written by spikebench 0.1 (another stage layout); delete the run "
+            f"folder {stage.parent} to retrain it with this version, then rerun")
+
+
+def _final(result: RunResult, metric: str) -> float:
+    values = [m["value"] for m in result.metrics if m["metric"] == metric]
+    return float(values[-1]) if values else float("nan")
+
+
+def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: bool
+                     ) -> RunResult:
+    """First transfer: the encoder with its default head (``executor.fit``, SGD)."""
+    stage = run_dir / "encoder"
+    _check_layout(stage)
+    (x, y, classes), (xt, yt, _) = train, test
+
+    def make() -> Training:
+        seed_everything(spec.seed)
+        encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size,
+                                            spec.weights)
+        net = HybridNet(encoder, info, size)
+        frozen = _freeze(net)
+        opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
+                             spec.finetune_epochs)
+        return Training(net, opt, spec.finetune_epochs, epoch_batches(spec, x, y),
+                        _ce_step(net), evaluate=lambda: {"acc": accuracy(net, xt, yt)},
+                        scheduler=schedule, frozen=frozen, meta={"stage": "encoder"},
+                        label=f"{spec.encoder} fine-tuning", note=f"lr={spec.lr}")
+
+    return fit(stage, spec, {**asdict(spec), "stage": "encoder"}, make, progress)
+
+
+def load_encoder(spec: HybridSpec, run_dir: Path, classes: int):
+    encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size)
+    net = HybridNet(encoder, info, size)
+    path = run_dir / "encoder" / CHECKPOINT
+    restore(path, "encoder", net, load_checkpoint(path)["model"])
+    return encoder.eval(), info, size
+
+
+@torch.no_grad()
+def _features(net: HybridNet, x, batch: int = 256) -> torch.Tensor:
+    net.eval()
+    return torch.cat([net.features(x[i:i + batch]) for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def _head_accuracy(head: SpikingHead, f_test, yt, encodings: int) -> dict[str, float]:
+    """Test accuracy over ``encodings`` rate codes (mean, std); the training's random
+    stream is left untouched."""
+    head.eval()
+    accs = []
+    with torch.random.fork_rng():
+        for s in range(encodings):
+            torch.manual_seed(10_000 + s)
+            accs.append(float((head(f_test).argmax(-1) == yt).float().mean()))
+    head.train()
+    return {"acc": float(np.mean(accs)),
+            "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0}
+
+
+def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
+               progress: bool) -> RunResult:
+    """Second transfer: a spiking head on the frozen, fine-tuned encoder's features."""
+    stage = run_dir / f"head-{neuron}"
+    _check_layout(stage)
+    (x, y, classes), (xt, yt, _) = train, test
+
+    def make() -> Training:
+        encoder, info, size = load_encoder(spec, run_dir, classes)
+        net = HybridNet(encoder, info, size)
+        f_train, f_test = _features(net, x), _features(net, xt)
+        seed_everything(spec.seed)
+        head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps)
+        opt, schedule = _sgd(list(head.parameters()), spec, spec.head_epochs)
+        return Training(head, opt, spec.head_epochs, epoch_batches(spec, f_train, y),
+                        _ce_step(head),
+                        evaluate=lambda: _head_accuracy(head, f_test, yt, spec.eval_seeds),
+                        scheduler=schedule, meta={"stage": f"head-{neuron}"},
+                        label=f"{spec.encoder}+{neuron} head", note=f"lr={spec.lr}")
+
+    return fit(stage, spec, {**asdict(spec), "stage": f"head-{neuron}"}, make, progress)
+
+
+def hybrid_net(spec: HybridSpec, run_dir: Path, variant: str, classes: int) -> HybridNet:
+    encoder, info, size = load_encoder(spec, run_dir, classes)
+    head = None
+    if variant != "default":
+        head = SpikingHead(encoder.feature_dim, classes, variant, spec.steps)
+        path = run_dir / f"head-{variant}" / CHECKPOINT
+        restore(path, "head", head, load_checkpoint(path)["model"])
+    return HybridNet(encoder, info, size, head, eot=spec.eot if head is not None else 1).eval()
+
+
+def attack_run(spec: HybridSpec, run_dir: Path, variant: str, test) -> list[dict]:
+    """FGSM at HYBRID_EPS on the first ``n_attack`` test samples, DeepFool (at most 100
+    iterations, each with a gradient per class) and Square (100 queries, eps SQUARE_EPS) on
+    the first ``n_strong``; success rate over the samples the model classified correctly
+    before the attack."""
+    xt, yt, classes = test
+    x, y = xt[:spec.n_attack], yt[:spec.n_attack]
+    n_strong = min(spec.n_strong, spec.n_attack)
+    xs, ys = xt[:n_strong], yt[:n_strong]
+
+    def compute():
+        net = hybrid_net(spec, run_dir, variant, classes)
+        out = []
+        for eps in HYBRID_EPS:
+            torch.manual_seed(spec.seed)
+            out.append({"attack": "fgsm", "eps": eps, "n": len(x),
+                        **attack_accuracy(net, x, y, eps, "fgsm", clip=(0.0, 1.0))})
+        for attack, eps in (("deepfool", 0.0), ("square", SQUARE_EPS)):
+            torch.manual_seed(spec.seed)
+            out.append({"attack": attack, "eps": eps, "n": len(xs),
+                        **attack_accuracy(net, xs, ys, eps, attack, clip=(0.0, 1.0))})
+        return out
+
+    return cached(run_dir, f"attacks-{variant}", {"n": len(x), "n_strong": len(xs),
+                                                 "eps": list(HYBRID_EPS),
+                                                 "square_eps": SQUARE_EPS, "eot": spec.eot},
+                  compute)
+
+
+def efficiency_run(spec: HybridSpec, run_dir: Path, test) -> dict[str, dict]:
+    """The efficiency metrics (``analysis.efficiency.hybrid_workload``) of every head on the
+    test images, per image (cached beside the attacks)."""
+    xt, _, classes = test
+
+    def compute():
+        net = hybrid_net(spec, run_dir, "default", classes)
+        heads = {v: (None if v == "default" else hybrid_net(spec, run_dir, v, classes)
+                     .spiking_head) for v in HEADS}
+        with torch.random.fork_rng():
+            torch.manual_seed(spec.seed)
+            return hybrid_workload(net, heads, xt)
+
+    return cached(run_dir, "efficiency", {"n": len(xt), "heads": list(HEADS)}, compute)
+
+
+STAGES = {"default": "encoder", "lif": "head-lif", "paralif": "head-paralif"}
+
+
+@dataclass(frozen=True)
+class HybridKind(ImageKind):
+    """Encoders fine-tuned with their default head, then LIF and ParaLIF heads on their
+    features, each attacked (``hybrid.csv``, ``hybrid_attacks.csv``, tidy ``results.csv``:
+    a row per stage run, epoch and metric, ``timings.csv``, ``report.md``, plots)."""
+
+    encoders: tuple[str, ...]
+    paper_encoders: tuple[str, ...] | None = None
+    defaults: tuple[tuple[str, object], ...] = ()  # the suite's own spec fields
+    options = HYBRID_OPTIONS
+    files = {"hybrid": "hybrid.csv", "attacks": "hybrid_attacks.csv", "tidy": "results.csv",
+             "timings": "timings.csv"}
+
+    def specs(self, suite, opts) -> tuple[list, list[str]]:
+        return hybrid_specs(suite.name, list(self.encoders), opts,
+                            list(self.paper_encoders) if self.paper_encoders else None,
+                            **dict(self.defaults))
+
+    def stages(self, spec: HybridSpec, train, test, run_dir: Path, runs_dir: Path, say,
+               progress: bool) -> RunResult:
+        """The stages of one run and its attacks (what an executor runs, anywhere)."""
+        stages = {"default": finetune_encoder(spec, run_dir, train, test, progress)}
+        if stages["default"].status == "done":
+            for neuron in ("lif", "paralif"):
+                stages[neuron] = train_head(spec, run_dir, neuron, train, test, progress)
+        failed = [r for r in stages.values() if r.status != "done"]
+        if failed:
+            return RunResult(spec, "diverged", [], failed[0].message, skipped=failed[0].skipped,
+                             run_dir=run_dir,
+                             details={"stages": stages, "attacks": {},
+                                      "failed": failed[0].run_dir.name})
+        attacks = {variant: attack_run(spec, run_dir, variant, test) for variant in HEADS}
+        return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
+                         run_dir=run_dir,
+                         details={"stages": stages, "attacks": attacks,
+                                  "efficiency": efficiency_run(spec, run_dir, test)})
+
+    def tables(self, suite: str, results: list[RunResult]) -> dict:
+        return _tables(suite, results)
+
+    def report(self, run: SuiteRun) -> Path:
+        table, attacks = run.tables["hybrid"], run.tables["attacks"]
+        if not attacks.empty:
+            _plot_attacks(attacks, run.out_dir / "hybrid_attacks.png")
+        if not table.empty:
+            _plot_efficiency(table, run.out_dir / "efficiency.png")
+        return _write_report(run.out_dir, run.suite.name, run.suite.description, run.specs,
+                             table, attacks, run.notes + run.tables["notes"], run.wall_s)
+
+
+def _tables(name: str, results: list[RunResult]) -> dict:
+    """hybrid.csv, hybrid_attacks.csv, results.csv and timings.csv of the runs so far, and
+    the notes on failed runs."""
+    rows, attack_rows, tidy, timings, notes = [], [], [], [], []
+    for result in results:
+        spec, stages = result.spec, result.details.get("stages", {})
+        for variant, res in stages.items():
+            r, t = stage_rows(name, spec, variant, res, result.sizes)
+            tidy, timings = tidy + r, timings + t
+        if result.status != "done":
+            where = result.details.get("failed", "")
+            notes.append(f"{spec.run_id}{f' ({where})' if where else ''}: {result.message}")
+        for variant, res_attacks in result.details.get("attacks", {}).items():
+            attack_rows.extend({"dataset": spec.dataset, "encoder": spec.encoder,
+                                "seed": spec.seed, "head": variant, **r} for r in res_attacks)
+            last = max(m["epoch"] for m in stages[variant].metrics)
+            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
+                     for m in attack_metrics(res_attacks)]
+        for variant, metrics in result.details.get("efficiency", {}).items():
+            last = max(m["epoch"] for m in stages[variant].metrics)
+            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last,
+                      "metric": f"test_{k}", "value": v} for k, v in metrics.items()]
+        if result.status == "done":
+            for variant, res in stages.items():
+                eff = result.details.get("efficiency", {}).get(variant, {})
+                rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
+                             "dataset": spec.dataset, "encoder": spec.encoder,
+                             "head": variant, "seed": spec.seed,
+                             "test_acc": _final(res, "test_acc"),
+                             "test_acc_std": (0.0 if variant == "default"
+                                              else _final(res, "test_acc_std")),
+                             **{k: eff.get(k, float("nan")) for k in EFFICIENCY_COLUMNS}})
+    return {"hybrid": pd.DataFrame(rows), "attacks": pd.DataFrame(attack_rows),
+            "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
+            "timings": timings_frame(timings), "notes": notes}
+
+
+EFFICIENCY_COLUMNS = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
+                      "membrane_updates", "connection_sparsity", "footprint_bytes")
+TIDY_COLUMNS = ["suite", "run_id", "dataset", "encoder", "head", "seed", "status", "epoch",
+                "metric", "value"]
+
+
+def _row_base(name: str, spec: HybridSpec, variant: str, status: str) -> dict:
+    return {"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
+            "dataset": spec.dataset, "encoder": spec.encoder, "head": variant,
+            "seed": spec.seed, "status": status}
+
+
+def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult,
+               sizes: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    """(result rows, timing rows) of one stage run: its per-epoch metrics, with the
+    samples it trained and was tested on at epoch 0."""
+    return split_rows(_row_base(name, spec, variant, res.status), res.metrics, sizes)
+
+
+def attack_metrics(results: list[dict]) -> list[dict]:
+    """Attack results as tidy metrics: ``fgsm_acc@EPS``, ``deepfool_success``,
+    ``square_success@EPS``."""
+    out = []
+    for r in results:
+        if r["attack"] == "fgsm":
+            out.append({"metric": f"fgsm_acc@{r['eps']:g}", "value": r["acc"]})
+        else:
+            tag = f"@{r['eps']:g}" if r["eps"] else ""
+            out.append({"metric": f"{r['attack']}_success{tag}", "value": r["success_rate"]})
+    return out
+
+
+def _plot_attacks(df: pd.DataFrame, path: Path) -> None:
+    encoders = list(dict.fromkeys(df.encoder))
+    fig, axes = subplots(1, len(encoders), figsize=(5 * len(encoders), 3.8), squeeze=False,
+                             sharey=True)
+    styles = {"default": "-", "lif": "--", "paralif": ":"}
+    for ax, enc in zip(axes[0], encoders, strict=True):
+        sub = df[(df.encoder == enc) & (df.attack == "fgsm")]
+        for head in HEADS:
+            m = sub[sub["head"] == head].groupby("eps")["acc"].mean()
+            if not m.empty:
+                ax.plot(m.index, 100 * m.values, styles[head], marker="o", label=head)
+        ax.set(title=f"{enc}: FGSM", xlabel="epsilon", ylabel="accuracy %")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _plot_efficiency(table: pd.DataFrame, path: Path) -> None:
+    """Accuracy vs effective SynOps per image, one point per (encoder, head)."""
+    fig, ax = subplots(figsize=(6.5, 4.2))
+    markers = {"default": "o", "lif": "s", "paralif": "^"}
+    for (enc, head), g in table.groupby(["encoder", "head"], sort=False):
+        ax.scatter((g.synops_ac + g.synops_mac).mean(), 100 * g.test_acc.mean(),
+                   marker=markers.get(head, "x"), label=f"{enc} + {head}")
+    ax.set_xscale("log")
+    ax.set_xlabel("effective SynOps per test image (MACs + ACs)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    save_figure(fig, path)
+
+
+def _efficiency_lines(table: pd.DataFrame) -> list[str]:
+    rows = []
+    for (enc, head), g in table.groupby(["encoder", "head"], sort=False):
+        syn = (g.synops_ac + g.synops_mac).mean()
+        rows.append([enc, head, _fmt(g.test_acc.mean()), f"{g.synops_mac.mean():.3g}",
+                     f"{g.synops_ac.mean():.3g}", f"{g.synops_dense.mean():.3g}",
+                     f"{syn / g.synops_dense.mean():.3f}",
+                     "–" if g.activation_sparsity.isna().all()
+                     else f"{g.activation_sparsity.mean():.4f}",
+                     f"{g.membrane_updates.mean():.3g}",
+                     f"{g.footprint_bytes.mean() / 2**20:.2f}"])
+    return ["## Efficiency (NeuroBench's definitions), per test image", "",
+            markdown_table(["encoder", "head", "test acc %", "eff. MACs", "eff. ACs",
+                            "dense SynOps", "eff./dense", "activation sparsity (head)",
+                            "membrane updates", "footprint MiB"], rows), "",
+            "`spikebench.metrics.efficiency.hybrid_workload`: the encoder's Linear, "
+            "convolution and attention calls (MACs: pixels and activations are real-valued; "
+            "effective = nonzero input and weight pairs, so ReLU zeros save operations), "
+            "then the head: the default head's Linear (MACs), or the spiking head's layer "
+            "over its T rate-coded steps (ACs: binary input), counted on one encoding per "
+            "image. Activation sparsity and membrane updates: the spiking head's neurons "
+            "(the encoders' ReLUs are not spiking neurons and are not counted).", "",
+            "![accuracy vs SynOps](efficiency.png)", ""]
+
+
+def _fmt(mean: float, std: float | None = None) -> str:
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.2f}" if std else "")
+
+
+def _write_report(out_dir, name, description, specs, table, attacks, notes, wall) -> Path:
+    parts = [f"# spikebench report: `{name}`", "", description, "",
+             f"Wall time of this invocation: {wall:.0f} s. Tables: `hybrid.csv`, "
+             "`hybrid_attacks.csv`; tidy: `results.csv`.", ""]
+    if not table.empty:
+        rows = []
+        for (ds, enc), g in table.groupby(["dataset", "encoder"], sort=False):
+            cells = []
+            for head in HEADS:
+                h = g[g["head"] == head]
+                std = (h.test_acc_std.mean() if head != "default" else
+                       (h.test_acc.std(ddof=1) if len(h) > 1 else None))
+                cells.append(_fmt(h.test_acc.mean(), std) if not h.empty else "–")
+            ref = REFERENCE.get((ds, enc))
+            rows.append([ds, enc, " / ".join(cells), " / ".join(ref) if ref else "–"])
+        spec = specs[0]
+        parts += [
+            "## Test accuracy (%): default / LIF / ParaLIF head",
+            "",
+            markdown_table(["data set", "encoder", "ours", "reference"], rows),
+            "",
+            f"Ours: {spec.n_train or 'all'} training and {spec.n_test or 'all'} test images, "
+            f"encoder input {spec.image_size or IMAGE_ENCODERS.get(spec.encoder).image_size} px, "
+            f"{spec.finetune_epochs} fine-tuning + {spec.head_epochs} head epochs (SGD lr "
+            f"{spec.lr:g} {spec.lr_schedule}, momentum {spec.momentum}, weight decay "
+            f"{spec.weight_decay:g}), "
+            f"{'weights ' + spec.weights if spec.weights else NO_WEIGHTS}"
+            f"; spiking heads: mean ± std over {spec.eval_seeds} encodings. Reference: "
+            "ImageNet-pretrained encoders at full resolution, full data, 10 + 10 epochs; its "
+            "LIF column was really a plain ANN (a defect of the original code).",
+            "",
+        ]
+    if not table.empty and "synops_ac" in table:
+        parts += _efficiency_lines(table)
+    if not attacks.empty:
+        fg = attacks[attacks.attack == "fgsm"]
+        eps_values = sorted(set(fg.eps))
+        rows = []
+        for (enc, head), g in fg.groupby(["encoder", "head"], sort=False):
+            m = g.groupby("eps")["acc"].mean()
+            rows.append([enc, head] + [_fmt(m.get(e, float("nan"))) for e in eps_values])
+        other = attacks[attacks.attack != "fgsm"]
+        orows = [[enc, head, attack, _fmt(g.success_rate.mean())]
+                 for (enc, head, attack), g in other.groupby(["encoder", "head", "attack"],
+                                                             sort=False)]
+        n = specs[0].n_attack
+        parts += [
+            "## Attacks",
+            "",
+            f"FGSM accuracy (%) on the first {n} test images (pixels in [0, 1]); spiking "
+            f"heads are attacked through the straight-through rate code with expectation over "
+            f"{specs[0].eot} encodings per query:",
+            "",
+            markdown_table(["encoder", "head"] + [f"{e:g}" for e in eps_values], rows),
+            "",
+            f"Success rate (%) over the first {min(specs[0].n_strong, specs[0].n_attack)} test "
+            "images that were "
+            f"classified correctly before the attack: DeepFool (at most 100 iterations), Square "
+            f"(100 queries, eps {SQUARE_EPS}) (adversarial-robustness-toolbox):",
+            "",
+            markdown_table(["encoder", "head", "attack", "success %"], orows),
+            "",
+            "![attack curves](hybrid_attacks.png)",
+            "",
+        ]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    path = out_dir / "report.md"
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
+    return path
+
+
+def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
+                 **defaults) -> tuple[list, list]:
+    """The suite's specs from the command line's options (``SuiteOptions``); ``defaults``:
+    the suite's own spec fields."""
+    dataset, notes = default_image_dataset(opts)
+    chosen = opts.encoders or (paper_encoders if opts.paper and paper_encoders else encoders)
+    if opts.weights and len(chosen) != 1:
+        raise ConfigError("--weights loads one encoder's weights; choose it with --encoders")
+    base = HybridSpec(dataset=dataset, suite=name, data_dir=opts.data_dir,
+                      weights=opts.weights, **defaults)
+    if opts.paper or opts.weights:
+        base = replace(base, lr=1e-3)
+    if opts.paper:
+        base = replace(base, n_train=None, n_test=None, lr_schedule="constant",
+                       n_attack=1000, n_strong=1000)
+    changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
+                                 ("batch_size", opts.batch_size), ("lr", opts.lr),
+                                 ("n_attack", opts.n_eval)) if v is not None}
+    if opts.epochs is not None:
+        changes.update(finetune_epochs=opts.epochs, head_epochs=opts.epochs)
+    specs = [replace(base, encoder=e, seed=s,
+                     image_size=IMAGE_ENCODERS.get(e).paper_size if opts.paper else None, **changes)
+             for e in chosen for s in (opts.seeds or [0])]
+    return specs, notes
+
+
+def hybrid_suite(name: str, encoders: list[str], paper_encoders: list[str] | None,
+                 what: str, **defaults) -> Suite:
+    return Suite(name, what, HybridKind(tuple(encoders),
+                                        tuple(paper_encoders) if paper_encoders else None,
+                                        tuple(defaults.items())))
+
+
+SUITES.register("hybrid-resnet", hybrid_suite(
+    "hybrid-resnet", ["resnet18", "resnet50"], None,
+    "ResNet-18/50 encoders with the default, a LIF and a ParaLIF head (double transfer), "
+    "FGSM/DeepFool/Square; Fashion-MNIST (Debian package; else MNIST-5k), CIFAR-10/100 with "
+    "--dataset and --data-dir; CPU-scaled by default (5000/1000 images at 32 px, the "
+    "study's 10 + 10 epochs), the study's settings with --paper (224 px, all images)."))
+SUITES.register("hybrid-vit", hybrid_suite(
+    "hybrid-vit", ["vit_small"], ["vit_b_16"],
+    "ViT encoder (a small ViT that trains on a CPU; ViT-B/16 at 224 px with --paper) with the "
+    "default, a LIF and a ParaLIF head, attacked like hybrid-resnet."))
+SUITES.register("hybrid-lenet", hybrid_suite(
+    "hybrid-lenet", ["lenet5"], None,
+    "LeNet-5 trained from scratch on 28x28 images (10 epochs, SGD lr 0.05) with the default, "
+    "a LIF and a ParaLIF head: the small hybrid, attacked like hybrid-resnet.", lr=0.05))

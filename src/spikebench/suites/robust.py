@@ -1,0 +1,617 @@
+"""The ``robust`` suite: defences against adversarial inputs for spiking networks, trained
+on the same data and attacked by the same adaptive ensemble
+(the methods and published figures: docs/suites/robust.md).
+
+Methods (``METHODS``), each a run of the one executor (``executor.fit``) in its folder:
+
+- ``vanilla``: a LIF SNN (leak 0.99, hard reset, triangle surrogate), cross-entropy;
+- ``at``: the same SNN adversarially trained (Ding et al.'s one-step AT: x~ = FGSM from
+  x + 0.001 N(0, I), loss 0.5 CE(x) + 0.5 CE(x~));
+- ``gauss``: DLIF, Gaussian-noise training without the regulariser (rho = 0);
+- ``dlif-gauss``, ``dlif-at``: DLIF + MS-MPPD (rho = 1) with Gaussian or FGSM inputs;
+- ``conversion`` (Özdenizci & Legenstein): an adversarially trained ANN (``ann/``: PGD-AT
+  or TRADES), converted by threshold balancing to IF neurons with hard reset, then robust
+  fine-tuning of weights, BatchNorm and per-layer thresholds (``finetune/``: CE + beta KL
+  against RFGSM-KL inputs). Three models are evaluated: ``ann``, ``converted`` (before
+  fine-tuning) and ``conversion``.
+
+Every model is attacked (``analysis.adaptive.robust_evaluation``) at ``eps``: FGSM and
+PGD through its own surrogate, PGD through every gradient route, Square, Gaussian noise,
+and the per-sample ensemble; PGD also over ``eps_sweep``. Results are cached in the run
+folder under their parameters, so a rerun with other attack settings retrains nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from spikebench.attacks.ensemble import (
+    DEFAULT_ROUTES,
+    accuracy,
+    parse_route,
+    robust_evaluation,
+)
+from spikebench.engine.data import (
+    conv_arch,
+    default_image_dataset,
+    epoch_batches,
+    image_shape,
+)
+from spikebench.engine.executor import (
+    CHECKPOINT,
+    RunResult,
+    StepResult,
+    Training,
+    fit,
+    load_trained,
+)
+from spikebench.engine.results import split_rows, timings_frame, write_atomic
+from spikebench.engine.spec import check_field_types
+from spikebench.engine.train import seed_everything
+from spikebench.errors import ConfigError
+from spikebench.io import atomic_write, digest, save_figure, subplots
+from spikebench.metrics.efficiency import conv_workload
+from spikebench.models import CONV_ARCHS, ConvNet, is_residual
+from spikebench.neurons import DLIFParams
+from spikebench.registry import Registry
+from spikebench.report.markdown import markdown_table, pct, resolvable
+from spikebench.studies import cached
+from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
+from spikebench.training.conversion import convert_conv
+from spikebench.training.robust import Objective, objective_loss
+
+log = logging.getLogger(__name__)
+
+EVALUATION_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Method:
+    description: str
+    neuron: str  # "lif", "dlif" or "conversion" (an ANN first)
+    objective: str  # "mix" perturbation: none | fgsm | gaussian (SNN methods)
+    rho: bool = False  # MS-MPPD
+    fields: tuple[str, ...] = ()  # the spec fields its training reads (in the run id)
+    reference: str = "–"  # the papers' figures (CIFAR-10, VGG-11 unless said)
+
+
+SNN_FIELDS = ("epochs", "lr", "leak")
+METHODS: Registry[Method] = Registry("robust method")
+METHODS.register("vanilla", Method(
+    "LIF SNN, cross-entropy", "lif", "none", fields=SNN_FIELDS,
+    reference="natural LIF PGD-7: 0.03 (Ding)"))
+METHODS.register("at", Method(
+    "LIF SNN, one-step adversarial training (rho 0)", "lif", "fgsm",
+    fields=SNN_FIELDS + ("eps_train", "chi"),
+    reference="VGG5 LIF AT clean / PGD-7: 85.61 / 27.54 (Ding)"))
+METHODS.register("gauss", Method(
+    "DLIF SNN, Gaussian-noise training (rho 0)", "dlif", "gaussian",
+    fields=SNN_FIELDS + ("sigma", "chi")))
+METHODS.register("dlif-gauss", Method(
+    "DLIF + MS-MPPD, Gaussian noise (rho 1)", "dlif", "gaussian", rho=True,
+    fields=SNN_FIELDS + ("sigma", "chi", "rho"),
+    reference="rho 1 beats rho 0 by 3.94 points (metric unnamed; Ding)"))
+METHODS.register("dlif-at", Method(
+    "DLIF + MS-MPPD, one-step adversarial training (rho 1)", "dlif", "fgsm", rho=True,
+    fields=SNN_FIELDS + ("eps_train", "chi", "rho"),
+    reference="PGD-10 37.55 (rho 0: 29.06); rerun: clean 85.17, FGSM 46.51, PGD-20 32.26"))
+METHODS.register("conversion", Method(
+    "adversarially trained ANN -> IF SNN (threshold balancing) -> robust fine-tuning",
+    "conversion", "none",
+    fields=("lr", "ann_epochs", "ann_objective", "ann_steps", "trades_beta", "eps_train",
+            "threshold_scale", "percentile", "n_calib", "finetune_epochs", "finetune_lr",
+            "finetune_beta"),
+    reference="tables not recovered offline (Özdenizci & Legenstein, TMLR 2024)"))
+
+METHOD_ORDER = ("vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "conversion")
+# the models a method's run yields, in the report's order
+MODEL_ORDER = ("vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "ann", "converted",
+               "conversion")
+COMMON_FIELDS = ("method", "dataset", "arch", "steps", "seed", "n_train", "n_test",
+                 "batch_size", "momentum", "weight_decay")
+EVAL_FIELDS = ("eps", "eps_sweep", "n_attack", "pgd_steps", "square_queries", "routes", "eot")
+
+
+@dataclass(frozen=True)
+class RobustSpec:
+    method: str = "vanilla"
+    dataset: str = "fashion-mnist"
+    arch: str = "vgg-small"
+    steps: int = 4  # T: direct input, the image as current at every step
+    seed: int = 0
+    n_train: int | None = 6000
+    n_test: int | None = 1000
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 0.05  # SGD, cosine to 0 (the papers: 0.1 for 100-200 epochs)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    leak: float = 0.99  # lambda of the LIF and DLIF neurons
+    eps_train: float = 0.05  # crafted training inputs (the papers: 4/255 and 2/255)
+    sigma: float = 0.1  # Gaussian training noise (Ding: 8/255 = 2 eps_train)
+    chi: float = 0.5  # weight of the clean CE
+    rho: float = 1.0  # MS-MPPD weight (methods with the regulariser)
+    ann_epochs: int = 4
+    ann_objective: str = "pgd-at"  # or "trades"
+    ann_steps: int = 3  # PGD steps of the ANN's adversarial training
+    trades_beta: float = 6.0
+    threshold_scale: float = 0.3  # the conversion code's factor on balanced thresholds
+    percentile: float = 99.7
+    n_calib: int = 640  # training images for threshold balancing
+    finetune_epochs: int = 2  # the paper: 60
+    finetune_lr: float = 5e-3  # the paper: 1e-3 for 60 epochs
+    finetune_beta: float = 2.0
+    eps: float = 0.1  # the attacks' L-inf radius (pixels in [0, 1])
+    eps_sweep: tuple[float, ...] = (0.025, 0.05, 0.1, 0.15)
+    n_attack: int = 300  # test images attacked
+    pgd_steps: int = 7
+    square_queries: int = 100
+    routes: tuple[str, ...] = DEFAULT_ROUTES
+    eot: int = 4  # encodings per gradient for a stochastic input coding
+    suite: str = "robust"
+    data_dir: str | None = None
+    data_fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps_sweep", tuple(float(e) for e in self.eps_sweep))
+        object.__setattr__(self, "routes", tuple(self.routes))
+        check_field_types(self)
+        CONV_ARCHS.get(self.arch)
+        if METHODS.get(self.method).neuron == "conversion" and is_residual(self.arch):
+            raise ConfigError(f"method {self.method!r} cannot convert {self.arch}: threshold "
+                              f"balancing folds each threshold into the next weight layer, "
+                              "which a residual identity path does not have; choose a VGG")
+        for r in self.routes:
+            parse_route(r)
+        if self.ann_objective not in ("pgd-at", "trades"):
+            raise ConfigError(f"ann_objective is 'pgd-at' or 'trades', got "
+                              f"{self.ann_objective!r}")
+        for name in ("steps", "epochs", "batch_size", "n_attack", "ann_epochs", "n_calib"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and self.finetune_lr > 0):
+            raise ConfigError(f"learning rates must be positive, got {self.lr}, "
+                              f"{self.finetune_lr}")
+
+    def identity(self) -> dict:
+        """What defines the trained models: the common fields, the method's own, the data."""
+        keep = COMMON_FIELDS + METHODS.get(self.method).fields
+        core = {k: getattr(self, k) for k in keep}
+        for key in ("data_dir", "data_fingerprint"):
+            if getattr(self, key) is not None:
+                core[key] = getattr(self, key)
+        return core
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.dataset}-{self.method}-s{self.seed}-{digest(self.identity())}"
+
+    def evaluation(self) -> dict:
+        return {k: getattr(self, k) for k in EVAL_FIELDS}
+
+
+# -- models --------------------------------------------------------------------------------
+def neuron_params(spec: RobustSpec, kind: str) -> DLIFParams:
+    if kind == "conversion":  # IF, hard reset, learnable per-layer thresholds
+        return DLIFParams(leak=1.0, reset="zero", dynamic=False, learn_threshold=True,
+                          steps=spec.steps)
+    return DLIFParams(leak=spec.leak, reset="zero", dynamic=kind == "dlif", steps=spec.steps)
+
+
+def build(spec: RobustSpec, shape, classes: int, kind: str | None) -> ConvNet:
+    """The method's SNN (``kind`` lif / dlif) or, with ``kind=None``, its ANN."""
+    channels, size = shape
+    params = None if kind is None else neuron_params(spec, kind)
+    return ConvNet(spec.arch, channels, size, classes, params, steps=spec.steps)
+
+
+def _sgd(params, lr: float, spec: RobustSpec, epochs: int):
+    opt = torch.optim.SGD(params, lr=lr, momentum=spec.momentum,
+                          weight_decay=spec.weight_decay)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+
+
+def _step(model: ConvNet, obj: Objective):
+    def step(batch) -> StepResult:
+        x, y = batch
+        loss, logits = objective_loss(model, x, y, obj)
+        loss.backward()
+        return StepResult(loss.item(), int((logits.argmax(-1) == y).sum()), len(y))
+
+    return step
+
+
+def _training(spec, model, objective, epochs, lr, train, test, label) -> Training:
+    (x, y, _), (xt, yt, _) = train, test
+    opt, schedule = _sgd(model.parameters(), lr, spec, epochs)
+    return Training(model, opt, epochs, epoch_batches(spec, x, y), _step(model, objective),
+                    evaluate=lambda: {"acc": accuracy(model, xt, yt)}, scheduler=schedule,
+                    label=label, note=f"lr={lr}")
+
+
+def snn_objective(spec: RobustSpec, method: Method) -> Objective:
+    return Objective("mix", method.objective, eps=spec.eps_train, sigma=spec.sigma,
+                     chi=spec.chi if method.objective != "none" else 1.0,
+                     rho=spec.rho if method.rho else 0.0)
+
+
+def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
+                 ) -> dict[str, RunResult]:
+    """The method's stage runs (one, or ``ann`` and ``finetune`` for conversion)."""
+    method, shape, classes = METHODS.get(spec.method), image_shape(train), train[2]
+    if method.neuron != "conversion":
+        def make() -> Training:
+            seed_everything(spec.seed)
+            model = build(spec, shape, classes, method.neuron)
+            return _training(spec, model, snn_objective(spec, method), spec.epochs, spec.lr,
+                             train, test, f"{spec.method} SNN")
+
+        return {spec.method: fit(run_dir, spec, {**asdict(spec), "stage": spec.method}, make,
+                                 progress)}
+
+    def make_ann() -> Training:
+        seed_everything(spec.seed)
+        obj = Objective(spec.ann_objective, eps=spec.eps_train, steps=spec.ann_steps,
+                        beta=spec.trades_beta)
+        return _training(spec, build(spec, shape, classes, None), obj, spec.ann_epochs,
+                         spec.lr, train, test, f"ANN ({spec.ann_objective})")
+
+    stages = {"ann": fit(run_dir / "ann", spec, {**asdict(spec), "stage": "ann"}, make_ann,
+                         progress)}
+    if stages["ann"].status != "done":
+        return stages
+
+    def make_finetune() -> Training:
+        snn = converted(spec, trained_ann(spec, run_dir, shape, classes), train)
+        seed_everything(spec.seed)
+        obj = Objective("finetune", eps=spec.eps_train, beta=spec.finetune_beta)
+        return _training(spec, snn, obj, spec.finetune_epochs, spec.finetune_lr, train, test,
+                         "converted SNN fine-tuning")
+
+    stages["conversion"] = fit(run_dir / "finetune", spec, {**asdict(spec), "stage":
+                                                            "finetune"}, make_finetune,
+                               progress)
+    return stages
+
+
+def trained_ann(spec: RobustSpec, run_dir: Path, shape, classes: int) -> ConvNet:
+    return load_trained(run_dir / "ann" / CHECKPOINT, "ANN", build(spec, shape, classes, None))
+
+
+def converted(spec: RobustSpec, ann: ConvNet, train) -> ConvNet:
+    """The trained ANN converted (deterministic: the first ``n_calib`` training images)."""
+    return convert_conv(ann, train[0][:spec.n_calib], neuron_params(spec, "conversion"),
+                        spec.steps, spec.percentile, spec.threshold_scale)
+
+
+def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]:
+    """The models a finished run yields, by name."""
+    method, shape, classes = METHODS.get(spec.method), image_shape(train), train[2]
+    if method.neuron != "conversion":
+        return {spec.method: load_trained(run_dir / CHECKPOINT, "SNN",
+                                   build(spec, shape, classes, method.neuron))}
+    ann = trained_ann(spec, run_dir, shape, classes)
+    conv = converted(spec, ann, train)  # once: the fine-tuned model starts as its copy
+    tuned = load_trained(run_dir / "finetune" / CHECKPOINT, "fine-tuned SNN", copy.deepcopy(conv))
+    return {"ann": ann, "converted": conv, "conversion": tuned}
+
+
+def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> dict:
+    """The adaptive attacks on the first ``n_attack`` test images (cached)."""
+    xt, yt, _ = test
+    x, y = xt[:spec.n_attack], yt[:spec.n_attack]
+
+    def compute() -> dict:
+        torch.manual_seed(spec.seed)
+        out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
+                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed)
+        for e in spec.eps_sweep:
+            sweep = robust_evaluation(model, x, y, e, ("surrogate",), spec.pgd_steps, 0,
+                                      spec.sigma, spec.eot, seed=spec.seed)
+            out[f"pgd@{e:g}"] = sweep["pgd"]
+            out[f"fgsm@{e:g}"] = sweep["fgsm"]
+        out["spikes_per_image"] = conv_workload(model, x)["spikes"]
+        out["n"] = len(x)
+        return out
+
+    return cached(run_dir, f"robust-{name}", {**spec.evaluation(), "n": len(x)}, compute,
+                  EVALUATION_VERSION)
+
+
+# -- the suite -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RobustKind(ImageKind):
+    """Every defence trained and attacked: ``robust.csv`` (a row per model), tidy
+    ``results.csv`` (a row per stage run, epoch and metric), ``timings.csv``,
+    ``report.md``, ``robust_eps.png`` (DLIF's gains: ``dlif_gains.csv`` and PNG)."""
+
+    options = ROBUST_OPTIONS
+    files = {"robust": "robust.csv", "tidy": "results.csv", "timings": "timings.csv"}
+
+    def specs(self, suite, opts) -> tuple[list, list[str]]:
+        return robust_specs(suite.name, opts)
+
+    def stages(self, spec: RobustSpec, train, test, run_dir: Path, runs_dir: Path, say,
+               progress: bool) -> RunResult:
+        t0 = time.perf_counter()
+        stages = train_method(spec, run_dir, train, test, progress)
+        train_s = time.perf_counter() - t0
+        failed = [r for r in stages.values() if r.status != "done"]
+        if failed:
+            return RunResult(spec, "diverged", [], failed[0].message, run_dir=run_dir,
+                             skipped=failed[0].skipped,
+                             details={"stages": stages, "evaluation": {}})
+        t0 = time.perf_counter()
+        evaluation, gains = {}, {}
+        for model_name, model in trained_models(spec, run_dir, train).items():
+            say(f"attacking {model_name}")
+            evaluation[model_name] = evaluate_model(spec, run_dir, model_name, model, test)
+            if model.spiking and model.neuron.dynamic:  # DLIF's learnt a_l[t]
+                gains[model_name] = [n.gain.detach()[:spec.steps].tolist()
+                                     for n in model.neurons()]
+        return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
+                         run_dir=run_dir,
+                         details={"stages": stages, "evaluation": evaluation, "gains": gains,
+                                  "train_s": train_s, "attack_s": time.perf_counter() - t0})
+
+    def tables(self, suite: str, results: list[RunResult]) -> dict:
+        return _tables(suite, results)
+
+    def report(self, run: SuiteRun) -> Path:
+        tables, out_dir = run.tables, run.out_dir
+        if not tables["robust"].empty:
+            _plot_eps(tables["robust"], run.specs[0], out_dir / "robust_eps.png")
+        if not tables["gains"].empty:
+            write_atomic(tables["gains"], out_dir / "dlif_gains.csv")
+            _plot_gains(tables["gains"], out_dir / "dlif_gains.png")
+        return _write_report(out_dir, run.suite.name, run.suite.description, run.specs,
+                             tables["robust"], run.notes + tables["notes"], run.wall_s,
+                             run.runs)
+
+
+STAGE_NAMES = {"ann": "ann", "conversion": "finetune"}  # conversion's stage folders
+MODEL_STAGE = {"ann": "ann", "converted": "conversion", "conversion": "conversion"}
+TIDY_COLUMNS = ["suite", "run_id", "dataset", "method", "model", "seed", "status", "epoch",
+                "metric", "value"]
+
+
+def _tables(name: str, results: list[RunResult]) -> dict:
+    rows, tidy, timings, notes = [], [], [], []
+    for result in results:
+        spec, stages = result.spec, result.details.get("stages", {})
+        for model, res in stages.items():
+            stage = STAGE_NAMES.get(model) if spec.method == "conversion" else None
+            base = {"suite": name, "run_id": spec.run_id + (f"/{stage}" if stage else ""),
+                    "dataset": spec.dataset, "method": spec.method, "model": model,
+                    "seed": spec.seed, "status": res.status}
+            r, t = split_rows(base, res.metrics, result.sizes)
+            tidy, timings = tidy + r, timings + t
+        if result.status != "done":
+            notes.append(f"{spec.run_id}: {result.message}")
+            continue
+        for model, ev in result.details.get("evaluation", {}).items():
+            trained_by = stages[MODEL_STAGE.get(model, model)]
+            last = max((m["epoch"] for m in trained_by.metrics), default=0)
+            stage = f"/{STAGE_NAMES[MODEL_STAGE[model]]}" if model in MODEL_STAGE else ""
+            base = {"suite": name, "run_id": spec.run_id + stage, "dataset": spec.dataset,
+                    "method": spec.method, "model": model, "seed": spec.seed,
+                    "status": "done"}
+            tidy += [{**base, "epoch": last if model != "converted" else 0,
+                      "metric": f"robust_{k}", "value": v} for k, v in ev.items()]
+            rows.append({"suite": name, "run_id": base["run_id"], "dataset": spec.dataset,
+                         "method": spec.method, "model": model, "seed": spec.seed, **ev})
+    gains = [{"model": model, "seed": r.spec.seed, "layer": k, "t": t, "a": a}
+             for r in results for model, layers in r.details.get("gains", {}).items()
+             for k, values in enumerate(layers) for t, a in enumerate(values)]
+    return {"robust": pd.DataFrame(rows), "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
+            "timings": timings_frame(timings), "notes": notes, "gains": pd.DataFrame(gains)}
+
+
+def _ordered_models(df: pd.DataFrame) -> list[str]:
+    models = list(dict.fromkeys(df.model))
+    return [m for m in MODEL_ORDER if m in models] + [m for m in models if m not in MODEL_ORDER]
+
+
+def _plot_eps(df: pd.DataFrame, spec: RobustSpec, path: Path) -> None:
+    fig, ax = subplots(figsize=(6.5, 4.2))
+    for model in _ordered_models(df):
+        g = df[df.model == model]
+        eps = [0.0, *spec.eps_sweep]
+        acc = [g["clean"].mean()] + [g[f"pgd@{e:g}"].mean() for e in spec.eps_sweep]
+        ax.plot(eps, [100 * a for a in acc], marker="o", label=model)
+        ax.scatter([spec.eps], [100 * g["ensemble"].mean()], marker="x", color="k", zorder=3)
+    ax.set_xlabel("L-inf epsilon (pixels in [0, 1])")
+    ax.set_ylabel("accuracy % (PGD, own surrogate; x: ensemble)")
+    ax.set_title(f"{spec.dataset}: PGD-{spec.pgd_steps}, T={spec.steps}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    save_figure(fig, path)
+
+
+def _plot_gains(df: pd.DataFrame, path: Path) -> None:
+    """DLIF's learnt a_l[t] per layer over the time steps (as Ding et al.'s Figure 4)."""
+    models = list(dict.fromkeys(df.model))
+    fig, axes = subplots(1, len(models), figsize=(4.5 * len(models), 3.5), squeeze=False,
+                         sharey=True)
+    for ax, model in zip(axes[0], models, strict=True):
+        g = df[df.model == model].groupby(["layer", "t"])["a"].mean()
+        for layer in sorted({k for k, _ in g.index}):
+            ax.plot(g.loc[layer].index, g.loc[layer].values, marker="o", label=f"layer {layer}")
+        ax.axhline(1.0, color="gray", lw=0.8, ls=":")
+        ax.set(title=f"{model}: DLIF a_l[t]", xlabel="time step t", ylabel="a_l[t]")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def findings(df: pd.DataFrame, n: int) -> list[str]:
+    """What the numbers say about the studies' questions, with a two-standard-error rule
+    (binomial, n attacked images) for calling a difference."""
+    m = df.groupby("model").mean(numeric_only=True)
+    out = []
+
+    def differ(a: float, b: float) -> bool:
+        return resolvable(a, b, n)
+
+    if {"ann", "converted", "conversion"} <= set(m.index):
+        a, c, f = (m.loc[k] for k in ("ann", "converted", "conversion"))
+        kept = ("keeps" if not differ(a.pgd, c.pgd) or c.pgd > a.pgd else "does not keep")
+        out.append(
+            f"Conversion {kept} the ANN's robustness: PGD accuracy {pct(a.pgd)} % (AT ANN) "
+            f"-> {pct(c.pgd)} % (converted) -> {pct(f.pgd)} % (fine-tuned); clean "
+            f"{pct(a.clean)} -> {pct(c.clean)} -> {pct(f.clean)} %. Against the ensemble "
+            f"of gradient routes the SNNs keep {pct(c.ensemble)} and {pct(f.ensemble)} % "
+            f"(the ANN {pct(a.ensemble)} %).")
+    if {"gauss", "dlif-gauss"} <= set(m.index):
+        g, d = m.loc["gauss"], m.loc["dlif-gauss"]
+        verdict = ("helps" if d.ensemble > g.ensemble and differ(d.ensemble, g.ensemble) else
+                   "hurts" if differ(d.ensemble, g.ensemble) else
+                   "makes no difference we can resolve")
+        out.append(
+            f"MS-MPPD beyond noise training {verdict}: ensemble accuracy {pct(g.ensemble)} % "
+            f"(Gaussian, rho 0) vs {pct(d.ensemble)} % (rho 1); PGD {pct(g.pgd)} vs "
+            f"{pct(d.pgd)} %, clean {pct(g.clean)} vs {pct(d.clean)} %, Gaussian noise "
+            f"{pct(g.gaussian)} vs {pct(d.gaussian)} %.")
+    if {"at", "dlif-at"} <= set(m.index):
+        a, d = m.loc["at"], m.loc["dlif-at"]
+        out.append(f"DLIF + MS-MPPD with adversarial training vs LIF adversarial training: "
+                   f"ensemble {pct(d.ensemble)} vs {pct(a.ensemble)} %, PGD {pct(d.pgd)} vs "
+                   f"{pct(a.pgd)} %, clean {pct(d.clean)} vs {pct(a.clean)} % (neuron and "
+                   "regulariser change together).")
+    gap = [(k, r.pgd - r.ensemble) for k, r in m.iterrows() if "pgd" in r]
+    worst = max(gap, key=lambda kv: kv[1], default=None)
+    if worst is not None:
+        out.append(f"One gradient route overstates robustness by up to "
+                   f"{100 * worst[1]:.1f} points ({worst[0]}: PGD through its own surrogate "
+                   "vs the per-sample ensemble).")
+    if "square" in m:
+        masked = [k for k, r in m.iterrows() if differ(r.square, min(r.fgsm, r.pgd))
+                  and r.square < min(r.fgsm, r.pgd)]
+        out.append("Gradient masking check (Square below FGSM and PGD): "
+                   + (", ".join(masked) + " — their gradient attacks are unreliable"
+                      if masked else "no model is flagged."))
+    return out
+
+
+def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> Path:
+    spec = specs[0]
+    parts = [f"# spikebench report: `{name}`", "", description, "",
+             f"Wall time of this invocation: {wall:.0f} s. Tables: `robust.csv` (a row per "
+             "model), tidy: `results.csv`.", "",
+             f"What ran: data set `{spec.dataset}` ({spec.data_dir or 'embedded'}), "
+             f"{runs[0].sizes.get('n_train', '?') if runs else '?'} training / "
+             f"{runs[0].sizes.get('n_test', '?') if runs else '?'} test images, arch "
+             f"`{spec.arch}`, T = {spec.steps} (direct input), {spec.epochs} epochs "
+             f"(conversion: {spec.ann_epochs} ANN + {spec.finetune_epochs} fine-tuning), "
+             f"SGD lr {spec.lr:g} cosine, batch {spec.batch_size}, seeds "
+             f"{sorted({s.seed for s in specs})}. Training eps {spec.eps_train:g}, sigma "
+             f"{spec.sigma:g}, rho {spec.rho:g}.", ""]
+    if not df.empty:
+        rows = []
+        for model in _ordered_models(df):
+            g = df[df.model == model]
+            method = METHODS.get(g.method.iloc[0])
+            what = (method.description if model == g.method.iloc[0] or model == "conversion"
+                    else {"ann": "the adversarially trained ANN (base of conversion)",
+                          "converted": "the converted SNN before fine-tuning"}[model])
+            ref = method.reference if model in (g.method.iloc[0], "conversion") else "–"
+            rows.append([model, what] + [pct(g[c].mean()) for c in
+                                         ("clean", "fgsm", "pgd", "ensemble", "square",
+                                          "gaussian")]
+                        + [f"{g.spikes_per_image.mean():.0f}", ref])
+        n = int(df.n.iloc[0])
+        parts += [
+            f"## Accuracy (%) under attack, eps = {spec.eps:g}",
+            "",
+            markdown_table(["model", "training", "clean", "FGSM", f"PGD-{spec.pgd_steps}",
+                            "ensemble", "Square", "Gaussian", "spikes / image",
+                            "papers (CIFAR-10, VGG)"], rows),
+            "",
+            f"On the first {n} test images. FGSM and PGD-{spec.pgd_steps} (uniform start, "
+            f"step 2.5 eps / {spec.pgd_steps}) through each model's own training surrogate; "
+            f"*ensemble*: correct under FGSM, PGD through every gradient route "
+            f"({', '.join(f'`{r}`' for r in spec.routes)}) and Square, per sample; Square: "
+            f"{spec.square_queries} queries (adversarial-robustness-toolbox); Gaussian: "
+            f"sigma {spec.sigma:g}, clipped. ANN: one route (exact gradients). The papers' "
+            "figures are CIFAR-10 at eps 8/255 with VGG-11 (VGG5 where said), not comparable "
+            "in value; they show the direction a defence should move. Eps for Fashion-MNIST "
+            "is the suite's choice (none of the papers gives one).",
+            "",
+            "![robustness vs eps](robust_eps.png)",
+            "",
+            "## Findings",
+            "",
+        ] + [f"- {f}" for f in findings(df, n)] + [""]
+        parts += _gains_lines(runs)
+        times = [(r.spec.method, r.details.get("train_s"), r.details.get("attack_s"))
+                 for r in runs if r.status == "done"]
+        parts += ["Wall time per method (this invocation; 0 where reused): " + "; ".join(
+            f"{m} {t or 0:.0f} s training + {a or 0:.0f} s attacks" for m, t, a in times), ""]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    path = out_dir / "report.md"
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
+    return path
+
+
+def _gains_lines(runs) -> list[str]:
+    rows = [[f"{model} (seed {r.spec.seed})", str(k), " ".join(f"{a:.3f}" for a in values)]
+            for r in runs for model, layers in r.details.get("gains", {}).items()
+            for k, values in enumerate(layers)]
+    if not rows:
+        return []
+    return ["## DLIF's learnt input gains a_l[t] (Ding et al.'s Figure 4)", "",
+            markdown_table(["model", "layer", "a_l[t], t = 0 ... T-1"], rows), "",
+            "Initialised to 1; saved with each checkpoint (`gain` of every neuron layer) and "
+            "in `dlif_gains.csv`.", "", "![DLIF gains](dlif_gains.png)", ""]
+
+
+PAPER = dict(arch="vgg11", steps=8, n_train=None, n_test=None, epochs=100, lr=0.1,
+             eps_train=4 / 255, sigma=8 / 255, ann_epochs=200, finetune_epochs=60,
+             finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
+             eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
+             square_queries=5000)
+
+
+def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
+    """Every method x seed from the command line's options (``SuiteOptions``)."""
+    dataset, notes = default_image_dataset(opts, "cifar10" if opts.paper else "fashion-mnist")
+    base = RobustSpec(dataset=dataset, suite=name, data_dir=opts.data_dir)
+    if opts.paper:
+        base = replace(base, **PAPER)
+    base = replace(base, **conv_arch(opts, name))
+    changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
+                                 ("batch_size", opts.batch_size), ("lr", opts.lr),
+                                 ("steps", opts.n_steps), ("n_attack", opts.n_eval))
+               if v is not None}
+    if opts.epochs is not None:
+        changes.update(epochs=opts.epochs, ann_epochs=opts.epochs,
+                       finetune_epochs=max(1, opts.epochs // 2))
+    methods = [m for m in METHOD_ORDER if m in METHODS] + [
+        m for m in METHODS.names() if m not in METHOD_ORDER]  # a user's own last
+    if is_residual(base.arch):
+        skipped = [m for m in methods if METHODS.get(m).neuron == "conversion"]
+        methods = [m for m in methods if m not in skipped]
+        notes = notes + [f"{', '.join(skipped)} not run: {base.arch} is residual, and "
+                         "threshold balancing needs a weight layer after every neuron"]
+    specs = [replace(base, method=m, seed=s, **changes)
+             for m in methods for s in (opts.seeds or [0])]
+    return specs, notes
+
+
+SUITES.register("robust", Suite(
+    "robust",
+    "Defences for spiking networks, attacked by one adaptive ensemble: vanilla and "
+    "adversarially trained LIF SNNs, DLIF with Gaussian noise (rho 0) and DLIF + MS-MPPD "
+    "(Gaussian and adversarial; Ding et al. 2024), robust ANN-to-SNN conversion with "
+    "robust fine-tuning (Özdenizci & Legenstein 2024); conv SNNs with direct input, T=4, "
+    "on Fashion-MNIST (Debian package; else MNIST-5k); CIFAR-10/100 with --dataset and "
+    "--data-dir, the papers' VGG-11 / T=8 / eps 8/255 settings with --paper.",
+    RobustKind()))

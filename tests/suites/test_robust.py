@@ -1,0 +1,118 @@
+"""The robust suite end to end on a few real Fashion-MNIST images (or the embedded digits),
+its run identities, and its resume without retraining or re-attacking."""
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+import spikebench.suites.robust as robust_mod
+from spikebench.errors import ConfigError
+from spikebench.registry import UnknownNameError
+from spikebench.suites import SuiteOptions, run_suite
+from spikebench.suites.robust import METHODS, RobustSpec, robust_specs
+
+ATTACKS = ("fgsm", "pgd", "square", "gaussian")
+
+
+def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
+    opts = SuiteOptions(n_train=192, n_test=40, epochs=1, n_eval=10, n_steps=2,
+                        progress=False)
+    result = run_suite("robust", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
+    assert [r.status for r in result.runs] == ["done"] * len(METHODS.names())
+    table = pd.read_csv(tmp_path / "out" / "robust.csv")
+    assert list(table.model) == ["vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "ann",
+                                 "converted", "conversion"]
+    for col in ("clean", "ensemble", *ATTACKS, "spikes_per_image"):
+        assert table[col].notna().all(), col
+    for col in ("fgsm", "pgd", "square", "clean"):  # the per-sample ensemble is the worst
+        assert (table.ensemble <= table[col] + 1e-12).all(), col
+    routes = [c for c in table.columns if c.startswith("pgd[")]
+    assert len(routes) == 7 and (table.ensemble <= table[routes].min(axis=1) + 1e-12).all()
+    assert (table.set_index("model").loc["ann", "spikes_per_image"] == 0)
+    assert (table.set_index("model").drop("ann").spikes_per_image > 0).all()
+    tidy = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert {"test_acc", "train_loss", "robust_ensemble", "robust_pgd@0.05"} <= set(tidy.metric)
+    conv = tidy[tidy.method == "conversion"]
+    assert {r.split("/")[-1] for r in conv.run_id} == {"ann", "finetune"}
+    gains = pd.read_csv(tmp_path / "out" / "dlif_gains.csv")
+    assert set(gains.model) == {"gauss", "dlif-gauss", "dlif-at"} and set(gains.t) == {0, 1}
+    report = (tmp_path / "out" / "report.md").read_text()
+    for needle in ("## Accuracy (%) under attack", "## Findings", "MS-MPPD beyond noise",
+                   "Conversion", "a_l[t]", "40 test images", "T = 2"):
+        assert needle in report, needle
+    for png in ("robust_eps.png", "dlif_gains.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 0
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(robust_mod, "robust_evaluation", boom)
+    monkeypatch.setattr(robust_mod, "objective_loss", boom)
+    again = run_suite("robust", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
+    assert all(r.skipped for r in again.runs)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "robust.csv"), table)
+
+
+def test_run_ids_cover_what_trains_and_nothing_else():
+    base = RobustSpec(method="vanilla")
+    assert replace(base, eps=0.2, n_attack=7, routes=("bptr",)).run_id == base.run_id
+    assert replace(base, sigma=0.3, rho=0.0).run_id == base.run_id  # vanilla uses neither
+    assert replace(base, epochs=9).run_id != base.run_id
+    assert replace(base, data_dir="/elsewhere").run_id != base.run_id
+    gauss = RobustSpec(method="dlif-gauss")
+    assert replace(gauss, sigma=0.3).run_id != gauss.run_id
+    assert replace(gauss, rho=0.5).run_id != gauss.run_id
+    conv = RobustSpec(method="conversion")
+    assert replace(conv, finetune_beta=1.0).run_id != conv.run_id
+    assert len({RobustSpec(method=m).run_id for m in METHODS.names()}) == len(METHODS.names())
+
+
+def test_bad_robust_settings_are_refused():
+    with pytest.raises(UnknownNameError, match="robust method"):
+        RobustSpec(method="bogus")
+    with pytest.raises(ConfigError, match="route"):
+        RobustSpec(routes=("surrogate", "wobbly:1"))
+    with pytest.raises(ConfigError, match="ann_objective"):
+        RobustSpec(ann_objective="mart")
+    with pytest.raises(ConfigError, match="does not use --rules"):
+        run_suite("robust", "/nonexistent", SuiteOptions(rules=["bptt"], progress=False))
+
+
+def test_specs_follow_the_options():
+    specs, _ = robust_specs("robust", SuiteOptions(epochs=6, n_steps=8, seeds=[0, 1],
+                                                   n_eval=50, progress=False))
+    assert len(specs) == 2 * len(METHODS.names())
+    assert {(s.epochs, s.ann_epochs, s.finetune_epochs, s.steps, s.n_attack)
+            for s in specs} == {(6, 6, 3, 8, 50)}
+    paper, _ = robust_specs("robust", SuiteOptions(paper=True, data_dir="/data/cifar10",
+                                                   progress=False))
+    assert {(s.dataset, s.arch, s.steps) for s in paper} == {("cifar10", "vgg11", 8)}
+    assert paper[0].eps == pytest.approx(8 / 255)
+
+
+@pytest.mark.parametrize("suite", ["robust", "compress-robust"])
+def test_the_conv_suites_take_one_conv_arch(suite):
+    from spikebench.suites.compress import compress_specs
+
+    build = robust_specs if suite == "robust" else compress_specs
+    specs, _ = build(suite, SuiteOptions(archs=["vgg16"], paper=True, data_dir="/d",
+                                         progress=False))
+    assert {s.arch for s in specs} == {"vgg16"}  # --archs wins over --paper's VGG-11
+    specs, _ = build(suite, SuiteOptions(progress=False))
+    assert {s.arch for s in specs} == {"vgg-small"}
+    with pytest.raises(ConfigError, match="one conv net per invocation"):
+        build(suite, SuiteOptions(archs=["vgg5", "vgg11"], progress=False))
+    with pytest.raises(ConfigError, match="ff is not one.*vgg-small"):
+        build(suite, SuiteOptions(archs=["ff"], progress=False))
+    with pytest.raises(ConfigError, match="unknown arch 'wrn16'.*resnet12"):
+        SuiteOptions(archs=["wrn16"])
+
+
+def test_a_residual_net_runs_every_method_but_conversion_and_says_so():
+    specs, notes = robust_specs("robust", SuiteOptions(archs=["resnet12"], progress=False))
+    methods = {s.method for s in specs}
+    converting = {m for m in METHODS.names() if METHODS.get(m).neuron == "conversion"}
+    assert converting and not methods & converting
+    assert methods == set(METHODS.names()) - converting
+    assert any("conversion" in n and "resnet12" in n for n in notes)
