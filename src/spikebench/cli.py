@@ -162,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "sees a GPU). A run's id covers its device (float outcomes differ), so "
                      "CPU runs are not reused for CUDA ones; analyses run on the CPU")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
+                     help="an experiment file: the same fields as these flags (long names, "
+                     "e.g. data-dir = \"...\", seeds = [0, 1], [rule-option] tables); flags "
+                     "given here override it (see docs/concepts.md)")
+    run.add_argument("--print-config", action="store_true",
+                     help="print the resolved configuration (file and flags) as TOML and "
+                     "exit without running; every report states it too")
 
     sub.add_parser("list", help="list suites, learning rules, neurons and data sets")
 
@@ -307,8 +314,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["run"]
+
+
+def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser,
+            argv: list[str] | None) -> int:
     import inspect
+
+    from spikebench.config import load_config, resolved_toml
+
+    if args.config is not None:  # the file's fields become defaults; flags override them
+        run_parser(parser).set_defaults(**load_config(args.config, run_parser(parser)))
+        args = parser.parse_args(argv)
+    config = resolved_toml(args, run_parser(parser))
 
     from spikebench.learning_rules import RULES
     from spikebench.models.hybrid import IMAGE_ENCODERS
@@ -348,6 +368,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or Path("spikebench-runs") / args.suite
     runs = args.runs or (out / "runs" if args.out else Path("spikebench-runs") / "runs")
     SUITES.get(args.suite).check_options(opts)  # before any folder is made
+    if args.print_config:
+        sys.stdout.write(config)
+        return 0
+    from spikebench.io import writable_folder
+
     for flag, folder in (("--out", out), ("--runs", runs)):
         writable_folder(folder, flag)
     from spikebench.engine.ray_executor import make_executor
@@ -356,7 +381,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                              args.gpus_per_run, opts.progress)
     t0 = time.perf_counter()
     try:
-        result = run_suite(args.suite, out, opts, runs_dir=runs, executor=executor)
+        result = run_suite(args.suite, out, opts, runs_dir=runs, executor=executor,
+                           config=config)
     finally:
         executor.close()
     elapsed = time.perf_counter() - t0
@@ -367,63 +393,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def writable_folder(path: Path, flag: str) -> None:
-    """Check, before any work starts, that ``path`` is (or can become) a folder in which
-    files can be written: a file in the way or a read-only place is a one-line error.
-    Nothing is created here; the suite makes its folders once its runs are valid."""
-    from spikebench.errors import RunFileError
-
-    if path.exists() and not path.is_dir():
-        raise RunFileError(f"{flag} {path} is a file, not a folder; choose another {flag}")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise RunFileError(f"{flag} {path}: {existing} is a file, not a folder; choose "
-                           f"another {flag}")
-    try:
-        probe = existing / ".spikebench-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise RunFileError(f"{flag} {path}: cannot write there ({err.strerror or err}); "
-                           f"choose a folder you can write to with {flag}") from None
-
-
-def setup_logging(verbose: bool, progress: bool) -> None:
-    """Warnings (every epoch with -v) on stderr; where stderr is no terminal, plain progress
-    lines instead of bars (spikebench.progress)."""
-    from spikebench.progress import on_terminal
-
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    plain = logging.getLogger("spikebench.progress")
-    plain.propagate = verbose
-    for old in [h for h in plain.handlers if isinstance(h, _StderrLines)]:
-        plain.removeHandler(old)
-    if progress and not on_terminal():
-        handler = _StderrLines()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        plain.addHandler(handler)
-        plain.setLevel(logging.INFO)
-
-
-class _StderrLines(logging.Handler):
-    """Plain lines on whatever ``sys.stderr`` is when a record comes."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - logging must never break a run
-            self.handleError(record)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from spikebench.progress import setup_logging
+
     setup_logging(args.verbose, not getattr(args, "no_progress", False))
     if args.command is None:
         parser.print_help()
@@ -437,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "export":
             return cmd_export(args)
-        return cmd_run(args)
+        return cmd_run(args, parser, argv)
     except SpikebenchError as err:  # bad input: one line; anything else is our bug
         message = " ".join(str(err).split())
         sys.stderr.write(f"spikebench: error: {message}\n")

@@ -73,3 +73,26 @@ def fingerprint_files(paths: Iterable[str | Path], root: str | Path | None = Non
         name = os.path.relpath(p, root) if root is not None else os.path.abspath(p)
         rows.append((name, st.st_size, st.st_mtime_ns))
     return digest(sorted(rows))
+
+
+def writable_folder(path: Path, flag: str) -> None:
+    """Check, before any work starts, that ``path`` is (or can become) a folder in which
+    files can be written: a file in the way or a read-only place is a one-line error.
+    Nothing is created here; the suite makes its folders once its runs are valid."""
+    from spikebench.errors import RunFileError
+
+    if path.exists() and not path.is_dir():
+        raise RunFileError(f"{flag} {path} is a file, not a folder; choose another {flag}")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunFileError(f"{flag} {path}: {existing} is a file, not a folder; choose "
+                           f"another {flag}")
+    try:
+        probe = existing / ".spikebench-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise RunFileError(f"{flag} {path}: cannot write there ({err.strerror or err}); "
+                           f"choose a folder you can write to with {flag}") from None

@@ -44,3 +44,32 @@ def progress_line(message: str, enabled: bool = True) -> None:
     """A plain progress line where no bar shows it (not on a terminal)."""
     if enabled and not on_terminal():
         log.info("%s", message)
+
+
+def setup_logging(verbose: bool, progress: bool) -> None:
+    """Warnings (every epoch with -v) on stderr; where stderr is no terminal, plain progress
+    lines instead of bars (spikebench.progress)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    plain = logging.getLogger("spikebench.progress")
+    plain.propagate = verbose
+    for old in [h for h in plain.handlers if isinstance(h, _StderrLines)]:
+        plain.removeHandler(old)
+    if progress and not on_terminal():
+        handler = _StderrLines()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        plain.addHandler(handler)
+        plain.setLevel(logging.INFO)
+
+
+class _StderrLines(logging.Handler):
+    """Plain lines on whatever ``sys.stderr`` is when a record comes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never break a run
+            self.handleError(record)

@@ -7,7 +7,8 @@ import pytest
 import spikebench.suites.compress as compress_mod
 from spikebench.errors import ConfigError
 from spikebench.suites import SuiteOptions, run_suite
-from spikebench.suites.compress import CompressSpec, compress_specs, pareto_figure, pareto_front
+from spikebench.suites.compress import CompressSpec, compress_specs
+from spikebench.suites.compress_report import pareto_figure, pareto_front
 
 
 def test_compress_suite_end_to_end_and_resumes(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Adaptive attacks on spiking models (../shared/reference/robust-snn.md, Özdenizci &
+"""Adaptive attacks on spiking models (docs/suites/robust.md, Özdenizci &
 Legenstein's ensemble; Ding et al.'s evaluation): a spiking network's input gradient
 depends on the surrogate an attacker picks, and a defence can look robust only because
 one gradient route is masked. So each white-box attack is run through several routes

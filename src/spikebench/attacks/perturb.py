@@ -1,5 +1,5 @@
 """Input perturbations shared by robust training and by the attacks (``analysis.adaptive``):
-Gaussian noise, FGSM, PGD (L-inf), RFGSM on the KL (../shared/reference/robust-snn.md).
+Gaussian noise, FGSM, PGD (L-inf), RFGSM on the KL (docs/suites/robust.md).
 
 Every generator takes a batch-first classifier ``model`` (images [B, ...] -> logits) and
 leaves its parameters' gradients and its train/eval mode as they were. Gradient-based ones

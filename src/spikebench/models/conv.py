@@ -1,4 +1,4 @@
-"""Convolutional networks for the robust-SNN studies (../shared/reference/robust-snn.md):
+"""Convolutional networks for the robust-SNN studies (docs/suites/robust.md):
 one VGG-style builder for the ANN (ReLU) and the SNN (``SpikingActivation`` neurons) of
 the same architecture, with the same module names, so that conversion copies the ANN's
 weights into the SNN one to one.

@@ -1,5 +1,5 @@
 """Hybrid networks: an image encoder (ResNet-18/50, ViT, LeNet-5) with its default head or a
-spiking head (the ParaLIF hybrid study, ../shared/reference/paralif-hybrids.md).
+spiking head (the ParaLIF hybrid study, docs/suites/hybrid.md).
 
 Spiking head: the encoder's features [B, D] (ResNet: the last residual stage, globally
 average-pooled; ViT: the class token; LeNet-5: the 84-d layer) are min-max normalised per

@@ -1,5 +1,5 @@
 r"""The (dynamic) leaky integrate-and-fire neuron of the robust-SNN studies
-(../shared/reference/robust-snn.md: Ding et al. 2024, Özdenizci & Legenstein 2024).
+(docs/suites/robust.md: Ding et al. 2024, Özdenizci & Legenstein 2024).
 
 No synaptic filter; for the input current I[t] of a layer:
 

@@ -25,6 +25,7 @@ from spikebench.engine.executor import InProcessExecutor, RunResult
 from spikebench.engine.results import SuiteResult, write_atomic
 from spikebench.engine.spec import ARCHS, ExperimentSpec, check_field_types, with_data_identity
 from spikebench.errors import ConfigError
+from spikebench.io import atomic_write
 from spikebench.learning_rules import RULES
 from spikebench.models import CONV_ARCHS
 from spikebench.progress import progress_line
@@ -229,11 +230,25 @@ def legacy_run_notes(specs: list[ExperimentSpec], runs_dir: Path) -> list[str]:
             f"other data): {', '.join(old)}. Delete them once you no longer need them."]
 
 
+def state_config(report: Path, path: Path, config: str) -> None:
+    """``config`` (TOML) into ``path`` and as the report's last section."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(config))
+    text = report.read_text().rstrip("\n")
+    section = ["", "## Configuration", "",
+               f"As resolved from the command line (and `--config`); `{path.name}` holds it, "
+               f"and `spikebench run --config {path.name}` runs it again:", "",
+               "```toml", config.rstrip("\n"), "```", ""]
+    atomic_write(report, lambda tmp: Path(tmp).write_text(text + "\n" + "\n".join(section)))
+
+
 def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
-              runs_dir: str | Path | None = None, executor=None) -> SuiteResult:
+              runs_dir: str | Path | None = None, executor=None,
+              config: str | None = None) -> SuiteResult:
     """Train (or reuse) every run of suite ``name`` under ``runs_dir`` (default
     ``out_dir/runs``; runs are keyed by their spec's id, so suites that share a runs folder
-    train each spec once), run the suite's studies, write results and report to ``out_dir``."""
+    train each spec once), run the suite's studies, write results and report to ``out_dir``.
+    ``config``: the command's resolved configuration (TOML), written to
+    ``out_dir/config.toml`` and stated at the end of the report."""
     from spikebench.studies import STUDIES, StudyContext
 
     suite = SUITES.get(name)
@@ -289,5 +304,7 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
                          f"{', '.join(f'`{t}.csv`' for t in output.tables)}*", ""]
     report = kind.report(SuiteRun(suite, out_dir, runs_dir, opts, specs, runs, tables, notes,
                                   sections, time.perf_counter() - t_start))
+    if config is not None:
+        state_config(Path(report), out_dir / "config.toml", config)
     tidy = tables["tidy"]
     return SuiteResult(tidy if isinstance(tidy, pd.DataFrame) else pd.DataFrame(), runs, report)

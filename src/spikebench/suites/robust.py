@@ -32,18 +32,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from spikebench.attacks.ensemble import (
-    DEFAULT_ROUTES,
-    accuracy,
-    parse_route,
-    robust_evaluation,
-)
-from spikebench.engine.data import (
-    conv_arch,
-    default_image_dataset,
-    epoch_batches,
-    image_shape,
-)
+from spikebench.attacks.ensemble import DEFAULT_ROUTES, accuracy, parse_route, robust_evaluation
+from spikebench.engine.data import conv_arch, default_image_dataset, epoch_batches, image_shape
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
@@ -56,12 +46,11 @@ from spikebench.engine.results import split_rows, timings_frame, write_atomic
 from spikebench.engine.spec import check_field_types
 from spikebench.engine.train import seed_everything
 from spikebench.errors import ConfigError
-from spikebench.io import atomic_write, digest, save_figure, subplots
+from spikebench.io import digest
 from spikebench.metrics.efficiency import conv_workload
 from spikebench.models import CONV_ARCHS, ConvNet, is_residual
 from spikebench.neurons import DLIFParams
 from spikebench.registry import Registry
-from spikebench.report.markdown import markdown_table, pct, resolvable
 from spikebench.studies import cached
 from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
 from spikebench.training.conversion import convert_conv
@@ -365,6 +354,8 @@ class RobustKind(ImageKind):
         return _tables(suite, results)
 
     def report(self, run: SuiteRun) -> Path:
+        from spikebench.suites.robust_report import _plot_eps, _plot_gains, _write_report
+
         tables, out_dir = run.tables, run.out_dir
         if not tables["robust"].empty:
             _plot_eps(tables["robust"], run.specs[0], out_dir / "robust_eps.png")
@@ -412,165 +403,6 @@ def _tables(name: str, results: list[RunResult]) -> dict:
              for k, values in enumerate(layers) for t, a in enumerate(values)]
     return {"robust": pd.DataFrame(rows), "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
             "timings": timings_frame(timings), "notes": notes, "gains": pd.DataFrame(gains)}
-
-
-def _ordered_models(df: pd.DataFrame) -> list[str]:
-    models = list(dict.fromkeys(df.model))
-    return [m for m in MODEL_ORDER if m in models] + [m for m in models if m not in MODEL_ORDER]
-
-
-def _plot_eps(df: pd.DataFrame, spec: RobustSpec, path: Path) -> None:
-    fig, ax = subplots(figsize=(6.5, 4.2))
-    for model in _ordered_models(df):
-        g = df[df.model == model]
-        eps = [0.0, *spec.eps_sweep]
-        acc = [g["clean"].mean()] + [g[f"pgd@{e:g}"].mean() for e in spec.eps_sweep]
-        ax.plot(eps, [100 * a for a in acc], marker="o", label=model)
-        ax.scatter([spec.eps], [100 * g["ensemble"].mean()], marker="x", color="k", zorder=3)
-    ax.set_xlabel("L-inf epsilon (pixels in [0, 1])")
-    ax.set_ylabel("accuracy % (PGD, own surrogate; x: ensemble)")
-    ax.set_title(f"{spec.dataset}: PGD-{spec.pgd_steps}, T={spec.steps}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
-    save_figure(fig, path)
-
-
-def _plot_gains(df: pd.DataFrame, path: Path) -> None:
-    """DLIF's learnt a_l[t] per layer over the time steps (as Ding et al.'s Figure 4)."""
-    models = list(dict.fromkeys(df.model))
-    fig, axes = subplots(1, len(models), figsize=(4.5 * len(models), 3.5), squeeze=False,
-                         sharey=True)
-    for ax, model in zip(axes[0], models, strict=True):
-        g = df[df.model == model].groupby(["layer", "t"])["a"].mean()
-        for layer in sorted({k for k, _ in g.index}):
-            ax.plot(g.loc[layer].index, g.loc[layer].values, marker="o", label=f"layer {layer}")
-        ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-        ax.set(title=f"{model}: DLIF a_l[t]", xlabel="time step t", ylabel="a_l[t]")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def findings(df: pd.DataFrame, n: int) -> list[str]:
-    """What the numbers say about the studies' questions, with a two-standard-error rule
-    (binomial, n attacked images) for calling a difference."""
-    m = df.groupby("model").mean(numeric_only=True)
-    out = []
-
-    def differ(a: float, b: float) -> bool:
-        return resolvable(a, b, n)
-
-    if {"ann", "converted", "conversion"} <= set(m.index):
-        a, c, f = (m.loc[k] for k in ("ann", "converted", "conversion"))
-        kept = ("keeps" if not differ(a.pgd, c.pgd) or c.pgd > a.pgd else "does not keep")
-        out.append(
-            f"Conversion {kept} the ANN's robustness: PGD accuracy {pct(a.pgd)} % (AT ANN) "
-            f"-> {pct(c.pgd)} % (converted) -> {pct(f.pgd)} % (fine-tuned); clean "
-            f"{pct(a.clean)} -> {pct(c.clean)} -> {pct(f.clean)} %. Against the ensemble "
-            f"of gradient routes the SNNs keep {pct(c.ensemble)} and {pct(f.ensemble)} % "
-            f"(the ANN {pct(a.ensemble)} %).")
-    if {"gauss", "dlif-gauss"} <= set(m.index):
-        g, d = m.loc["gauss"], m.loc["dlif-gauss"]
-        verdict = ("helps" if d.ensemble > g.ensemble and differ(d.ensemble, g.ensemble) else
-                   "hurts" if differ(d.ensemble, g.ensemble) else
-                   "makes no difference we can resolve")
-        out.append(
-            f"MS-MPPD beyond noise training {verdict}: ensemble accuracy {pct(g.ensemble)} % "
-            f"(Gaussian, rho 0) vs {pct(d.ensemble)} % (rho 1); PGD {pct(g.pgd)} vs "
-            f"{pct(d.pgd)} %, clean {pct(g.clean)} vs {pct(d.clean)} %, Gaussian noise "
-            f"{pct(g.gaussian)} vs {pct(d.gaussian)} %.")
-    if {"at", "dlif-at"} <= set(m.index):
-        a, d = m.loc["at"], m.loc["dlif-at"]
-        out.append(f"DLIF + MS-MPPD with adversarial training vs LIF adversarial training: "
-                   f"ensemble {pct(d.ensemble)} vs {pct(a.ensemble)} %, PGD {pct(d.pgd)} vs "
-                   f"{pct(a.pgd)} %, clean {pct(d.clean)} vs {pct(a.clean)} % (neuron and "
-                   "regulariser change together).")
-    gap = [(k, r.pgd - r.ensemble) for k, r in m.iterrows() if "pgd" in r]
-    worst = max(gap, key=lambda kv: kv[1], default=None)
-    if worst is not None:
-        out.append(f"One gradient route overstates robustness by up to "
-                   f"{100 * worst[1]:.1f} points ({worst[0]}: PGD through its own surrogate "
-                   "vs the per-sample ensemble).")
-    if "square" in m:
-        masked = [k for k, r in m.iterrows() if differ(r.square, min(r.fgsm, r.pgd))
-                  and r.square < min(r.fgsm, r.pgd)]
-        out.append("Gradient masking check (Square below FGSM and PGD): "
-                   + (", ".join(masked) + " — their gradient attacks are unreliable"
-                      if masked else "no model is flagged."))
-    return out
-
-
-def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> Path:
-    spec = specs[0]
-    parts = [f"# spikebench report: `{name}`", "", description, "",
-             f"Wall time of this invocation: {wall:.0f} s. Tables: `robust.csv` (a row per "
-             "model), tidy: `results.csv`.", "",
-             f"What ran: data set `{spec.dataset}` ({spec.data_dir or 'embedded'}), "
-             f"{runs[0].sizes.get('n_train', '?') if runs else '?'} training / "
-             f"{runs[0].sizes.get('n_test', '?') if runs else '?'} test images, arch "
-             f"`{spec.arch}`, T = {spec.steps} (direct input), {spec.epochs} epochs "
-             f"(conversion: {spec.ann_epochs} ANN + {spec.finetune_epochs} fine-tuning), "
-             f"SGD lr {spec.lr:g} cosine, batch {spec.batch_size}, seeds "
-             f"{sorted({s.seed for s in specs})}. Training eps {spec.eps_train:g}, sigma "
-             f"{spec.sigma:g}, rho {spec.rho:g}.", ""]
-    if not df.empty:
-        rows = []
-        for model in _ordered_models(df):
-            g = df[df.model == model]
-            method = METHODS.get(g.method.iloc[0])
-            what = (method.description if model == g.method.iloc[0] or model == "conversion"
-                    else {"ann": "the adversarially trained ANN (base of conversion)",
-                          "converted": "the converted SNN before fine-tuning"}[model])
-            ref = method.reference if model in (g.method.iloc[0], "conversion") else "–"
-            rows.append([model, what] + [pct(g[c].mean()) for c in
-                                         ("clean", "fgsm", "pgd", "ensemble", "square",
-                                          "gaussian")]
-                        + [f"{g.spikes_per_image.mean():.0f}", ref])
-        n = int(df.n.iloc[0])
-        parts += [
-            f"## Accuracy (%) under attack, eps = {spec.eps:g}",
-            "",
-            markdown_table(["model", "training", "clean", "FGSM", f"PGD-{spec.pgd_steps}",
-                            "ensemble", "Square", "Gaussian", "spikes / image",
-                            "papers (CIFAR-10, VGG)"], rows),
-            "",
-            f"On the first {n} test images. FGSM and PGD-{spec.pgd_steps} (uniform start, "
-            f"step 2.5 eps / {spec.pgd_steps}) through each model's own training surrogate; "
-            f"*ensemble*: correct under FGSM, PGD through every gradient route "
-            f"({', '.join(f'`{r}`' for r in spec.routes)}) and Square, per sample; Square: "
-            f"{spec.square_queries} queries (adversarial-robustness-toolbox); Gaussian: "
-            f"sigma {spec.sigma:g}, clipped. ANN: one route (exact gradients). The papers' "
-            "figures are CIFAR-10 at eps 8/255 with VGG-11 (VGG5 where said), not comparable "
-            "in value; they show the direction a defence should move. Eps for Fashion-MNIST "
-            "is the suite's choice (none of the papers gives one).",
-            "",
-            "![robustness vs eps](robust_eps.png)",
-            "",
-            "## Findings",
-            "",
-        ] + [f"- {f}" for f in findings(df, n)] + [""]
-        parts += _gains_lines(runs)
-        times = [(r.spec.method, r.details.get("train_s"), r.details.get("attack_s"))
-                 for r in runs if r.status == "done"]
-        parts += ["Wall time per method (this invocation; 0 where reused): " + "; ".join(
-            f"{m} {t or 0:.0f} s training + {a or 0:.0f} s attacks" for m, t, a in times), ""]
-    if notes:
-        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
-    path = out_dir / "report.md"
-    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
-    return path
-
-
-def _gains_lines(runs) -> list[str]:
-    rows = [[f"{model} (seed {r.spec.seed})", str(k), " ".join(f"{a:.3f}" for a in values)]
-            for r in runs for model, layers in r.details.get("gains", {}).items()
-            for k, values in enumerate(layers)]
-    if not rows:
-        return []
-    return ["## DLIF's learnt input gains a_l[t] (Ding et al.'s Figure 4)", "",
-            markdown_table(["model", "layer", "a_l[t], t = 0 ... T-1"], rows), "",
-            "Initialised to 1; saved with each checkpoint (`gain` of every neuron layer) and "
-            "in `dlif_gains.csv`.", "", "![DLIF gains](dlif_gains.png)", ""]
 
 
 PAPER = dict(arch="vgg11", steps=8, n_train=None, n_test=None, epochs=100, lr=0.1,

@@ -1,5 +1,5 @@
 r"""HIRE-SNN crafted-noise training (Kundu, Pedram, Beerel, ICCV 2021;
-../shared/reference/robust-snn.md).
+docs/suites/robust.md).
 
 The T steps of a direct-input SNN are split into ``periods`` periods of T/N steps. Each
 period sees another variant of the image: the first the image itself, each later one

@@ -1,5 +1,5 @@
 r"""Attention-guided compression (AGC; Kundu, Datta, Pedram, Beerel, WACV 2021,
-"Spike-Thrift"; ../shared/reference/robust-snn.md): one-shot pruning of a convolutional
+"Spike-Thrift"; docs/suites/robust.md): one-shot pruning of a convolutional
 network to one global density, layer-wise densities derived automatically, fine-tuned
 under the guidance of an uncompressed teacher's attention maps.
 

@@ -1,4 +1,4 @@
-r"""Robust training objectives (../shared/reference/robust-snn.md).
+r"""Robust training objectives (docs/suites/robust.md).
 
 ``Objective(kind, ...)`` is what one training step minimises on a batch (x, y):
 

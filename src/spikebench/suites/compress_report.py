@@ -1,0 +1,151 @@
+"""The compress-robust suite's report: the Pareto front of accuracy vs SynOps, the
+findings of HIRE-SNN and AGC tested against our figures, and report.md."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from spikebench.io import atomic_write, save_figure, subplots
+from spikebench.papers.kundu import REFERENCE
+from spikebench.report.markdown import markdown_table, pct, resolvable
+from spikebench.suites.compress import METHODS
+
+
+def _synops(df: pd.DataFrame) -> pd.Series:
+    return df.eff_synops_ac + df.eff_synops_mac
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats in both cost (lower) and accuracy (higher)."""
+    front, best = [], -math.inf
+    for cost, acc in sorted(points, key=lambda p: (p[0], -p[1])):
+        if acc > best:
+            front.append((cost, acc))
+            best = acc
+    return front
+
+
+def pareto_figure(df: pd.DataFrame):
+    """Clean and robust accuracy vs SynOps, a marker and colour per method (filled: direct
+    input, open: rate code), with each panel's Pareto front."""
+    fig, axes = subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    markers = {"standard": "o", "hire": "s", "agc": "^", "hire+agc": "D"}
+    colours = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    for ax, col, title in ((axes[0], "clean", "clean accuracy"),
+                           (axes[1], "ensemble", "robust accuracy (ensemble)")):
+        for (method, coding), g in df.groupby(["method", "coding"], sort=False):
+            colour = colours.get(method, "k")
+            ax.scatter(_synops(g), 100 * g[col], marker=markers.get(method, "x"),
+                       facecolors=colour if coding == "direct" else "none",
+                       edgecolors=colour,
+                       label=f"{method} ({coding})")
+        front = pareto_front(list(zip(_synops(df), 100 * df[col], strict=True)))
+        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=0.8,
+                label="Pareto front")
+        ax.set(xscale="log", xlabel="SynOps per image (ACs + MACs)", ylabel=f"{title} %",
+               title=title)
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_pareto(df: pd.DataFrame, path: Path) -> None:
+    save_figure(pareto_figure(df), path)
+
+
+def findings(df: pd.DataFrame) -> list[str]:
+    """The papers' claims against our numbers (two binomial standard errors)."""
+    out = []
+    n = int(df.n.iloc[0]) if "n" in df and len(df) else 1
+
+    def cell(method, coding, steps):
+        g = df[(df.method == method) & (df.coding == coding) & (df.steps == steps)]
+        return g.mean(numeric_only=True) if len(g) else None
+
+    for steps in sorted(set(df.steps)):
+        d, r = cell("standard", "direct", steps), cell("standard", "bernoulli", steps)
+        h = cell("hire", "direct", steps)
+        if d is not None and r is not None:
+            diff = r.ensemble - d.ensemble
+            called = resolvable(r.ensemble, d.ensemble, n)
+            out.append(f"T={steps}: rate-coded vs direct-input standard SNN, robust accuracy "
+                       f"{pct(r.ensemble)} vs {pct(d.ensemble)} % ("
+                       + ("supports" if called and diff > 0 else "does not support")
+                       + " the claim that direct input loses the rate code's robustness; "
+                       f"clean {pct(r.clean)} vs {pct(d.clean)} %).")
+        if d is not None and h is not None:
+            diff = h.ensemble - d.ensemble
+            called = resolvable(h.ensemble, d.ensemble, n)
+            out.append(f"T={steps}: HIRE-SNN vs standard (direct), robust accuracy "
+                       f"{pct(h.ensemble)} vs {pct(d.ensemble)} %, FGSM {pct(h.fgsm)} vs "
+                       f"{pct(d.fgsm)} %, clean {pct(h.clean)} vs {pct(d.clean)} % ("
+                       + ("HIRE-SNN wins robustness" if called and diff > 0 else
+                          "HIRE-SNN loses robustness" if called else "no resolvable difference")
+                       + f"); training time per epoch {h.epoch_time_s:.1f} vs "
+                       f"{d.epoch_time_s:.1f} s ({h.epoch_time_s / d.epoch_time_s:.2f}x).")
+    steps = 4 if 4 in set(df.steps) else min(df.steps)
+    sweep = df[(df.method == "agc") & (df.coding == "direct") & (df.steps == steps)]
+    sweep = sweep.sort_values("compression")
+    if len(sweep) > 1:
+        out.append(f"AGC compression sweep (T={steps}, direct): " + "; ".join(
+            f"{c:.1f}x: clean {pct(a)} %, robust {pct(e)} %, spikes {s:.0f}"
+            for c, a, e, s in zip(sweep.compression, sweep.clean, sweep.ensemble,
+                                  sweep.spikes_per_image, strict=True)) + ".")
+    return out
+
+
+def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Path:
+    df = tables["compress"]
+    spec = specs[0]
+    parts = [f"# spikebench report: `{name}`", "", description, "",
+             f"Wall time of this invocation: {wall:.0f} s. Tables: `compress.csv` (a row per "
+             "model), tidy: `results.csv`.", "",
+             f"What ran: `{spec.dataset}` ({spec.data_dir or 'embedded'}), "
+             f"{spec.n_train or 'all'} training / {spec.n_test or 'all'} test images, arch "
+             f"`{spec.arch}`, T in {sorted({s.steps for s in specs})}, codings "
+             f"{sorted({s.coding for s in specs})}, {spec.epochs} epochs (AGC: "
+             f"{spec.finetune_epochs} fine-tuning epochs), HIRE: {spec.hire_periods} periods, "
+             f"eps {spec.hire_eps:g}, craft `{spec.hire_craft}`; AGC beta {spec.agc_beta:g}.",
+             ""]
+    if not df.empty:
+        rows = []
+        for _, r in df.iterrows():
+            rows.append([r.method, r.coding, str(r.steps), f"{r.compression:.1f}x",
+                         pct(r.clean), pct(r.fgsm), pct(r.pgd), pct(r.ensemble),
+                         pct(r.gaussian), f"{int(r.nonzero_weights)}",
+                         f"{r.eff_synops_ac + r.eff_synops_mac:.3g}",
+                         f"{r.spikes_per_image:.0f}", f"{r.epoch_time_s:.1f}"])
+        n = int(df.n.iloc[0])
+        parts += [
+            f"## Accuracy (%), robustness at eps {spec.eps:g} and cost",
+            "",
+            markdown_table(["method", "coding", "T", "compression", "clean", "FGSM",
+                            f"PGD-{spec.pgd_steps}", "ensemble", "Gaussian",
+                            "nonzero weights", "SynOps / image", "spikes / image",
+                            "s / epoch"], rows),
+            "",
+            f"On the first {n} test images; PGD through the training surrogate; *ensemble*: "
+            f"correct under FGSM, PGD through each route ({', '.join(spec.routes)}) and "
+            f"Square ({spec.square_queries} queries); rate-coded models attacked with EOT over "
+            f"{spec.eot} encodings. SynOps: `analysis.efficiency.conv_workload` (NeuroBench's "
+            "rule: MACs for non-binary inputs, i.e. direct pixels and average-pooled spikes; "
+            "ACs for spikes). s / epoch: mean training epoch time (AGC rows: its fine-tuning).",
+            "",
+            "Papers' figures (CIFAR, not comparable in value): "
+            + "; ".join(f"{m}: {REFERENCE[m]}" for m in METHODS) + ".",
+            "",
+            "![Pareto](pareto.png)",
+            "",
+            "## Findings",
+            "",
+        ] + [f"- {f}" for f in findings(df)] + [""]
+    notes = notes + tables["notes"]
+    if notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    path = out_dir / "report.md"
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
+    return path
