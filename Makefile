@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikebench-installed
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,15 @@ setup: $(STAMP)
 run: setup            ## the main job: default suite on the embedded data -> spikebench-runs/default
 	$(VENV)/bin/spikebench run
 
-test: setup           ## the test suite (about 4 minutes on 2 cores)
+test: setup           ## the test suite (about 6 minutes on 2 cores)
 	$(PY) -m pytest -q
 
 bench: setup          ## speed/memory benchmarks (pytest-benchmark; not part of the tests)
 	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-columns=mean,stddev,rounds \
 		--benchmark-sort=name
+
+docs: setup          ## regenerate the CLI reference page from the parser
+	$(PY) -m spikebench.clidoc > docs/cli.md
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -13,6 +13,7 @@ import spikebench
 ROOT = Path(spikebench.__file__).parent
 # top to bottom; a package may import its own modules and any package below its layer
 LAYERS = [
+    ("clidoc",),
     ("cli", "pytest_plugin"),
     ("suites",),
     ("studies",),
@@ -27,7 +28,7 @@ LAYERS = [
     ("models",),
     ("neurons",),
     ("datasets",),
-    ("sparse", "io", "progress", "registry"),
+    ("sparse", "io", "progress", "registry", "config"),
     ("errors", "__init__"),
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}
