@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from spikebench.cli import main
+from spikebench.engine.results import COLUMNS
 
 
 def test_help_explains_the_options():
@@ -43,12 +44,11 @@ def test_run_on_the_embedded_default(tmp_path, capsys):
             "--no-progress"]
     assert main(argv) == 0
     df = pd.read_csv(out / "results.csv")
-    for col in ("suite", "dataset", "rule", "arch", "neuron", "seed", "epoch", "metric", "value"):
-        assert col in df.columns
+    assert list(df.columns) == COLUMNS
     final = df[(df.metric == "test_acc") & (df.epoch == 2)]
-    assert len(final) == 6 and set(final.arch) == {"ff", "rec"}
-    assert set(final.rule) == {"bptt", "eprop", "decolle"}
-    assert (final[final.rule != "decolle"].value > 0.3).all()  # chance is 0.1
+    assert len(final) == 6 and set(final.model) == {"ff", "rec"}
+    assert set(final.method) == {"bptt", "eprop", "decolle"}
+    assert (final[final.method != "decolle"].value > 0.3).all()  # chance is 0.1
     report = (out / "report.md").read_text()
     assert "nmnist-sim FF ours" in report and (out / "curves.png").is_file()
     assert "report:" in capsys.readouterr().out

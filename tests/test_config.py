@@ -66,4 +66,4 @@ def test_every_report_states_its_configuration(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Configuration" in report and config.strip() in report
     df = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert set(df["rule"]) == {"bptt"} and set(df["arch"]) == {"ff"}
+    assert set(df["method"]) == {"bptt"} and set(df["model"]) == {"ff"}

@@ -17,9 +17,9 @@ from spikebench.datasets import DATASETS, DataNotFoundError
 from spikebench.engine import ExperimentSpec, load_trained, train_run
 from spikebench.engine.train import build_model
 from spikebench.learning_rules import RULES, StepOutput, make_rule
-from spikebench.models import PRESETS, SpikingMLP
+from spikebench.models import PRESETS, ConvNet, SpikingMLP
 from spikebench.models.hybrid import SpikingHead
-from spikebench.neurons import NEURONS, Neuron, SpikingLayer
+from spikebench.neurons import NEURONS, DynamicsLayer, Neuron, NeuronDynamics
 from spikebench.neurons.surrogate import spike
 from spikebench.studies import STUDIES, StudyContext, StudyOutput
 from spikebench.suites import SuiteOptions
@@ -40,30 +40,19 @@ class IFState(NamedTuple):
     s: torch.Tensor
 
 
-class IFLayer(SpikingLayer):
-    """u[t] = (1 - s[t-1]) u[t-1] + W x[t] (+ V s[t-1]); s = H(u - threshold)."""
+class IFDynamics(NeuronDynamics):
+    """u[t] = (1 - s[t-1]) u[t-1] + I[t]; s = H(u - threshold): no weights, any shape."""
 
     description = "integrate-and-fire, hard reset (a test neuron)"
 
-    def __init__(self, n_in, n_out, recurrent=False, params=None, weight_scale=1.0,
-                 rec_scale=1.0):
-        super().__init__()
-        self.params = params or IFParams()
-        self.weight = torch.nn.Parameter(
-            torch.empty(n_out, n_in).uniform_(-1, 1) * weight_scale / math.sqrt(n_in))
-        self.rec_weight = (torch.nn.Parameter(torch.empty(n_out, n_out).uniform_(-1, 1)
-                                              * rec_scale / math.sqrt(n_out))
-                           if recurrent else None)
+    def __init__(self, params=None, n=1):
+        super().__init__(params or IFParams(), n)
 
-    def initial_state(self, batch, like):
-        z = like.new_zeros(batch, self.weight.shape[0])
+    def initial_state(self, like):
+        z = torch.zeros_like(like)
         return IFState(z, z)
 
-    def input_current(self, x, state):
-        cur = x @ self.weight.t()
-        return cur if self.rec_weight is None else cur + state.s @ self.rec_weight.t()
-
-    def dynamics(self, current, state):
+    def step(self, current, state):
         u = state.u * (1 - state.s) + current
         s = spike(u - self.params.threshold, self.params.surrogate, self.params.slope)
         return s, IFState(u, s)
@@ -71,7 +60,7 @@ class IFLayer(SpikingLayer):
 
 @pytest.fixture()
 def if_neuron():
-    NEURONS.register("if-test", Neuron(IFLayer, IFParams, IFLayer.description,
+    NEURONS.register("if-test", Neuron(IFParams, IFDynamics, IFDynamics.description,
                                        spec_fields=("threshold", "surrogate", "slope")))
     yield "if-test"
     NEURONS.unregister("if-test")
@@ -89,7 +78,7 @@ def tiny_batch(t=6, b=5, n_in=12, classes=3, seed=0):
 
 def check_neuron(name: str) -> None:
     entry = NEURONS.get(name)
-    assert issubclass(entry.layer, SpikingLayer) and entry.description
+    assert issubclass(entry.dynamics, NeuronDynamics) and entry.description
     params = entry.make_params()
     x, y = tiny_batch()
     for recurrent in (False, True):
@@ -114,6 +103,33 @@ def check_neuron(name: str) -> None:
         assert ANNCounterpart(model).eval()(x.transpose(0, 1)).shape == (5, 3)
     head = SpikingHead(8, 3, name, steps=4)
     assert head(torch.rand(5, 8)).shape == (5, 3)
+    check_dynamics(entry, params)
+
+
+def check_dynamics(entry, params) -> None:
+    """The weightless dynamics: currents of any shape, per-channel parameters, after a
+    convolution (a conv SNN that trains), its step unrolled equal to its forward."""
+    torch.manual_seed(0)
+    dyn = entry.make_dynamics(params, 4).double().eval()  # eval: stochastic codes decide
+    current = 3 * torch.rand(5, 2, 4, 3, 3, dtype=torch.float64)
+    s = dyn(current)
+    assert s.shape == current.shape and set(s.unique().tolist()) <= {0.0, 1.0}
+    # every neuron is its own: a neuron's spikes depend on its own current only
+    flat = dyn(current.reshape(5, 2, 4, 9))
+    assert torch.equal(flat.reshape(current.shape), s)
+    if entry.dynamics.stepwise:
+        state, steps = dyn.initial_state(current[0]), []
+        for c in current:
+            out, state = dyn.step(c, state)
+            steps.append(out)
+        assert torch.equal(torch.stack(steps), s)
+    torch.manual_seed(0)
+    net = ConvNet("vgg-small", 1, 8, 3, params, steps=3)
+    assert all(isinstance(m, entry.dynamics) for m in net.neurons()) and net.neurons()
+    logits = net(torch.rand(4, 1, 8, 8))
+    assert logits.shape == (4, 3)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+    assert net.body[0].weight.grad.abs().sum() > 0  # the gradient reaches the first conv
 
 
 @pytest.mark.parametrize("name", all_neurons())
@@ -125,7 +141,8 @@ def test_a_neuron_defined_in_a_test_needs_one_registry_line(if_neuron, tmp_path)
     check_neuron(if_neuron)
     spec = ExperimentSpec(neuron=if_neuron, epochs=1, batch_size=4, n_steps=5, hidden=(8,))
     model = build_model(spec)
-    assert isinstance(model.hidden[0], IFLayer) and model.hidden[0].params == IFParams()
+    assert isinstance(model.hidden[0], DynamicsLayer) and model.hidden[0].params == IFParams()
+    assert isinstance(model.hidden[0].neuron, IFDynamics)
     g = torch.Generator().manual_seed(0)
     from spikebench.datasets import SampleData
 
@@ -134,7 +151,7 @@ def test_a_neuron_defined_in_a_test_needs_one_registry_line(if_neuron, tmp_path)
     result = train_run(spec, tmp_path / "run", data, data, progress=False)
     assert result.status == "done"
     loaded, _, _ = load_trained(tmp_path / "run")  # rebuilt from the registry entry
-    assert isinstance(loaded.hidden[0], IFLayer)
+    assert isinstance(loaded.hidden[0].neuron, IFDynamics)
     x = data.x[:4].float().transpose(0, 1)
     traces = fisher_traces(loaded.double(), x.double(), data.y[:4])  # step-wise: probes work
     assert traces

@@ -78,7 +78,7 @@ def test_a_rule_a_data_set_a_study_and_a_suite_defined_in_a_test(extensions, tmp
     assert sorted({r.spec.rule for r in result.runs}) == ["bptt", "readout-only"]
     assert all(r.status == "done" for r in result.runs) and len(result.runs) == 4
     df = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert set(df.dataset) == {"toy-events"} and set(df.rule) == {"bptt", "readout-only"}
+    assert set(df.dataset) == {"toy-events"} and set(df.method) == {"bptt", "readout-only"}
     assert pd.read_csv(tmp_path / "out" / "count.csv").models.tolist() == [4]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## Count" in report and "4 finished model(s)." in report

@@ -158,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --executor ray: GPUs reserved per run (train on them with "
                      "--device cuda)")
     run.add_argument("--device", choices=["cpu", "cuda", "auto"], default=None,
-                     help="where the SNN suites train (default cpu; auto: CUDA where torch "
-                     "sees a GPU). A run's id covers its device (float outcomes differ), so "
-                     "CPU runs are not reused for CUDA ones; analyses run on the CPU")
+                     help="where every suite trains, and where the conv and hybrid suites "
+                     "attack (default cpu; auto: CUDA where torch sees a GPU). A run's id "
+                     "covers its device (float outcomes differ), so CPU runs are not reused "
+                     "for CUDA ones; the MLP studies analyse on the CPU")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--config", type=Path, default=None, metavar="FILE.toml",
                      help="an experiment file: the same fields as these flags (long names, "
@@ -204,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dt", type=float, default=1e-3,
                         help="the simulation step in seconds the constants are mapped for "
                         "(default 1e-3)")
+    compare = sub.add_parser(
+        "compare", help="one table and plot of a metric across any suites' results.csv",
+        description="Concatenate results.csv files (every suite's start with the same "
+        "columns) and compare one metric at each run's last epoch, per suite, data set, model, "
+        "neuron, method and stage: OUT/compare.md and OUT/compare.png.")
+    compare.add_argument("results", nargs="+", type=Path, help="results.csv files")
+    compare.add_argument("--metric", default="test_acc", help="metric (default test_acc)")
+    compare.add_argument("--out", type=Path, default=Path("spikebench-compare"),
+                         help="output folder (default ./spikebench-compare)")
     return p
 
 
@@ -411,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_data(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "compare":
+            from spikebench.report.compare import write_comparison
+
+            sys.stdout.write(f"{write_comparison(args.results, args.out, args.metric)}\n")
+            return 0
         return cmd_run(args, parser, argv)
     except SpikebenchError as err:  # bad input: one line; anything else is our bug
         message = " ".join(str(err).split())

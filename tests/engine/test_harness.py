@@ -167,8 +167,8 @@ def test_suite_writes_tidy_results_and_resumes(tmp_path):
     first = run_suite("default", out, opts)
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns[: len(COLUMNS)]) == COLUMNS
-    assert set(df["arch"]) == {"ff", "rec"} and set(df["dataset"]) == {"nmnist"}
-    assert set(df["rule"]) == {"bptt", "eprop", "decolle"}
+    assert set(df["model"]) == {"ff", "rec"} and set(df["dataset"]) == {"nmnist"}
+    assert set(df["method"]) == {"bptt", "eprop", "decolle"}
     # rules x archs x (epoch 0's two sample counts + 2 epochs x 13 metrics: train and test
     # loss and accuracy, 5 efficiency workload metrics, 2 per-layer sparsities, 2 static)
     assert len(df) == 3 * 2 * (2 + 2 * 13)
@@ -234,7 +234,7 @@ def test_suite_with_paralif_runs_only_the_rules_that_train_it(tmp_path):
                         progress=False)
     result = run_suite("locality-nmnist", tmp_path / "out", opts)
     df = pd.read_csv(tmp_path / "out" / "results.csv")
-    assert set(df["rule"]) == {"bptt"} and set(df["neuron"]) == {"paralif"}
+    assert set(df["method"]) == {"bptt"} and set(df["neuron"]) == {"paralif"}
     assert [r.status for r in result.runs] == ["done"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "eprop, decolle cannot train paralif" in report

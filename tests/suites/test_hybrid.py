@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import spikebench.suites.hybrid as hybrid_mod
+from spikebench.engine.results import COLUMNS
 from spikebench.suites import SuiteOptions, run_suite
 from spikebench.suites.hybrid import HybridSpec, hybrid_specs
 
@@ -30,7 +31,8 @@ def test_hybrid_lenet_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     # the common contract: a row per stage run, epoch and metric, traceable to its folder
     assert {"run_id", "epoch", "status"} <= set(tidy.columns)
     final = tidy[(tidy.metric == "test_acc") & (tidy.epoch == 6)]
-    assert sorted(final["head"]) == ["default", "lif", "paralif"]
+    assert sorted(final["stage"]) == ["encoder", "head-lif", "head-paralif"]
+    assert list(tidy.columns[:len(COLUMNS)]) == COLUMNS
     run_dir = tmp_path / "runs" / final.run_id.iloc[0].split("/")[0]
     assert {r.split("/")[1] for r in final.run_id} == {"encoder", "head-lif", "head-paralif"}
     assert all((run_dir / r.split("/")[1] / "checkpoint.pt").is_file() for r in final.run_id)

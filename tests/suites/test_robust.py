@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import spikebench.suites.robust as robust_mod
+from spikebench.engine.results import COLUMNS
 from spikebench.errors import ConfigError
 from spikebench.registry import UnknownNameError
 from spikebench.suites import SuiteOptions, run_suite
@@ -33,7 +34,9 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert (table.set_index("model").drop("ann").spikes_per_image > 0).all()
     tidy = pd.read_csv(tmp_path / "out" / "results.csv")
     assert {"test_acc", "train_loss", "robust_ensemble", "robust_pgd@0.05"} <= set(tidy.metric)
+    assert list(tidy.columns[:len(COLUMNS)]) == COLUMNS
     conv = tidy[tidy.method == "conversion"]
+    assert set(conv.stage) == {"ann", "converted", "conversion"}
     assert {r.split("/")[-1] for r in conv.run_id} == {"ann", "finetune"}
     gains = pd.read_csv(tmp_path / "out" / "dlif_gains.csv")
     assert set(gains.model) == {"gauss", "dlif-gauss", "dlif-at"} and set(gains.t) == {0, 1}

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from spikebench.attacks import perturb
 from spikebench.learning_rules.base import decision_logits
+from spikebench.models import device_of
 from spikebench.models.mlp import time_major
 from spikebench.registry import Registry
 
@@ -120,21 +121,13 @@ class ANNCounterpart(nn.Module):
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, tuple], torch.Tensor]
 
 
-def input_gradient(clf: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d CE(clf(x), y) / dx (mean over the batch), parameters untouched."""
-    x = x.detach().clone().requires_grad_(True)
-    loss = F.cross_entropy(clf(x), y)
-    (grad,) = torch.autograd.grad(loss, x)
-    return grad
-
-
 def fgsm(clf: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
          clip: tuple[float, float]) -> torch.Tensor:
-    """Fast gradient sign method (Goodfellow et al. 2015), L-inf: x + eps sign(grad)."""
+    """Fast gradient sign method (Goodfellow et al. 2015), L-inf: x + eps sign(grad), through
+    the one implementation (``attacks.perturb.fgsm``), every module's mode left as it is."""
     if eps == 0:
         return x.detach().clone()
-    grad = input_gradient(clf, x, y)
-    return (x.detach() + eps * grad.sign()).clamp(*clip)
+    return perturb.fgsm(clf, x, y, eps, clip, train_mode=None)
 
 
 @dataclass(frozen=True)
@@ -171,7 +164,7 @@ class ARTAttack:
         shape = x.shape
         flat = art_view(x).detach().cpu().numpy().astype(np.float32)
         adv = self.build(estimator, eps).generate(flat, y=y.cpu().numpy())
-        return torch.from_numpy(adv).to(x.dtype).reshape(shape)
+        return torch.from_numpy(adv).to(x.dtype).reshape(shape).to(x.device)
 
 
 def art_view(x: torch.Tensor) -> torch.Tensor:
@@ -187,9 +180,15 @@ def art_classifier(clf: nn.Module, x: torch.Tensor, clip: tuple[float, float]):
         raise ImportError("PGD, Square and DeepFool need adversarial-robustness-toolbox "
                           "(pip install adversarial-robustness-toolbox)") from err
     shape = tuple(art_view(x).shape[1:])
-    n_classes = int(clf(x[:1]).shape[-1])
+    device = device_of(clf)
+    with torch.no_grad():
+        n_classes = int(clf(x[:1].to(device)).shape[-1])
+    # ART computes on "gpu" (its current CUDA device) or "cpu": the classifier's own device
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     return PyTorchClassifier(model=clf.float(), loss=nn.CrossEntropyLoss(), input_shape=shape,
-                             nb_classes=n_classes, clip_values=clip, device_type="cpu")
+                             nb_classes=n_classes, clip_values=clip,
+                             device_type="gpu" if device.type == "cuda" else "cpu")
 
 
 ATTACKS: Registry[Attack] = Registry("attack")
@@ -201,7 +200,10 @@ ATTACKS.register("deepfool", ARTAttack("deepfool"))
 
 @torch.no_grad()
 def predict(clf: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([clf(x[i:i + batch_size]).argmax(-1)
+    """The decisions of ``clf`` on ``x``, computed on the classifier's device, returned on
+    the input's."""
+    device = device_of(clf)
+    return torch.cat([clf(x[i:i + batch_size].to(device)).argmax(-1).to(x.device)
                       for i in range(0, len(x), batch_size)])
 
 
@@ -217,16 +219,17 @@ def attack_accuracy(
 ) -> dict[str, float]:
     """Accuracy of ``target`` on ``x`` perturbed by ``attack`` crafted on ``source``
     (default: the target itself, white-box), and the success rate over the samples the
-    target classified correctly before the attack."""
+    target classified correctly before the attack. Computed on the source's device."""
     attack_fn = ATTACKS.get(attack) if isinstance(attack, str) else attack
     source = source or target
+    device = device_of(source)
     clean_hits = adv_hits = flipped = 0
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size].float(), y[i:i + batch_size]
+        xb, yb = x[i:i + batch_size].float().to(device), y[i:i + batch_size].to(device)
         # common random numbers: a stochastic model (rate-coded input) sees the same
         # encoding noise for the clean and the perturbed batch, so a change of decision
         # comes from the perturbation, not from a new draw
-        noise_seed = int(torch.randint(2**31 - 1, ()))
+        noise_seed = int(torch.randint(2**31 - 1, (), device="cpu"))
         torch.manual_seed(noise_seed)
         clean = predict(target, xb) == yb
         x_adv = attack_fn(source, xb, yb, eps, clip)

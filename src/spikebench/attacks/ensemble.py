@@ -35,7 +35,8 @@ from torch import nn
 from spikebench.attacks.art import ARTAttack, predict
 from spikebench.attacks.perturb import fgsm, gaussian, mode, pgd
 from spikebench.errors import ConfigError
-from spikebench.neurons import SpikingActivation
+from spikebench.models import device_of
+from spikebench.neurons import NeuronDynamics
 from spikebench.neurons.surrogate import surrogate_names
 
 DEFAULT_ROUTES = ("surrogate", "triangle:0.5", "triangle:2", "straight_through:1",
@@ -64,7 +65,7 @@ def parse_route(route: str):
 def gradient_route(model: nn.Module, route: str):
     """Every neuron of ``model`` on ``route`` inside the block."""
     value = parse_route(route)
-    neurons = [m for m in model.modules() if isinstance(m, SpikingActivation)]
+    neurons = [m for m in model.modules() if hasattr(m, "route")]  # DLIF's dynamics
     before = [n.route for n in neurons]
     for n in neurons:
         n.route = value
@@ -114,9 +115,14 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     own surrogate), ``pgd[ROUTE]`` per route, ``square`` (``square_queries`` iterations;
     0: none), ``gaussian`` (sigma, clipped) and ``ensemble``: the share of samples correct
     under every one of these attacks (clean, FGSM, each route's PGD, Square), so never
-    above any of them. An ANN has one route."""
-    spiking = any(isinstance(m, SpikingActivation) for m in model.modules())
-    routes = list(routes) if spiking else ["surrogate"]
+    above any of them. An ANN, and a model whose neurons have no gradient routes (only
+    DLIF's ``SpikingActivation`` has them), has one route. Computed on the model's device."""
+    neurons = [m for m in model.modules() if isinstance(m, NeuronDynamics)]
+    # the routes are switched in neurons that have them (SpikingActivation); a model with
+    # other neurons is attacked through its own surrogate only: an upper bound
+    routes = list(routes) if neurons and all(hasattr(m, "route") for m in neurons) \
+        else ["surrogate"]
+    x, y = x.to(device_of(model)), y.to(device_of(model))  # computed where the model is
     k = eot if is_stochastic(model) else 1
     torch.manual_seed(seed)
     ok = {"clean": correct(model, x, y, batch_size)}

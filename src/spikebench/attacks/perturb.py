@@ -1,5 +1,6 @@
-"""Input perturbations shared by robust training and by the attacks (``analysis.adaptive``):
-Gaussian noise, FGSM, PGD (L-inf), RFGSM on the KL (docs/suites/robust.md).
+"""Input perturbations shared by robust training and by the attacks (``attacks.ensemble``,
+``attacks.art``): Gaussian noise, FGSM, PGD (L-inf), RFGSM on the KL
+(docs/suites/robust.md). The one implementation of FGSM and of the input gradient.
 
 Every generator takes a batch-first classifier ``model`` (images [B, ...] -> logits) and
 leaves its parameters' gradients and its train/eval mode as they were. Gradient-based ones
@@ -21,10 +22,12 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, target) 
 
 
 @contextmanager
-def mode(model: nn.Module, train: bool):
-    """Run ``model`` in train or eval mode, then restore each module's mode."""
+def mode(model: nn.Module, train: bool | None):
+    """Run ``model`` in train or eval mode (None: every module's as it is), then restore each
+    module's mode."""
     modes = [(m, m.training) for m in model.modules()]
-    model.train(train)
+    if train is not None:
+        model.train(train)
     try:
         yield model
     finally:
@@ -55,13 +58,15 @@ def kl_loss(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 def gaussian(x: torch.Tensor, sigma: float, clip=(0.0, 1.0),
              generator: torch.Generator | None = None) -> torch.Tensor:
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    # drawn on the CPU (its generator), so the noise is the same on every device
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
     return _clip(x + sigma * noise, clip)
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, clip=(0.0, 1.0),
-         noise: float = 0.0, train_mode: bool = False) -> torch.Tensor:
-    """x + eps sign(grad) (from x + noise N(0, 1): Ding et al.'s one-step AT, noise 0.001)."""
+         noise: float = 0.0, train_mode: bool | None = False) -> torch.Tensor:
+    """x + eps sign(grad) (from x + noise N(0, 1): Ding et al.'s one-step AT, noise 0.001);
+    ``train_mode`` None: the modules' modes as they are."""
     start = x + noise * torch.randn_like(x) if noise else x
     with mode(model, train_mode):
         grad = input_gradient(model, start, y)
@@ -85,7 +90,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
     if start is not None:
         adv = start.detach().clone()
     elif random_start:
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
         adv = _clip(x + eps * (2 * u - 1), clip)
     else:
         adv = x.clone()

@@ -109,11 +109,13 @@ def image_run(spec, runs_dir, progress: bool):
 
 def epoch_batches(spec, x, y):
     """Batches of ``spec.batch_size``, shuffled per ``spec.seed`` and epoch, so that a
-    resumed run sees the same order: epoch -> iterator of (x, y)."""
+    resumed run sees the same order: epoch -> iterator of (x, y), on ``spec.device``."""
+    device = torch.device(getattr(spec, "device", "cpu"))
+
     def batches(epoch: int):
         g = torch.Generator().manual_seed(spec.seed * 1000 + epoch)
-        return ((x[idx], y[idx]) for idx in torch.randperm(len(x), generator=g)
-                .split(spec.batch_size))
+        return ((x[idx].to(device), y[idx].to(device))
+                for idx in torch.randperm(len(x), generator=g).split(spec.batch_size))
 
     return batches
 

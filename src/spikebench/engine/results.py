@@ -1,4 +1,6 @@
-"""The tidy results table: one row per run, epoch and metric, with the spec's fields."""
+"""The tidy results table of every suite: one row per run (or stage of a run), epoch and
+metric. Every suite's ``results.csv`` starts with ``COLUMNS`` (``ID_COLUMNS`` + epoch, metric,
+value), then its kind's own columns, so any two suites' tables concatenate into one."""
 
 from __future__ import annotations
 
@@ -10,7 +12,11 @@ import pandas as pd
 from spikebench.engine.spec import ExperimentSpec
 from spikebench.io import atomic_write
 
-ID_COLUMNS = ["suite", "run_id", "dataset", "rule", "arch", "neuron", "seed", "status"]
+# model: the architecture (ff, rec, vgg-small, resnet18, ...); neuron: its spiking neuron
+# ("none": an ANN); method: the learning rule or training procedure; stage: the part of a run
+# the row belongs to ("train" for a run of one stage)
+ID_COLUMNS = ["suite", "run_id", "stage", "dataset", "model", "neuron", "method", "seed",
+              "status"]
 COLUMNS = [*ID_COLUMNS, "epoch", "metric", "value"]
 # wall-clock measurements: kept out of results.csv (so that two identical runs give
 # byte-identical results) and written to timings.csv instead
@@ -25,17 +31,17 @@ def tidy_rows(spec: ExperimentSpec, metrics: list[dict], status: str = "done",
               sizes: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
     """(result rows, timing rows): spec fields + {epoch, metric, value} for each metric
     record, the run's status, and its sample counts at epoch 0."""
-    base = {
-        "suite": spec.suite,
-        "run_id": spec.run_id,
-        "dataset": spec.dataset,
-        "rule": spec.rule,
-        "arch": spec.arch,
-        "neuron": spec.neuron,
-        "seed": spec.seed,
-        "status": status,
-    }
+    base = identity(spec.suite, spec.run_id, "train", spec.dataset, spec.arch, spec.neuron,
+                    spec.rule, spec.seed, status)
     return split_rows(base, metrics, sizes)
+
+
+def identity(suite: str, run_id: str, stage: str, dataset: str, model: str, neuron: str,
+             method: str, seed: int, status: str, **own) -> dict:
+    """The identifying columns of a results row (``ID_COLUMNS``), then the kind's ``own``."""
+    return {"suite": suite, "run_id": run_id, "stage": stage, "dataset": dataset,
+            "model": model, "neuron": neuron, "method": method, "seed": seed,
+            "status": status, **own}
 
 
 def split_rows(base: dict, metrics: list[dict], sizes: dict[str, int] | None = None
@@ -59,12 +65,11 @@ def write_atomic(df: pd.DataFrame, path: str | Path) -> None:
     atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
-def to_frame(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    extra = [c for c in df.columns if c not in COLUMNS]
-    return df[[c for c in COLUMNS if c in df.columns] + extra]
+def to_frame(rows: list[dict], own: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The rows as a results table: ``COLUMNS``, then the kind's ``own`` columns (then any
+    other the rows hold)."""
+    df, first = pd.DataFrame(rows), [*COLUMNS, *own]
+    return df.reindex(columns=first + [c for c in df.columns if c not in first])
 
 
 def final_metric(df: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:

@@ -134,8 +134,7 @@ class ExperimentSpec:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.kappa < 1:
             raise ConfigError(f"kappa (readout decay) must lie in [0, 1), got {self.kappa}")
-        if not DEVICE_NAME.fullmatch(self.device):
-            raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        check_device(self.device)
         if self.burn_in >= self.n_steps:
             raise ConfigError(f"burn_in={self.burn_in} must be < n_steps={self.n_steps}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -268,6 +267,25 @@ def with_data_identity(specs: list) -> list:
         data_dir, fingerprint = seen[key]
         out.append(replace(spec, data_dir=data_dir, data_fingerprint=fingerprint))
     return out
+
+
+def check_device(name: str) -> None:
+    """A spec's device: 'cpu', 'cuda' or 'cuda:N' ("auto" is resolved by the command line)."""
+    if not DEVICE_NAME.fullmatch(name):
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+
+
+def identity_core(spec, keys) -> dict:
+    """What a conv or hybrid spec's run id hashes: ``keys``, then its data folder and
+    fingerprint where set and its device where it is not the CPU (so that CPU runs keep
+    the ids they had before specs had a device; float outcomes differ between devices)."""
+    core = {k: getattr(spec, k) for k in keys}
+    for key in ("data_dir", "data_fingerprint"):
+        if getattr(spec, key) is not None:
+            core[key] = getattr(spec, key)
+    if spec.device != "cpu":
+        core["device"] = spec.device
+    return core
 
 
 def check_field_types(obj, flags: dict[str, str] | None = None) -> None:

@@ -36,10 +36,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikebench.neurons import LIFLayer
-from spikebench.neurons.lif_scan import lif_run
-from spikebench.neurons.paralif import ParaLIFLayer, parallel_membrane
-from spikebench.sparse import EventBatch, sequence_linear
+from spikebench.neurons import NeuronDynamics, SpikingLayer
+from spikebench.sparse import EventBatch
 
 STATIC = ("footprint_bytes", "connection_sparsity")
 WORKLOAD = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
@@ -53,7 +51,7 @@ def connection_weights(model) -> list[torch.Tensor]:
     if not hasattr(model, "hidden"):
         mats = []
         for m in model.modules():
-            if isinstance(m, nn.Linear | nn.modules.conv._ConvNd | LIFLayer | ParaLIFLayer):
+            if isinstance(m, nn.Linear | nn.modules.conv._ConvNd | SpikingLayer):
                 mats.append(m.weight)
             if isinstance(m, nn.MultiheadAttention):
                 mats.append(m.in_proj_weight)
@@ -100,27 +98,6 @@ def membrane_updates(post: torch.Tensor) -> int:
     """NeuroBench's membrane updates of one layer from its membranes after each step
     [T, B, n]: every neuron at the first step, then each one whose membrane changed."""
     return post[0].numel() + int(torch.count_nonzero(post[1:] - post[:-1]))
-
-
-@torch.no_grad()
-def layer_membranes(layer, x) -> torch.Tensor | None:
-    """The membranes after each step [T, B, n] of hidden ``layer`` for its input x (None
-    for a neuron whose state has no membrane ``u``)."""
-    if not isinstance(layer, LIFLayer | ParaLIFLayer):  # a neuron of its own: its step
-        x = x.dense() if isinstance(x, EventBatch) else x
-        state, posts = layer.initial_state(x.shape[1], x), []
-        for x_t in x:
-            _, state = layer.step(x_t, state)
-            if not hasattr(state, "u"):
-                return None
-            posts.append(state.u)
-        return torch.stack(posts)
-    current = sequence_linear(x, layer.weight)
-    if isinstance(layer, LIFLayer):
-        p = layer.params
-        u, s, _ = lif_run(current, p, layer.recurrent_matrix())
-        return u - p.threshold * s if p.reset == "subtract" else (1.0 - s) * u
-    return parallel_membrane(current, layer.alpha, layer.beta, layer.params.membrane)
 
 
 def _is_binary(x) -> bool:
@@ -183,7 +160,7 @@ class EfficiencyCounter:
             if len(self.zeros_t[k]) == steps:  # batches of one length (padding aside)
                 self.zeros_t[k] += (s == 0).reshape(steps, -1).sum(1).cpu().to(torch.float64)
                 self.total_t[k] += s[0].numel()
-            post = layer_membranes(layer, inputs[k])
+            post = layer.membranes(inputs[k])  # the neuron interface (None: no membrane)
             self.membrane = (self.membrane + membrane_updates(post) if post is not None
                              else float("nan"))
 
@@ -281,8 +258,9 @@ def hybrid_workload(net, heads: dict, x: torch.Tensor, batch: int = 256
     binary (ACs), its spikes give the activation sparsity and membrane updates. The
     default head (an ANN layer) has no spiking neurons: activation sparsity NaN."""
     out = {name: EfficiencyCounter() for name in heads}
+    device = next(net.parameters()).device
     for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
+        xb = x[i:i + batch].to(device)
         part = EfficiencyCounter()
         with ModuleCounter(net.encoder, part):
             features = net.features(xb)
@@ -309,8 +287,6 @@ def conv_workload(model: nn.Module, x: torch.Tensor, batch: int = 256) -> dict[s
     activations), activation sparsity of its spiking neurons (NaN for an ANN), footprint
     and connection sparsity, ``spikes`` per image (0 for an ANN). Membrane updates are not
     counted here (0)."""
-    from spikebench.neurons import SpikingActivation
-
     counter, zeros, total, spikes = EfficiencyCounter(), 0, 0, 0.0
 
     def hook(module, args, out):
@@ -320,13 +296,14 @@ def conv_workload(model: nn.Module, x: torch.Tensor, batch: int = 256) -> dict[s
         spikes += float(out.sum())
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, SpikingActivation)]
+               if isinstance(m, NeuronDynamics)]
     was = model.training
     model.eval()
     try:
+        device = next(model.parameters()).device
         with ModuleCounter(model, counter):
             for i in range(0, len(x), batch):
-                model(x[i:i + batch])
+                model(x[i:i + batch].to(device))
     finally:
         for h in handles:
             h.remove()

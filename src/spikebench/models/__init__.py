@@ -2,8 +2,18 @@
 SNNs/ANNs (VGG, ResNet12), the hybrids' image encoders (ResNet, ViT, LeNet) and spiking
 heads."""
 
+import torch
+
 from spikebench.models.conv import CONV_ARCHS, ConvNet, is_residual
 from spikebench.models.mlp import PRESETS, LeakyReadout, MLPState, SpikingMLP, preset
 
 __all__ = ["CONV_ARCHS", "ConvNet", "PRESETS", "LeakyReadout", "MLPState", "SpikingMLP",
-           "is_residual", "preset"]
+           "device_of", "is_residual", "preset"]
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """Where ``module`` computes: the device of its first parameter (or buffer); the CPU for
+    one that holds neither. Attacks and evaluations move their inputs there."""
+    for t in (*module.parameters(), *module.buffers()):
+        return t.device
+    return torch.device("cpu")

@@ -1,7 +1,8 @@
 """Convolutional networks for the robust-SNN studies (docs/suites/robust.md):
-one VGG-style builder for the ANN (ReLU) and the SNN (``SpikingActivation`` neurons) of
-the same architecture, with the same module names, so that conversion copies the ANN's
-weights into the SNN one to one.
+one VGG-style builder for the ANN (ReLU) and the SNN (the dynamics of any registered
+neuron after each conv and hidden Linear: the studies' DLIF, ``SpikingActivation``, by
+default) of the same architecture, with the same module names, so that conversion copies
+the ANN's weights into the SNN one to one.
 
     conv 3x3 (no bias) - BatchNorm - activation   per number in the config
     average pooling 2x2                           per "A"
@@ -31,7 +32,7 @@ from torch import nn
 
 from spikebench.datasets.encoders import INPUT_CODINGS
 from spikebench.errors import ConfigError
-from spikebench.neurons import DLIFParams, SpikingActivation
+from spikebench.neurons import DLIFParams, NeuronDynamics, neuron_of
 from spikebench.registry import Registry
 
 CONV_ARCHS: Registry[tuple] = Registry("conv architecture")
@@ -75,16 +76,17 @@ class Residual(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """An ANN (``neuron=None``: ReLU) or an SNN (``neuron``: its ``DLIFParams``) of one
-    architecture; images [B, C, H, W] in [0, 1] -> logits [B, classes]."""
+    """An ANN (``neuron=None``: ReLU) or an SNN (``neuron``: the parameters of a registered
+    neuron, e.g. ``DLIFParams``, ``LIFParams``; per-neuron parameters are per channel) of
+    one architecture; images [B, C, H, W] in [0, 1] -> logits [B, classes]."""
 
     def __init__(self, arch: str, in_channels: int, image_size: int, classes: int,
-                 neuron: DLIFParams | None = None, steps: int = 4,
-                 coding: str = "direct") -> None:
+                 neuron=None, steps: int = 4, coding: str = "direct") -> None:
         super().__init__()
         convs, hidden, dropout = CONV_ARCHS.get(arch)
         INPUT_CODINGS.get(coding)
-        if neuron is not None and neuron.dynamic and neuron.steps < steps:
+        self.entry = None if neuron is None else neuron_of(neuron)[1]
+        if isinstance(neuron, DLIFParams) and neuron.dynamic and neuron.steps < steps:
             raise ConfigError(f"DLIF's a[t] has {neuron.steps} steps, the network runs {steps}")
         self.arch, self.neuron, self.steps, self.coding = arch, neuron, steps, coding
         self.in_channels, self.image_size, self.classes = in_channels, image_size, classes
@@ -96,7 +98,8 @@ class ConvNet(nn.Module):
                 _, width, stride = c
                 if size < stride:
                     raise ConfigError(f"{arch} strides {image_size}-px images below 1 px")
-                layers.append(Residual(channels, width, stride, dropout, self._act))
+                layers.append(Residual(channels, width, stride, dropout,
+                                       lambda w=width: self._act(w)))
                 channels, size = width, (size - 1) // stride + 1
             elif c == "A":
                 if size < 2:
@@ -107,35 +110,36 @@ class ConvNet(nn.Module):
                 size //= 2
             else:
                 layers += [nn.Conv2d(channels, c, 3, padding=1, bias=False),
-                           nn.BatchNorm2d(c), self._act()]
+                           nn.BatchNorm2d(c), self._act(c)]
                 channels = c
         layers.append(nn.Flatten())
         width = channels * size * size
         for h in hidden:
-            layers += [nn.Linear(width, h), self._act()]
+            layers += [nn.Linear(width, h), self._act(h)]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = h
         self.body = nn.Sequential(*layers)
         self.readout = nn.Linear(width, classes)
 
-    def _act(self) -> nn.Module:
-        return SpikingActivation(self.neuron) if self.spiking else nn.ReLU()
+    def _act(self, n: int) -> nn.Module:
+        """The activation after a layer of n channels (features)."""
+        return self.entry.make_dynamics(self.neuron, n) if self.spiking else nn.ReLU()
 
-    def neurons(self) -> list[SpikingActivation]:
+    def neurons(self) -> list[NeuronDynamics]:
         """The neuron layers in the order they run."""
-        return [m for m in self.body.modules() if isinstance(m, SpikingActivation)]
+        return [m for m in self.body.modules() if isinstance(m, NeuronDynamics)]
 
     def activations(self) -> list[nn.Module]:
         """The activation modules in order (ReLUs of the ANN, neurons of the SNN)."""
-        return [m for m in self.body.modules() if isinstance(m, nn.ReLU | SpikingActivation)]
+        return [m for m in self.body.modules() if isinstance(m, nn.ReLU | NeuronDynamics)]
 
     def _run(self, h: torch.Tensor, steps: int, batch: int, spike) -> torch.Tensor:
         """The body on time-folded input h [steps B, ...]; ``spike(neuron, current [steps,
         B, ...]) -> spikes`` runs each neuron layer, in the order of ``neurons()``."""
         def through(layers, h):
             for m in layers:
-                if isinstance(m, SpikingActivation):
+                if isinstance(m, NeuronDynamics):
                     h = spike(m, h.reshape(steps, batch, *h.shape[1:])).flatten(0, 1)
                 elif isinstance(m, Residual):
                     h = through([m.act], through(m.main, h) + through(m.shortcut, h))
@@ -156,6 +160,10 @@ class ConvNet(nn.Module):
         (None: rest) after step ``t0 - 1``: (the readout at each step [steps, B, classes],
         the membranes after the last step). ``forward`` is one window of T steps from rest
         averaged over time (HIRE-SNN feeds T in periods of several windows)."""
+        missing = [type(m).__name__ for m in self.neurons() if not hasattr(m, "window")]
+        if missing:
+            raise ConfigError(f"windows of steps from carried membranes (HIRE-SNN) need "
+                              f"neurons with ``window``; {missing[0]} has none (DLIF has)")
         x = x.to(self.readout.weight.dtype)
         batch = x.shape[0]
         h = INPUT_CODINGS.get(self.coding)(x, steps).reshape(-1, *x.shape[1:])

@@ -76,7 +76,8 @@ IMAGE_ENCODERS.register("lenet5", EncoderInfo(
 
 
 class SpikingHead(nn.Module):
-    """min-max -> Bernoulli rate code over ``steps`` -> one LIF/ParaLIF layer -> logits."""
+    """min-max -> Bernoulli rate code over ``steps`` -> one layer of any registered neuron
+    (the study's: LIF, ParaLIF) -> logits."""
 
     def __init__(self, n_in: int, n_classes: int, neuron: str = "paralif", steps: int = 20,
                  weight_scale: float = 3.0) -> None:
@@ -84,7 +85,7 @@ class SpikingHead(nn.Module):
         entry = NEURONS.get(neuron)  # any registered neuron; an unknown name lists them
         params = entry.make_params(**entry.head_params)
         self.neuron, self.steps = neuron, steps
-        self.layer = entry.layer(n_in, n_classes, params=params, weight_scale=weight_scale)
+        self.layer = entry.make_layer(n_in, n_classes, params=params, weight_scale=weight_scale)
         self.gain = nn.Parameter(torch.tensor(10.0))
         self.bias = nn.Parameter(torch.zeros(n_classes))
 

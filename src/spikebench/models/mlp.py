@@ -78,8 +78,8 @@ class SpikingMLP(nn.Module):
         self.kappa, self.weight_scale, self.rec_scale = kappa, weight_scale, rec_scale
         self.parallel = not entry.stepwise  # whole sequences at once, no step function
         self.hidden = nn.ModuleList(
-            entry.layer(a, b, recurrent=recurrent, params=self.params, weight_scale=weight_scale,
-                      rec_scale=rec_scale)
+            entry.make_layer(a, b, recurrent=recurrent, params=self.params,
+                             weight_scale=weight_scale, rec_scale=rec_scale)
             for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)
         )
         self.readout = LeakyReadout(sizes[-2], sizes[-1], kappa)

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from spikebench.errors import ConfigError
-from spikebench.neurons.base import SpikingLayer
+from spikebench.neurons.base import NeuronDynamics, SpikingLayer
 from spikebench.neurons.lif import RESETS
 from spikebench.neurons.surrogate import spike, surrogate_names
 
@@ -122,11 +122,17 @@ class _Neuron(nn.Module):
         self.theta.fill_(float(value))
 
 
-class SpikingActivation(_Neuron):
-    """The neuron as an activation of a convolutional SNN: currents [T, B, ...] -> spikes."""
+class SpikingActivation(NeuronDynamics, _Neuron):
+    """DLIF's dynamics (``NEURONS["dlif"].dynamics``), the activation of a convolutional
+    SNN: currents [T, B, ...] -> spikes; a[t] and theta are per layer (``n`` unused). It
+    alone has the gradient routes the attack ensemble switches, the recorded current of
+    MS-MPPD and the membrane windows of HIRE-SNN."""
 
-    def __init__(self, params: DLIFParams | None = None) -> None:
-        super().__init__()
+    description = ("dynamic LIF (Ding et al. 2024): U = lambda V + a[t] I, learnable a[t] per "
+                   "layer and step, hard reset; leak 0.99, triangle surrogate")
+
+    def __init__(self, params: DLIFParams | None = None, n: int = 1) -> None:
+        super().__init__(params, n)
         self._init_params(params or DLIFParams())
         self.route: str | tuple[str, float] | None = None
         self.record = False  # keep the last input current (MS-MPPD)
@@ -148,6 +154,15 @@ class SpikingActivation(_Neuron):
             return s + (smooth - smooth.detach()).unsqueeze(0)
         return dlif_scan(current, self.params, theta, self.gain,
                          None if self.route is None else self.route)
+
+    def initial_state(self, like: torch.Tensor) -> DLIFState:
+        z = torch.zeros_like(like)
+        return DLIFState(z, z, z, 0)
+
+    def step(self, current: torch.Tensor, state: DLIFState):
+        gain = None if self.gain is None else self.gain[state.t]
+        s, u, v = dlif_step(state.v, current, self.params, self.threshold(), gain)
+        return s, DLIFState(v, s, u, state.t + 1)
 
     def window(self, current: torch.Tensor, v0: torch.Tensor | None, t0: int):
         """Steps t0 ... t0 + len(current) - 1 from the membranes ``v0`` (None: rest) with
@@ -171,8 +186,7 @@ class DLIFState(NamedTuple):
 class DLIFLayer(SpikingLayer, _Neuron):
     """W (and V) with DLIF neurons; the registered neuron ``dlif``."""
 
-    description = ("dynamic LIF (Ding et al. 2024): U = lambda V + a[t] I, learnable a[t] per "
-                   "layer and step, hard reset; leak 0.99, triangle surrogate")
+    description = SpikingActivation.description
 
     def __init__(self, n_in: int, n_out: int, recurrent: bool = False,
                  params: DLIFParams | None = None, weight_scale: float = 1.0,

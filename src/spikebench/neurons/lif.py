@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from spikebench.errors import ConfigError
-from spikebench.neurons.base import SpikingLayer
-from spikebench.neurons.lif_scan import lif_scan
+from spikebench.neurons.base import NeuronDynamics, SpikingLayer
+from spikebench.neurons.lif_scan import lif_run, lif_scan
 from spikebench.neurons.surrogate import spike, surrogate_names
 from spikebench.sparse import sequence_linear
 
@@ -110,11 +110,32 @@ def lif_step(
     return s, LIFState(i, u, s)
 
 
-class LIFLayer(SpikingLayer):
-    """A layer of LIF neurons with input weights W and optional recurrent weights V."""
+class LIFDynamics(NeuronDynamics):
+    """LIF without weights: currents [T, B, n, ...] of any shape -> spikes (the fused
+    ``lif_scan`` over the flattened neurons; ``step`` is ``lif_step``)."""
 
     description = ("discrete-time LIF (the locality paper's): synaptic current and membrane "
                    "decays, subtract or zero reset, surrogate gradients; step-wise")
+
+    def __init__(self, params: LIFParams | None = None, n: int = 1) -> None:
+        super().__init__(params or LIFParams(), n)
+
+    def initial_state(self, like: torch.Tensor) -> LIFState:
+        z = torch.zeros_like(like)
+        return LIFState(z, z.clone(), z.clone())
+
+    def step(self, current: torch.Tensor, state: LIFState):
+        return lif_step(current, state, self.params)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        flat = current.reshape(current.shape[0], current.shape[1], -1)
+        return lif_scan(flat, self.params).reshape(current.shape)
+
+
+class LIFLayer(SpikingLayer):
+    """A layer of LIF neurons with input weights W and optional recurrent weights V."""
+
+    description = LIFDynamics.description
 
     def __init__(
         self,
@@ -169,6 +190,13 @@ class LIFLayer(SpikingLayer):
         all T steps as one GEMM (CSR for events), then the fused scan (``lif_scan``), equal
         to unrolling ``step`` (tests)."""
         return lif_scan(sequence_linear(x, self.weight), self.params, self.recurrent_matrix())
+
+    @torch.no_grad()
+    def membranes(self, x) -> torch.Tensor:
+        """The membranes after each step's reset (fused: ``lif_run``)."""
+        p = self.params
+        u, s, _ = lif_run(sequence_linear(x, self.weight), p, self.recurrent_matrix())
+        return u - p.threshold * s if p.reset == "subtract" else (1.0 - s) * u
 
     def extra_repr(self) -> str:
         return f"{self.n_in}, {self.n_out}, recurrent={self.recurrent}, {self.params}"

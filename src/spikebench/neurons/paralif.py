@@ -40,8 +40,9 @@ import torch
 from torch import nn
 
 from spikebench.errors import ConfigError
-from spikebench.neurons.base import SpikingLayer
+from spikebench.neurons.base import NeuronDynamics, SpikingLayer
 from spikebench.neurons.surrogate import spike, surrogate_names
+from spikebench.sparse import sequence_linear
 
 SPIKE_FNS = ("SB", "GS", "D", "T")
 MEMBRANES = ("auto", "fft", "chunked")
@@ -183,11 +184,54 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def paralif_fire(m: torch.Tensor, p: ParaLIFParams, training: bool) -> torch.Tensor:
+    """Spikes of the membranes m [T, ...] by ``p.spike_fn`` (SB and GS sample only in
+    training)."""
+    u = m - p.threshold
+    if p.spike_fn == "T":
+        return spike(u, p.surrogate, p.slope)
+    if p.spike_fn == "SB":
+        return _BinaryST.apply(torch.sigmoid(u), training)
+    if p.spike_fn == "GS":
+        noise = torch.rand_like(u).clamp(1e-6, 1 - 1e-6) if training else None
+        logits = u + (torch.log(noise) - torch.log1p(-noise)) if noise is not None else u
+        return _BinaryST.apply(torch.sigmoid(logits / p.temperature), False)
+    norm = torch.sigmoid(u)  # "D"
+    rise = norm - torch.cat([torch.zeros_like(norm[:1]), norm[:-1]])
+    return spike(rise - p.delta, p.surrogate, p.slope)
+
+
+def _decays(p: ParaLIFParams, n: int) -> nn.Parameter:
+    """alpha and beta per neuron, through a sigmoid: raw [2, n]."""
+    raw = torch.stack([torch.full((n,), _logit(p.alpha)), torch.full((n,), _logit(p.beta))])
+    return nn.Parameter(raw, requires_grad=p.learn_decays)
+
+
+class ParaLIFDynamics(NeuronDynamics):
+    """ParaLIF without weights: currents [T, B, n, ...] -> spikes, alpha and beta per neuron
+    (channel) n, shared over the spatial axes; parallel in time."""
+
+    stepwise = False
+    description = ("ParaLIF (Yarga & Wood): no reset, the membrane of all T steps at once (FFT "
+                   "convolution), SB/GS/D/T spike functions; parallel in time, BPTT only")
+
+    def __init__(self, params: ParaLIFParams | None = None, n: int = 1) -> None:
+        super().__init__(params or ParaLIFParams(), n)
+        self.raw_decays = _decays(self.params, n)
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        moved = current.movedim(2, -1)  # [T, B, ..., n]: the membranes run over the last axis
+        flat = moved.reshape(current.shape[0], -1, self.n)
+        alpha, beta = torch.sigmoid(self.raw_decays[0]), torch.sigmoid(self.raw_decays[1])
+        s = paralif_fire(parallel_membrane(flat, alpha, beta, self.params.membrane),
+                         self.params, self.training)
+        return s.reshape(moved.shape).movedim(-1, 2)
+
+
 class ParaLIFLayer(SpikingLayer):
     """A layer of ParaLIF neurons; ``forward`` maps x [T, B, n_in] to spikes [T, B, n_out]."""
 
-    description = ("ParaLIF (Yarga & Wood): no reset, the membrane of all T steps at once (FFT "
-                   "convolution), SB/GS/D/T spike functions; parallel in time, BPTT only")
+    description = ParaLIFDynamics.description
 
     stepwise = False  # no step function: the whole sequence at once
 
@@ -205,10 +249,7 @@ class ParaLIFLayer(SpikingLayer):
             self.rec_weight = nn.Parameter(torch.empty(n_out, n_out))
             nn.init.uniform_(self.rec_weight, -rec_scale / math.sqrt(n_out),
                              rec_scale / math.sqrt(n_out))
-        p = self.params
-        raw = torch.stack([torch.full((n_out,), _logit(p.alpha)),
-                           torch.full((n_out,), _logit(p.beta))])
-        self.raw_decays = nn.Parameter(raw, requires_grad=p.learn_decays)
+        self.raw_decays = _decays(self.params, n_out)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -219,19 +260,7 @@ class ParaLIFLayer(SpikingLayer):
         return torch.sigmoid(self.raw_decays[1])
 
     def fire(self, m: torch.Tensor) -> torch.Tensor:
-        p = self.params
-        u = m - p.threshold
-        if p.spike_fn == "T":
-            return spike(u, p.surrogate, p.slope)
-        if p.spike_fn == "SB":
-            return _BinaryST.apply(torch.sigmoid(u), self.training)
-        if p.spike_fn == "GS":
-            noise = torch.rand_like(u).clamp(1e-6, 1 - 1e-6) if self.training else None
-            logits = u + (torch.log(noise) - torch.log1p(-noise)) if noise is not None else u
-            return _BinaryST.apply(torch.sigmoid(logits / p.temperature), False)
-        norm = torch.sigmoid(u)  # "D"
-        rise = norm - torch.cat([torch.zeros_like(norm[:1]), norm[:-1]])
-        return spike(rise - p.delta, p.surrogate, p.slope)
+        return paralif_fire(m, self.params, self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         current = x @ self.weight.t()
@@ -242,6 +271,12 @@ class ParaLIFLayer(SpikingLayer):
             current = current + shifted @ self.rec_weight.t()
             s = self.fire(parallel_membrane(current, self.alpha, self.beta, method))
         return s
+
+    @torch.no_grad()
+    def membranes(self, x: torch.Tensor) -> torch.Tensor:
+        """The membranes of the feed-forward pass (no reset: m itself)."""
+        return parallel_membrane(sequence_linear(x, self.weight), self.alpha, self.beta,
+                                 self.params.membrane)
 
     def extra_repr(self) -> str:
         return f"{self.n_in}, {self.n_out}, recurrent={self.recurrent}, {self.params}"

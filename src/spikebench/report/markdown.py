@@ -63,8 +63,8 @@ def accuracy_table(df: pd.DataFrame) -> str:
         final_metric(df[df["dataset"] == ds], headline_metric(df, ds))
         for ds in dict.fromkeys(df["dataset"])
     ])
-    rules = _ordered(fin["rule"], RULE_ORDER)
-    archs = _ordered(fin["arch"], ARCH_ORDER)
+    rules = _ordered(fin["method"], RULE_ORDER)
+    archs = _ordered(fin["model"], ARCH_ORDER)
     datasets = list(dict.fromkeys(fin["dataset"]))
     header = ["rule"]
     for ds in datasets:
@@ -75,7 +75,7 @@ def accuracy_table(df: pd.DataFrame) -> str:
         row = [r]
         for ds in datasets:
             for a in archs:
-                sel = fin[(fin["rule"] == r) & (fin["arch"] == a) & (fin["dataset"] == ds)]
+                sel = fin[(fin["method"] == r) & (fin["model"] == a) & (fin["dataset"] == ds)]
                 ref = paper_accuracy(ds, r, a)
                 row += [mean_std(sel["value"]), f"{ref:.2f}" if ref is not None else "–"]
         rows.append(row)
@@ -91,9 +91,9 @@ def plot_curves(df: pd.DataFrame, path: Path, title: str = "") -> None:
     colors = {"bptt": "tab:blue", "eprop": "tab:orange", "decolle": "tab:green"}
     for _run_id, g in df.groupby("run_id", sort=True):
         first = g.iloc[0]
-        style = "-" if first["arch"] == "ff" else "--"
-        label = f"{first['rule']} {first['arch'].upper()} s{first['seed']}"
-        color = colors.get(first["rule"])
+        style = "-" if first["model"] == "ff" else "--"
+        label = f"{first['method']} {first['model'].upper()} s{first['seed']}"
+        color = colors.get(first["method"])
         for ax, metric, scale in zip(axes, ("test_acc", "train_loss"), (100.0, 1.0),
                                      strict=True):
             m = g[(g["metric"] == metric) & (g["epoch"] >= 1)].sort_values("epoch")
@@ -157,7 +157,7 @@ def runs_table(df: pd.DataFrame, status: dict[str, tuple[str, str]],
                  ["value"] if timings is not None and not timings.empty else pd.Series([]))
         st, _ = status.get(run_id, (first.get("status", "?"), ""))
         n_test = int(counts.loc[run_id, "n_test"]) if run_id in counts.index else "–"
-        rows.append([run_id, first["rule"], first["arch"].upper(), first["seed"], st,
+        rows.append([run_id, first["method"], first["model"].upper(), first["seed"], st,
                      int(acc["epoch"].max()) if not acc.empty else 0,
                      f"{100 * acc['value'].iloc[-1]:.2f}" if not acc.empty else "–", n_test,
                      f"{times.mean():.1f}" if not times.empty else "–"])
@@ -188,9 +188,9 @@ def efficiency_section(df: pd.DataFrame, out_dir: Path, title: str) -> list[str]
     missing = [r for r in runs if r not in fin["test_synops_ac"].index]
     meta = df.drop_duplicates("run_id").set_index("run_id")
     rows, points = [], {}
-    for r in _ordered(meta.loc[runs, "rule"], RULE_ORDER):
-        for a in _ordered(meta.loc[runs, "arch"], ARCH_ORDER):
-            ids = [i for i in runs if meta.loc[i, "rule"] == r and meta.loc[i, "arch"] == a
+    for r in _ordered(meta.loc[runs, "method"], RULE_ORDER):
+        for a in _ordered(meta.loc[runs, "model"], ARCH_ORDER):
+            ids = [i for i in runs if meta.loc[i, "method"] == r and meta.loc[i, "model"] == a
                    and i in fin["test_synops_ac"].index]
             if not ids:
                 continue

@@ -210,9 +210,9 @@ OPTION_FLAGS = {"data_dir": "--data-dir", "dataset": "--dataset", "epochs": "--e
                 "encoders": "--encoders", "weights": "--weights", "n_eval": "--n-eval",
                 "device": "--device"}
 COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train", "n_test",
-                            "batch_size", "lr", "paper"})
+                            "batch_size", "lr", "paper", "device"})
 SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",
-                                "neuron_options", "device"}
+                                "neuron_options"}
 HYBRID_OPTIONS = COMMON_OPTIONS | {"encoders", "weights", "n_eval"}
 ROBUST_OPTIONS = COMMON_OPTIONS | {"n_steps", "n_eval", "archs"}
 

@@ -46,9 +46,9 @@ from spikebench.engine.executor import (
     fit,
     load_trained,
 )
-from spikebench.engine.results import split_rows, timings_frame
-from spikebench.engine.spec import check_field_types
-from spikebench.engine.train import seed_everything
+from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
+from spikebench.engine.spec import check_device, check_field_types, identity_core
+from spikebench.engine.train import resolve_device, seed_everything
 from spikebench.errors import ConfigError
 from spikebench.io import digest
 from spikebench.metrics.efficiency import conv_workload
@@ -110,10 +110,12 @@ class CompressSpec:
     suite: str = "compress-robust"
     data_dir: str | None = None
     data_fingerprint: str | None = None
+    device: str = "cpu"  # where it trains and is attacked ("cuda", "cuda:N")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "routes", tuple(self.routes))
         check_field_types(self)
+        check_device(self.device)
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         INPUT_CODINGS.get(self.coding)
@@ -136,11 +138,7 @@ class CompressSpec:
             keep += ["hire_periods", "hire_eps", "hire_craft"]
         if "agc" in self.method:
             keep += ["density", "agc_beta", "finetune_epochs", "finetune_lr", "n_importance"]
-        core = {k: getattr(self, k) for k in keep}
-        for key in ("data_dir", "data_fingerprint"):
-            if getattr(self, key) is not None:
-                core[key] = getattr(self, key)
-        return core
+        return identity_core(self, keep)
 
     @property
     def run_id(self) -> str:
@@ -156,8 +154,9 @@ class CompressSpec:
 
 
 def build(spec: CompressSpec, shape, classes: int) -> ConvNet:
+    """The method's conv SNN, on the spec's device."""
     return ConvNet(spec.arch, shape[0], shape[1], classes, neuron_params(spec, "lif"),
-                   steps=spec.steps, coding=spec.coding)
+                   steps=spec.steps, coding=spec.coding).to(resolve_device(spec.device))
 
 
 def _hire(model, opt, schedule, extra=None, after=None):
@@ -308,18 +307,16 @@ class CompressKind(ImageKind):
                              run.tables, run.notes, run.wall_s)
 
 
-TIDY_COLUMNS = ["suite", "run_id", "dataset", "method", "coding", "steps", "density", "seed",
-                "status", "epoch", "metric", "value"]
+OWN_COLUMNS = ("coding", "steps", "density")
 
 
 def _tables(name: str, results: list[RunResult]) -> dict:
     rows, tidy, timings, notes = [], [], [], []
     for r in results:
         spec = r.spec
-        base = {"suite": name, "run_id": spec.run_id, "dataset": spec.dataset,
-                "method": spec.method, "coding": spec.coding, "steps": spec.steps,
-                "density": spec.density if "agc" in spec.method else 1.0, "seed": spec.seed,
-                "status": r.status}
+        base = identity(name, spec.run_id, "train", spec.dataset, spec.arch, "lif",
+                        spec.method, spec.seed, r.status, coding=spec.coding, steps=spec.steps,
+                        density=spec.density if "agc" in spec.method else 1.0)
         got, t = split_rows(base, r.metrics, r.sizes)
         tidy, timings = tidy + got, timings + t
         if r.status != "done":
@@ -336,7 +333,7 @@ def _tables(name: str, results: list[RunResult]) -> dict:
                                        if m["metric"] == "test_acc"), float("nan")),
                      "epoch_time_s": sum(epoch_s) / len(epoch_s) if epoch_s else float("nan"),
                      **ev})
-    return {"compress": pd.DataFrame(rows), "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
+    return {"compress": pd.DataFrame(rows), "tidy": to_frame(tidy, OWN_COLUMNS),
             "timings": timings_frame(timings), "notes": notes}
 
 
@@ -356,7 +353,8 @@ def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:
     base = replace(base, **conv_arch(opts, name))
     changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
                                  ("batch_size", opts.batch_size), ("lr", opts.lr),
-                                 ("n_attack", opts.n_eval)) if v is not None}
+                                 ("n_attack", opts.n_eval), ("device", opts.device))
+               if v is not None}
     if opts.epochs is not None:
         changes.update(epochs=opts.epochs, finetune_epochs=max(1, opts.epochs // 2))
     base = replace(base, **changes)

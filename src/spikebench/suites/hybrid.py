@@ -1,6 +1,5 @@
 """The hybrid studies: image encoders with the default, a LIF and a ParaLIF head, trained by
-"double transfer", attacked with FGSM, DeepFool and Square
-(docs/suites/hybrid.md).
+"double transfer", attacked with FGSM, DeepFool and Square (docs/suites/hybrid.md).
 
 Per (data set, encoder, seed) the runs folder holds one run:
 
@@ -11,9 +10,7 @@ Per (data set, encoder, seed) the runs folder holds one run:
   features (the second transfer), same optimiser; test accuracy over ``eval_seeds``
   encodings (mean ± std: the rate code is stochastic);
 - ``analysis/``: attack results per head (cached, so a rerun costs nothing).
-
-Each stage writes ``status.json`` when it ends; a rerun skips ended stages.
-"""
+Each stage writes ``status.json`` when it ends; a rerun skips ended stages."""
 
 from __future__ import annotations
 
@@ -39,9 +36,9 @@ from spikebench.engine.executor import (
     read_json,
     restore,
 )
-from spikebench.engine.results import split_rows, timings_frame
-from spikebench.engine.spec import check_field_types
-from spikebench.engine.train import seed_everything
+from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
+from spikebench.engine.spec import check_device, check_field_types, identity_core
+from spikebench.engine.train import resolve_device, seed_everything
 from spikebench.errors import ConfigError, RunFileError
 from spikebench.io import digest
 from spikebench.metrics.efficiency import hybrid_workload
@@ -59,7 +56,8 @@ log = logging.getLogger(__name__)
 
 HYBRID_EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
 SQUARE_EPS = 0.05
-NOT_IN_ID = ("suite",)  # the id covers the data (folder, fingerprint) as ExperimentSpec's
+# the id covers the data (folder, fingerprint) as ExperimentSpec's, and a device not the CPU
+NOT_IN_ID = ("suite", "data_dir", "data_fingerprint", "device")
 
 
 @dataclass(frozen=True)
@@ -87,20 +85,19 @@ class HybridSpec:
     suite: str = "hybrid-resnet"
     data_dir: str | None = None  # resolved folder of the images (None: embedded)
     data_fingerprint: str | None = None  # of its files (DatasetInfo.identity)
+    device: str = "cpu"  # where it trains and is attacked ("cuda", "cuda:N")
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        check_device(self.device)
         IMAGE_ENCODERS.get(self.encoder)  # an unknown name lists the known ones
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"lr_schedule is 'cosine' or 'constant', got {self.lr_schedule!r}")
 
     @property
     def run_id(self) -> str:
-        core = {k: v for k, v in asdict(self).items() if k not in NOT_IN_ID}
-        for key in ("data_dir", "data_fingerprint"):
-            if core[key] is None:
-                del core[key]
-        return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest(core)}"
+        keys = [k for k in asdict(self) if k not in NOT_IN_ID]
+        return f"{self.dataset}-{self.encoder}-s{self.seed}-{digest(identity_core(self, keys))}"
 
 
 def _sgd(params, spec: HybridSpec, epochs: int):
@@ -141,8 +138,8 @@ def _check_layout(stage: Path) -> None:
 
 
 def _final(result: RunResult, metric: str) -> float:
-    values = [m["value"] for m in result.metrics if m["metric"] == metric]
-    return float(values[-1]) if values else float("nan")
+    return next((float(m["value"]) for m in reversed(result.metrics)
+                 if m["metric"] == metric), float("nan"))
 
 
 def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: bool
@@ -156,7 +153,7 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
         seed_everything(spec.seed)
         encoder, info, size = build_encoder(spec.encoder, classes, spec.image_size,
                                             spec.weights)
-        net = HybridNet(encoder, info, size)
+        net = HybridNet(encoder, info, size).to(resolve_device(spec.device))
         frozen = _freeze(net)
         opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
                              spec.finetune_epochs)
@@ -173,25 +170,26 @@ def load_encoder(spec: HybridSpec, run_dir: Path, classes: int):
     net = HybridNet(encoder, info, size)
     path = run_dir / "encoder" / CHECKPOINT
     restore(path, "encoder", net, load_checkpoint(path)["model"])
-    return encoder.eval(), info, size
+    return encoder.to(resolve_device(spec.device)).eval(), info, size
 
 
 @torch.no_grad()
 def _features(net: HybridNet, x, batch: int = 256) -> torch.Tensor:
     net.eval()
-    return torch.cat([net.features(x[i:i + batch]) for i in range(0, len(x), batch)])
+    device = next(net.parameters()).device
+    return torch.cat([net.features(x[i:i + batch].to(device))
+                      for i in range(0, len(x), batch)])
 
 
 @torch.no_grad()
 def _head_accuracy(head: SpikingHead, f_test, yt, encodings: int) -> dict[str, float]:
-    """Test accuracy over ``encodings`` rate codes (mean, std); the training's random
-    stream is left untouched."""
+    """Test accuracy over ``encodings`` rate codes (mean, std), training's RNG untouched."""
     head.eval()
     accs = []
     with torch.random.fork_rng():
         for s in range(encodings):
             torch.manual_seed(10_000 + s)
-            accs.append(float((head(f_test).argmax(-1) == yt).float().mean()))
+            accs.append(float((head(f_test).argmax(-1).cpu() == yt).float().mean()))
     head.train()
     return {"acc": float(np.mean(accs)),
             "acc_std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0}
@@ -206,10 +204,10 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
 
     def make() -> Training:
         encoder, info, size = load_encoder(spec, run_dir, classes)
-        net = HybridNet(encoder, info, size)
+        net = HybridNet(encoder, info, size).to(resolve_device(spec.device))
         f_train, f_test = _features(net, x), _features(net, xt)
         seed_everything(spec.seed)
-        head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps)
+        head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps).to(f_train.device)
         opt, schedule = _sgd(list(head.parameters()), spec, spec.head_epochs)
         return Training(head, opt, spec.head_epochs, epoch_batches(spec, f_train, y),
                         _ce_step(head),
@@ -227,7 +225,8 @@ def hybrid_net(spec: HybridSpec, run_dir: Path, variant: str, classes: int) -> H
         head = SpikingHead(encoder.feature_dim, classes, variant, spec.steps)
         path = run_dir / f"head-{variant}" / CHECKPOINT
         restore(path, "head", head, load_checkpoint(path)["model"])
-    return HybridNet(encoder, info, size, head, eot=spec.eot if head is not None else 1).eval()
+    net = HybridNet(encoder, info, size, head, eot=spec.eot if head is not None else 1)
+    return net.to(resolve_device(spec.device)).eval()
 
 
 def attack_run(spec: HybridSpec, run_dir: Path, variant: str, test) -> list[dict]:
@@ -363,20 +362,21 @@ def _tables(name: str, results: list[RunResult]) -> dict:
                                               else _final(res, "test_acc_std")),
                              **{k: eff.get(k, float("nan")) for k in EFFICIENCY_COLUMNS}})
     return {"hybrid": pd.DataFrame(rows), "attacks": pd.DataFrame(attack_rows),
-            "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
+            "tidy": to_frame(tidy),
             "timings": timings_frame(timings), "notes": notes}
 
 
 EFFICIENCY_COLUMNS = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
                       "membrane_updates", "connection_sparsity", "footprint_bytes")
-TIDY_COLUMNS = ["suite", "run_id", "dataset", "encoder", "head", "seed", "status", "epoch",
-                "metric", "value"]
 
 
 def _row_base(name: str, spec: HybridSpec, variant: str, status: str) -> dict:
-    return {"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
-            "dataset": spec.dataset, "encoder": spec.encoder, "head": variant,
-            "seed": spec.seed, "status": status}
+    """A stage's identifying columns: the encoder fine-tuned with its default head (an ANN),
+    or a spiking head trained by BPTT through its rate-coded steps."""
+    default = variant == "default"
+    return identity(name, f"{spec.run_id}/{STAGES[variant]}", STAGES[variant], spec.dataset,
+                    spec.encoder, "none" if default else variant,
+                    "finetune" if default else "bptt", spec.seed, status)
 
 
 def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult,
@@ -416,7 +416,8 @@ def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
                        n_attack=1000, n_strong=1000)
     changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
                                  ("batch_size", opts.batch_size), ("lr", opts.lr),
-                                 ("n_attack", opts.n_eval)) if v is not None}
+                                 ("n_attack", opts.n_eval), ("device", opts.device))
+               if v is not None}
     if opts.epochs is not None:
         changes.update(finetune_epochs=opts.epochs, head_epochs=opts.epochs)
     specs = [replace(base, encoder=e, seed=s,

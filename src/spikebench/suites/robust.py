@@ -15,10 +15,9 @@ Methods (``METHODS``), each a run of the one executor (``executor.fit``) in its 
   against RFGSM-KL inputs). Three models are evaluated: ``ann``, ``converted`` (before
   fine-tuning) and ``conversion``.
 
-Every model is attacked (``analysis.adaptive.robust_evaluation``) at ``eps``: FGSM and
-PGD through its own surrogate, PGD through every gradient route, Square, Gaussian noise,
-and the per-sample ensemble; PGD also over ``eps_sweep``. Results are cached in the run
-folder under their parameters, so a rerun with other attack settings retrains nothing.
+Every model is attacked (``attacks.ensemble.robust_evaluation``) at ``eps``: FGSM and PGD
+through its own surrogate and every gradient route, Square, Gaussian noise, the per-sample
+ensemble; PGD also over ``eps_sweep``; cached under their parameters in the run folder.
 """
 
 from __future__ import annotations
@@ -42,9 +41,9 @@ from spikebench.engine.executor import (
     fit,
     load_trained,
 )
-from spikebench.engine.results import split_rows, timings_frame, write_atomic
-from spikebench.engine.spec import check_field_types
-from spikebench.engine.train import seed_everything
+from spikebench.engine.results import identity, split_rows, timings_frame, to_frame, write_atomic
+from spikebench.engine.spec import check_device, check_field_types, identity_core
+from spikebench.engine.train import resolve_device, seed_everything
 from spikebench.errors import ConfigError
 from spikebench.io import digest
 from spikebench.metrics.efficiency import conv_workload
@@ -101,8 +100,7 @@ METHODS.register("conversion", Method(
 
 METHOD_ORDER = ("vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "conversion")
 # the models a method's run yields, in the report's order
-MODEL_ORDER = ("vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "ann", "converted",
-               "conversion")
+MODEL_ORDER = (*METHOD_ORDER[:-1], "ann", "converted", "conversion")
 COMMON_FIELDS = ("method", "dataset", "arch", "steps", "seed", "n_train", "n_test",
                  "batch_size", "momentum", "weight_decay")
 EVAL_FIELDS = ("eps", "eps_sweep", "n_attack", "pgd_steps", "square_queries", "routes", "eot")
@@ -147,11 +145,13 @@ class RobustSpec:
     suite: str = "robust"
     data_dir: str | None = None
     data_fingerprint: str | None = None
+    device: str = "cpu"  # where it trains and is attacked ("cuda", "cuda:N")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eps_sweep", tuple(float(e) for e in self.eps_sweep))
         object.__setattr__(self, "routes", tuple(self.routes))
         check_field_types(self)
+        check_device(self.device)
         CONV_ARCHS.get(self.arch)
         if METHODS.get(self.method).neuron == "conversion" and is_residual(self.arch):
             raise ConfigError(f"method {self.method!r} cannot convert {self.arch}: threshold "
@@ -171,12 +171,7 @@ class RobustSpec:
 
     def identity(self) -> dict:
         """What defines the trained models: the common fields, the method's own, the data."""
-        keep = COMMON_FIELDS + METHODS.get(self.method).fields
-        core = {k: getattr(self, k) for k in keep}
-        for key in ("data_dir", "data_fingerprint"):
-            if getattr(self, key) is not None:
-                core[key] = getattr(self, key)
-        return core
+        return identity_core(self, COMMON_FIELDS + METHODS.get(self.method).fields)
 
     @property
     def run_id(self) -> str:
@@ -186,7 +181,6 @@ class RobustSpec:
         return {k: getattr(self, k) for k in EVAL_FIELDS}
 
 
-# -- models --------------------------------------------------------------------------------
 def neuron_params(spec: RobustSpec, kind: str) -> DLIFParams:
     if kind == "conversion":  # IF, hard reset, learnable per-layer thresholds
         return DLIFParams(leak=1.0, reset="zero", dynamic=False, learn_threshold=True,
@@ -198,7 +192,8 @@ def build(spec: RobustSpec, shape, classes: int, kind: str | None) -> ConvNet:
     """The method's SNN (``kind`` lif / dlif) or, with ``kind=None``, its ANN."""
     channels, size = shape
     params = None if kind is None else neuron_params(spec, kind)
-    return ConvNet(spec.arch, channels, size, classes, params, steps=spec.steps)
+    return ConvNet(spec.arch, channels, size, classes, params, steps=spec.steps).to(
+        resolve_device(spec.device))
 
 
 def _sgd(params, lr: float, spec: RobustSpec, epochs: int):
@@ -264,9 +259,8 @@ def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
         return _training(spec, snn, obj, spec.finetune_epochs, spec.finetune_lr, train, test,
                          "converted SNN fine-tuning")
 
-    stages["conversion"] = fit(run_dir / "finetune", spec, {**asdict(spec), "stage":
-                                                            "finetune"}, make_finetune,
-                               progress)
+    stages["conversion"] = fit(run_dir / "finetune", spec, {**asdict(spec), "stage": "finetune"},
+                               make_finetune, progress)
     return stages
 
 
@@ -369,8 +363,16 @@ class RobustKind(ImageKind):
 
 STAGE_NAMES = {"ann": "ann", "conversion": "finetune"}  # conversion's stage folders
 MODEL_STAGE = {"ann": "ann", "converted": "conversion", "conversion": "conversion"}
-TIDY_COLUMNS = ["suite", "run_id", "dataset", "method", "model", "seed", "status", "epoch",
-                "metric", "value"]
+
+
+def _row_base(name: str, spec, model: str, run_id: str, status: str) -> dict:
+    """A model's identifying columns: stage ``train``, or conversion's model (``ann``,
+    ``converted``, ``conversion``: neuron ``none``, then ``if``)."""
+    neuron, stage = METHODS.get(spec.method).neuron, "train"
+    if neuron == "conversion":
+        neuron, stage = ("none" if model == "ann" else "if"), model
+    return identity(name, run_id, stage, spec.dataset, spec.arch, neuron, spec.method,
+                    spec.seed, status)
 
 
 def _tables(name: str, results: list[RunResult]) -> dict:
@@ -379,9 +381,8 @@ def _tables(name: str, results: list[RunResult]) -> dict:
         spec, stages = result.spec, result.details.get("stages", {})
         for model, res in stages.items():
             stage = STAGE_NAMES.get(model) if spec.method == "conversion" else None
-            base = {"suite": name, "run_id": spec.run_id + (f"/{stage}" if stage else ""),
-                    "dataset": spec.dataset, "method": spec.method, "model": model,
-                    "seed": spec.seed, "status": res.status}
+            base = _row_base(name, spec, model, spec.run_id + (f"/{stage}" if stage else ""),
+                             res.status)
             r, t = split_rows(base, res.metrics, result.sizes)
             tidy, timings = tidy + r, timings + t
         if result.status != "done":
@@ -391,9 +392,7 @@ def _tables(name: str, results: list[RunResult]) -> dict:
             trained_by = stages[MODEL_STAGE.get(model, model)]
             last = max((m["epoch"] for m in trained_by.metrics), default=0)
             stage = f"/{STAGE_NAMES[MODEL_STAGE[model]]}" if model in MODEL_STAGE else ""
-            base = {"suite": name, "run_id": spec.run_id + stage, "dataset": spec.dataset,
-                    "method": spec.method, "model": model, "seed": spec.seed,
-                    "status": "done"}
+            base = _row_base(name, spec, model, spec.run_id + stage, "done")
             tidy += [{**base, "epoch": last if model != "converted" else 0,
                       "metric": f"robust_{k}", "value": v} for k, v in ev.items()]
             rows.append({"suite": name, "run_id": base["run_id"], "dataset": spec.dataset,
@@ -401,7 +400,7 @@ def _tables(name: str, results: list[RunResult]) -> dict:
     gains = [{"model": model, "seed": r.spec.seed, "layer": k, "t": t, "a": a}
              for r in results for model, layers in r.details.get("gains", {}).items()
              for k, values in enumerate(layers) for t, a in enumerate(values)]
-    return {"robust": pd.DataFrame(rows), "tidy": pd.DataFrame(tidy, columns=TIDY_COLUMNS),
+    return {"robust": pd.DataFrame(rows), "tidy": to_frame(tidy),
             "timings": timings_frame(timings), "notes": notes, "gains": pd.DataFrame(gains)}
 
 
@@ -421,8 +420,8 @@ def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
     base = replace(base, **conv_arch(opts, name))
     changes = {k: v for k, v in (("n_train", opts.n_train), ("n_test", opts.n_test),
                                  ("batch_size", opts.batch_size), ("lr", opts.lr),
-                                 ("steps", opts.n_steps), ("n_attack", opts.n_eval))
-               if v is not None}
+                                 ("steps", opts.n_steps), ("n_attack", opts.n_eval),
+                                 ("device", opts.device)) if v is not None}
     if opts.epochs is not None:
         changes.update(epochs=opts.epochs, ann_epochs=opts.epochs,
                        finetune_epochs=max(1, opts.epochs // 2))

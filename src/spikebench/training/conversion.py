@@ -101,11 +101,15 @@ def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: flo
                           "has residual identity paths with no weight layer to fold into")
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must lie in (0, 100], got {percentile}")
-    snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes, neuron=params,
-                  steps=steps, coding="direct").to(x_calib.dtype)
+    from spikebench.models import device_of
+
+    device = device_of(ann)  # the SNN is made and calibrated where the ANN is (its weights
+    with device:  # are the ANN's, its thresholds constants: nothing drawn at random)
+        snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes, neuron=params,
+                      steps=steps, coding="direct").to(x_calib.dtype)
     missing, unexpected = snn.load_state_dict(ann.state_dict(), strict=False)
     assert not unexpected and all(k.endswith(("theta", "gain")) for k in missing), missing
-    batches = x_calib.split(batch_size)
+    batches = x_calib.to(device).split(batch_size)
     layers = list(snn.body) + [snn.readout]
     for neuron in snn.neurons():
         neuron.record = True

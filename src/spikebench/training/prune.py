@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebench.errors import ConfigError
-from spikebench.neurons import SpikingActivation
+from spikebench.neurons import NeuronDynamics
 
 
 def prunable(model: nn.Module) -> list[nn.Module]:
@@ -41,7 +41,7 @@ def prunable(model: nn.Module) -> list[nn.Module]:
 
 def attention_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list]:
     """(logits, the normalised attention maps [B, H W] of every convolutional activation)."""
-    acts = [m for m in model.modules() if isinstance(m, SpikingActivation | nn.ReLU)]
+    acts = [m for m in model.modules() if isinstance(m, NeuronDynamics | nn.ReLU)]
     outputs: list[torch.Tensor] = []
 
     def hook(module, args, out):
@@ -78,10 +78,13 @@ def guided_loss(student, teacher, x, y, beta: float) -> tuple[torch.Tensor, torc
 
 
 def layer_importance(student, teacher, batches, beta: float) -> list[float]:
-    """Mean |W dL/dW| per prunable layer under CE + L_AT, over ``batches``."""
+    """Mean |W dL/dW| per prunable layer under CE + L_AT, over ``batches`` (moved to the
+    student's device)."""
     layers = prunable(student)
     sal = [0.0] * len(layers)
+    device = layers[0].weight.device if layers else torch.device("cpu")
     for x, y in batches:
+        x, y = x.to(device), y.to(device)
         student.zero_grad(set_to_none=True)
         loss, _ = guided_loss(student, teacher, x, y, beta)
         loss.backward()
