@@ -1,6 +1,9 @@
-"""Adding a rule, a data set, a study and a suite is one definition plus one registry line
-each (a neuron: tests/test_conformance.py); here all four are defined in the test only and
-run end to end through the one pipeline."""
+"""Adding a rule, a data set, a study, a suite and a neuron is one definition plus one
+registry line each; here all are defined in the test only and run end to end through the
+one pipeline (the neuron in an MLP trained by a suite, a conv SNN and a spiking head)."""
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
@@ -9,6 +12,11 @@ import torch
 from spikebench.datasets import DATASETS, DatasetInfo, SampleData
 from spikebench.learning_rules import RULES, LearningRule, StepOutput, objective
 from spikebench.learning_rules.base import count_correct
+from spikebench.metrics.efficiency import conv_workload
+from spikebench.models import ConvNet
+from spikebench.models.hybrid import SpikingHead
+from spikebench.neurons import NEURONS, Neuron, NeuronDynamics
+from spikebench.neurons.surrogate import spike
 from spikebench.studies import STUDIES, StudyOutput
 from spikebench.suites import SuiteOptions, run_suite
 from spikebench.suites.base import SUITES, Suite
@@ -84,3 +92,72 @@ def test_a_rule_a_data_set_a_study_and_a_suite_defined_in_a_test(extensions, tmp
     assert "## Count" in report and "4 finished model(s)." in report
     again = run_suite("toy", tmp_path / "out", SuiteOptions(progress=False))
     assert all(r.skipped for r in again.runs)
+
+
+# -- a neuron: one definition (its weightless dynamics) and one registry line -------------
+@dataclass(frozen=True)
+class ALIFParams:
+    beta: float = 0.9  # membrane decay
+    rho: float = 0.95  # decay of the threshold's adaptation
+    threshold: float = 0.5
+    adapt: float = 0.5  # how much each spike raises the threshold
+    surrogate: str = "fast_sigmoid"
+    slope: float = 5.0
+
+
+class ALIFState(NamedTuple):
+    u: torch.Tensor
+    a: torch.Tensor  # threshold adaptation
+    s: torch.Tensor
+
+
+class ALIFDynamics(NeuronDynamics):
+    """Adaptive-threshold LIF (Bellec et al. 2018): u[t] = beta u[t-1] (1 - s[t-1]) + I[t],
+    a[t] = rho a[t-1] + s[t-1], s[t] = H(u[t] - threshold - adapt a[t])."""
+
+    description = "adaptive-threshold LIF (a test neuron)"
+
+    def __init__(self, params=None, n=1):
+        super().__init__(params or ALIFParams(), n)
+
+    def initial_state(self, like):
+        z = torch.zeros_like(like)
+        return ALIFState(z, z, z)
+
+    def step(self, current, state):
+        p = self.params
+        u = p.beta * state.u * (1 - state.s) + current
+        a = p.rho * state.a + state.s
+        s = spike(u - p.threshold - p.adapt * a, p.surrogate, p.slope)
+        return s, ALIFState(u, a, s)
+
+
+@pytest.fixture()
+def alif():
+    NEURONS.register("alif", Neuron(ALIFParams, ALIFDynamics, ALIFDynamics.description))
+    yield "alif"
+    NEURONS.unregister("alif")
+
+
+def test_an_adaptive_lif_runs_in_an_mlp_a_conv_snn_and_a_spiking_head(alif, extensions,
+                                                                      tmp_path):
+    # an MLP, trained end to end by a suite (--neuron alif), FF and REC
+    result = run_suite("toy", tmp_path / "out", SuiteOptions(neuron=alif, rules=["bptt"],
+                                                              progress=False))
+    assert [r.status for r in result.runs] == ["done", "done"]
+    assert set(pd.read_csv(tmp_path / "out" / "results.csv").neuron) == {"alif"}
+    # a conv SNN: the same dynamics after every convolution, per channel; it trains
+    torch.manual_seed(0)
+    net = ConvNet("vgg-small", 1, 8, 3, ALIFParams(), steps=4)
+    assert len(net.neurons()) == 3 and all(isinstance(m, ALIFDynamics) for m in net.neurons())
+    x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    grads = [p.grad for p in net.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert net.body[0].weight.grad.abs().sum() > 0
+    assert conv_workload(net.eval(), x)["spikes"] >= 0  # efficiency asks the interface
+    # a spiking head
+    head = SpikingHead(10, 3, alif, steps=5)
+    out = head(torch.rand(6, 10))
+    torch.nn.functional.cross_entropy(out, y).backward()
+    assert out.shape == (6, 3) and head.layer.weight.grad.abs().sum() > 0
