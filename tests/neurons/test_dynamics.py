@@ -66,3 +66,14 @@ def test_membranes_of_the_fused_layers_equal_the_step_unrolled_ones(name):
             s, state = generic.step(x_t, state)
             posts.append(state.u - params.threshold * s)
         torch.testing.assert_close(post, torch.stack(posts), rtol=1e-12, atol=1e-12)
+
+
+def test_per_neuron_parameters_broadcast_over_the_spatial_axes():
+    from spikebench.neurons import per_neuron
+
+    values = torch.tensor([1.0, 2.0, 3.0])
+    step = torch.ones(2, 3, 4, 4)  # a step's current [B, C, H, W]
+    scaled = per_neuron(values, step, 1) * step
+    assert torch.equal(scaled[1, :, 2, 3], values) and scaled.shape == step.shape
+    seq = torch.ones(5, 2, 3)  # [T, B, n]
+    assert torch.equal((per_neuron(values, seq, 2) * seq)[4, 1], values)
