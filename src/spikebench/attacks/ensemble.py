@@ -122,7 +122,8 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     # other neurons is attacked through its own surrogate only: an upper bound
     routes = list(routes) if neurons and all(hasattr(m, "route") for m in neurons) \
         else ["surrogate"]
-    x, y = x.to(device_of(model)), y.to(device_of(model))  # computed where the model is
+    device = device_of(model)  # computed where the model is
+    x, y = x.to(device), y.to(device)
     k = eot if is_stochastic(model) else 1
     torch.manual_seed(seed)
     ok = {"clean": correct(model, x, y, batch_size)}

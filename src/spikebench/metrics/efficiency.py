@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikebench.models import device_of
 from spikebench.neurons import NeuronDynamics, SpikingLayer
 from spikebench.sparse import EventBatch
 
@@ -258,7 +259,7 @@ def hybrid_workload(net, heads: dict, x: torch.Tensor, batch: int = 256
     binary (ACs), its spikes give the activation sparsity and membrane updates. The
     default head (an ANN layer) has no spiking neurons: activation sparsity NaN."""
     out = {name: EfficiencyCounter() for name in heads}
-    device = next(net.parameters()).device
+    device = device_of(net)
     for i in range(0, len(x), batch):
         xb = x[i:i + batch].to(device)
         part = EfficiencyCounter()
@@ -300,7 +301,7 @@ def conv_workload(model: nn.Module, x: torch.Tensor, batch: int = 256) -> dict[s
     was = model.training
     model.eval()
     try:
-        device = next(model.parameters()).device
+        device = device_of(model)
         with ModuleCounter(model, counter):
             for i in range(0, len(x), batch):
                 model(x[i:i + batch].to(device))

@@ -42,6 +42,7 @@ from spikebench.engine.train import resolve_device, seed_everything
 from spikebench.errors import ConfigError, RunFileError
 from spikebench.io import digest
 from spikebench.metrics.efficiency import hybrid_workload
+from spikebench.models import device_of
 from spikebench.models.hybrid import (
     HEADS,
     IMAGE_ENCODERS,
@@ -176,7 +177,7 @@ def load_encoder(spec: HybridSpec, run_dir: Path, classes: int):
 @torch.no_grad()
 def _features(net: HybridNet, x, batch: int = 256) -> torch.Tensor:
     net.eval()
-    device = next(net.parameters()).device
+    device = device_of(net)
     return torch.cat([net.features(x[i:i + batch].to(device))
                       for i in range(0, len(x), batch)])
 

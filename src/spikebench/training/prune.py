@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebench.errors import ConfigError
+from spikebench.models import device_of
 from spikebench.neurons import NeuronDynamics
 
 
@@ -82,7 +83,7 @@ def layer_importance(student, teacher, batches, beta: float) -> list[float]:
     student's device)."""
     layers = prunable(student)
     sal = [0.0] * len(layers)
-    device = layers[0].weight.device if layers else torch.device("cpu")
+    device = device_of(student)
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         student.zero_grad(set_to_none=True)
