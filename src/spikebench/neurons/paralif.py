@@ -207,7 +207,21 @@ def _decays(p: ParaLIFParams, n: int) -> nn.Parameter:
     return nn.Parameter(raw, requires_grad=p.learn_decays)
 
 
-class ParaLIFDynamics(NeuronDynamics):
+class _Decays:
+    """alpha and beta per neuron from the learnable ``raw_decays`` [2, n] (both forms)."""
+
+    raw_decays: nn.Parameter
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw_decays[0])
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw_decays[1])
+
+
+class ParaLIFDynamics(_Decays, NeuronDynamics):
     """ParaLIF without weights: currents [T, B, n, ...] -> spikes, alpha and beta per neuron
     (channel) n, shared over the spatial axes; parallel in time."""
 
@@ -222,13 +236,12 @@ class ParaLIFDynamics(NeuronDynamics):
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         moved = current.movedim(2, -1)  # [T, B, ..., n]: the membranes run over the last axis
         flat = moved.reshape(current.shape[0], -1, self.n)
-        alpha, beta = torch.sigmoid(self.raw_decays[0]), torch.sigmoid(self.raw_decays[1])
-        s = paralif_fire(parallel_membrane(flat, alpha, beta, self.params.membrane),
+        s = paralif_fire(parallel_membrane(flat, self.alpha, self.beta, self.params.membrane),
                          self.params, self.training)
         return s.reshape(moved.shape).movedim(-1, 2)
 
 
-class ParaLIFLayer(SpikingLayer):
+class ParaLIFLayer(_Decays, SpikingLayer):
     """A layer of ParaLIF neurons; ``forward`` maps x [T, B, n_in] to spikes [T, B, n_out]."""
 
     description = ParaLIFDynamics.description
@@ -250,14 +263,6 @@ class ParaLIFLayer(SpikingLayer):
             nn.init.uniform_(self.rec_weight, -rec_scale / math.sqrt(n_out),
                              rec_scale / math.sqrt(n_out))
         self.raw_decays = _decays(self.params, n_out)
-
-    @property
-    def alpha(self) -> torch.Tensor:
-        return torch.sigmoid(self.raw_decays[0])
-
-    @property
-    def beta(self) -> torch.Tensor:
-        return torch.sigmoid(self.raw_decays[1])
 
     def fire(self, m: torch.Tensor) -> torch.Tensor:
         return paralif_fire(m, self.params, self.training)
