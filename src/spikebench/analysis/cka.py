@@ -185,36 +185,42 @@ def layer_names(n_hidden: int) -> list[str]:
     return [f"h{k + 1}" for k in range(n_hidden)] + ["out"]
 
 
-def representations(model, x: torch.Tensor, encode=None, batch: int = 250,
-                    seed: int = 0) -> list[torch.Tensor]:
-    """[N, T*f] per hidden layer and for the readout of a spiking MLP (time steps
-    concatenated); ``x`` batch-first, encoded by ``encode`` (static images) or made
-    time-major (event frames). The same seed gives every model the same rate code."""
+def mlp_inputs(model, encode=None):
+    """Batch-first samples -> a spiking MLP's time-major input: ``encode`` (static images:
+    the rate code) or the event frames made time-major."""
     from spikebench.models.mlp import time_major
 
+    return encode if encode is not None else (lambda xb: time_major(xb, model.sizes[0]))
+
+
+def representations(model, x: torch.Tensor, inputs=None, batch: int = 250,
+                    seed: int = 0) -> list[torch.Tensor]:
+    """[N, T*f] per layer of any ``Probed`` model (``model.layer_names()``) and for its
+    readout (time steps concatenated); ``x`` batch-first, ``inputs(xb)`` the model's input
+    of a batch (None: ``xb`` itself; a spiking MLP: ``mlp_inputs``). The same seed gives
+    every model the same rate code."""
     parts: list[list[torch.Tensor]] = []
     torch.manual_seed(seed)
     with torch.no_grad():
         for i in range(0, len(x), batch):
             xb = x[i:i + batch]
-            xt = encode(xb) if encode is not None else time_major(xb, model.sizes[0])
-            out, spikes = model(xt, record=True)
-            parts.append([flatten_time(s) for s in [*spikes, out]])
+            out, layers = model.probe(inputs(xb) if inputs is not None else xb)
+            parts.append([flatten_time(s) for s in [*layers, out]])
     return [torch.cat(p) for p in zip(*parts, strict=True)]
 
 
 def adversarial_cka(model, attack, x: torch.Tensor, y: torch.Tensor, epsilons,
-                    encode=None, batch_size: int = 256, attack_batch: int = 250) -> list[dict]:
+                    inputs=None, batch_size: int = 256, attack_batch: int = 250) -> list[dict]:
     """CKA of each layer between its representations of clean inputs and of perturbed
     ones, ``attack(x, y, eps) -> x_adv`` (e.g. FGSM crafted on the ANN counterpart), per
     epsilon: rows {eps, layer, cka} (cka None where undefined)."""
-    clean = representations(model, x, encode)
-    names = layer_names(len(clean) - 1)
+    clean = representations(model, x, inputs)
+    names = [*model.layer_names(), "out"]
     rows = []
     for eps in epsilons:
         adv = torch.cat([attack(x[i:i + attack_batch], y[i:i + attack_batch], eps)
                          for i in range(0, len(x), attack_batch)])
-        reps = representations(model, adv, encode)
+        reps = representations(model, adv, inputs)
         for k, name in enumerate(names):
             value = cka_or_nan(clean[k], reps[k], batch_size=batch_size)
             rows.append({"eps": float(eps), "layer": name,

@@ -26,13 +26,12 @@ Three computations of the same quantity:
   gradient norm follows from two T x T Gram matrices without forming the gradients:
   ||sum_tau delta_tau x_tau'||^2 = sum_{tau,tau'} (delta_tau . delta_tau')(x_tau . x_tau');
 - ``fisher_traces_vmap``: ``torch.func`` (``vmap`` over samples of ``jacrev`` over the T
-  losses), for any model (ParaLIF included), slower;
+  losses), for any ``Probed`` model (ParaLIF MLPs, conv SNNs and ANNs, spiking heads),
+  slower;
 - ``fisher_traces_direct``: the plain loop over samples and steps the tests compare with.
 """
 
 from __future__ import annotations
-
-import inspect
 
 import torch
 import torch.nn.functional as F
@@ -41,14 +40,21 @@ from torch.func import functional_call, jacrev, vmap
 
 
 def parameter_groups(model: nn.Module) -> dict[str, str]:
-    """Group label (``h1.LW``, ``h1.RW``, ..., ``out.LW``) -> parameter name."""
-    groups = {}
-    for k, layer in enumerate(model.hidden):
-        groups[f"h{k + 1}.LW"] = f"hidden.{k}.weight"
-        if getattr(layer, "rec_weight", None) is not None:
-            groups[f"h{k + 1}.RW"] = f"hidden.{k}.rec_weight"
-    groups["out.LW"] = "readout.weight"
-    return groups
+    """Group label (``h1.LW``, ``h1.RW``, ..., ``out.LW``; ``conv1.LW``, ... for a conv net)
+    -> parameter name: the model's ``weight_groups`` (``models.contracts.Probed``)."""
+    return model.weight_groups()
+
+
+class _Readouts(nn.Module):
+    """``model.probe(x, reference=True)``'s readouts as a module's forward, so that
+    ``functional_call`` can swap the parameters of any ``Probed`` model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.probe(x, reference=True)[0]
 
 
 def step_losses(outputs: torch.Tensor, y: torch.Tensor, burn_in: int = 0) -> torch.Tensor:
@@ -62,18 +68,33 @@ def step_losses(outputs: torch.Tensor, y: torch.Tensor, burn_in: int = 0) -> tor
         z.shape[0], -1)
 
 
+def _batch_dim(model: nn.Module) -> int:
+    """Where the samples are in the model's input: 1 for time-major [T, B, ...] (an MLP),
+    0 for images or features (``Probed.batch_dim``)."""
+    return getattr(model, "batch_dim", 1)
+
+
 def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, burn_in: int) -> None:
     if y.dim() != 1:
         raise ValueError("Fisher traces need one label per sample (labels [B]); got frame "
                          f"labels of shape {tuple(y.shape)}")
-    if x.shape[1] != y.shape[0]:
-        raise ValueError(f"x is [T, B, ...] with B={x.shape[1]}, but there are {len(y)} labels")
-    if burn_in >= x.shape[0]:
+    bd = _batch_dim(model)
+    if x.shape[bd] != y.shape[0]:
+        raise ValueError(f"x has B={x.shape[bd]} samples (dim {bd} of {tuple(x.shape)}), but "
+                         f"there are {len(y)} labels")
+    if bd == 1 and burn_in >= x.shape[0]:
         raise ValueError(f"burn_in={burn_in} leaves no time steps of T={x.shape[0]}")
 
 
 def _stepwise(model: nn.Module) -> bool:
-    return all(layer.stepwise for layer in model.hidden)  # the neuron interface says so
+    """The probe fast path: a spiking MLP whose neurons all have a step function (the
+    neuron interface says so)."""
+    hidden = getattr(model, "hidden", None)
+    return hidden is not None and all(layer.stepwise for layer in hidden)
+
+
+def _add(total: dict, g: str, value: torch.Tensor) -> None:
+    total[g] = value if g not in total else total[g] + value
 
 
 def _gram(a: torch.Tensor) -> torch.Tensor:
@@ -157,33 +178,34 @@ def fisher_traces_vmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        burn_in: int = 0, chunk: int = 8) -> dict[str, torch.Tensor]:
     """tr F_g[t] for every group g: a dict of [T - burn_in] tensors (mean over samples).
 
-    ``x`` [T, B, ...] time-major, ``y`` [B]; ``chunk`` samples are vectorised at a time
-    (memory ~ chunk * T * parameters)."""
+    ``x`` the input of any ``Probed`` model (time-major [T, B, ...] for an MLP, [B, ...] for
+    a conv net or a head: its ``batch_dim``), ``y`` [B]; ``chunk`` samples are vectorised
+    at a time (memory ~ chunk * T * parameters)."""
     _check(model, x, y, burn_in)
     groups = parameter_groups(model)
     params = {name: p.detach() for name, p in model.named_parameters()
               if name in groups.values()}
-
-    # the unrolled step: torch.func transforms do not go through the fused LIF scan
-    reference_kwargs = ({"reference": True}
-                        if "reference" in inspect.signature(model.forward).parameters else {})
+    # the unrolled definition: torch.func transforms do not go through the fused LIF scan
+    readouts, bd = _Readouts(model), _batch_dim(model)
 
     def losses(p, x1, y1):
-        out = functional_call(model, p, (x1.unsqueeze(1),), reference_kwargs)
+        out = functional_call(readouts, {f"model.{k}": v for k, v in p.items()},
+                              (x1.unsqueeze(bd),))
         return step_losses(out, y1.view(1), burn_in)[:, 0]
 
-    per_sample = vmap(jacrev(losses), in_dims=(None, 1, 0))
-    total = {g: torch.zeros(x.shape[0] - burn_in, dtype=torch.float64) for g in groups}
+    per_sample = vmap(jacrev(losses), in_dims=(None, bd, 0))
+    total: dict[str, torch.Tensor] = {}
     was_training = model.training
     model.eval()
     try:
-        for i in range(0, x.shape[1], chunk):
-            jac = per_sample(params, x[:, i:i + chunk], y[i:i + chunk])
+        for i in range(0, x.shape[bd], chunk):
+            jac = per_sample(params, x.narrow(bd, i, min(chunk, x.shape[bd] - i)),
+                             y[i:i + chunk])
             for g, name in groups.items():  # jac[name]: [b, T', *shape]
-                total[g] += jac[name].double().pow(2).flatten(2).sum(2).sum(0)
+                _add(total, g, jac[name].double().pow(2).flatten(2).sum(2).sum(0))
     finally:
         model.train(was_training)
-    return {g: v / x.shape[1] for g, v in total.items()}
+    return {g: total[g] / x.shape[bd] for g in groups}
 
 
 def fisher_traces_direct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -192,15 +214,19 @@ def fisher_traces_direct(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     _check(model, x, y, burn_in)
     groups = parameter_groups(model)
     named = dict(model.named_parameters())
-    total = {g: torch.zeros(x.shape[0] - burn_in, dtype=torch.float64) for g in groups}
-    for b in range(x.shape[1]):
-        losses = step_losses(model(x[:, b:b + 1]), y[b:b + 1], burn_in)[:, 0]
+    bd = _batch_dim(model)
+    total: dict[str, torch.Tensor] = {}
+    for b in range(x.shape[bd]):
+        out = model.probe(x.narrow(bd, b, 1), reference=True)[0]
+        losses = step_losses(out, y[b:b + 1], burn_in)[:, 0]
+        for g in groups:
+            _add(total, g, torch.zeros(len(losses), dtype=torch.float64))
         for t in range(len(losses)):
             grads = torch.autograd.grad(losses[t], [named[n] for n in groups.values()],
                                         retain_graph=True)
             for g, grad in zip(groups, grads, strict=True):
                 total[g][t] += grad.double().pow(2).sum()
-    return {g: v / x.shape[1] for g, v in total.items()}
+    return {g: v / x.shape[bd] for g, v in total.items()}
 
 
 def shares(traces: dict[str, torch.Tensor]) -> dict[str, float]:

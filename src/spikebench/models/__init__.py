@@ -4,11 +4,12 @@ heads."""
 
 import torch
 
+from spikebench.models.contracts import Probed, Unrollable
 from spikebench.models.conv import CONV_ARCHS, ConvNet, is_residual
 from spikebench.models.mlp import PRESETS, LeakyReadout, MLPState, SpikingMLP, preset
 
 __all__ = ["CONV_ARCHS", "ConvNet", "PRESETS", "LeakyReadout", "MLPState", "SpikingMLP",
-           "device_of", "is_residual", "preset"]
+           "Probed", "Unrollable", "device_of", "is_residual", "preset"]
 
 
 def device_of(module: torch.nn.Module) -> torch.device:

@@ -32,7 +32,8 @@ from torch import nn
 
 from spikebench.datasets.encoders import INPUT_CODINGS
 from spikebench.errors import ConfigError
-from spikebench.neurons import DLIFParams, NeuronDynamics, neuron_of
+from spikebench.models.contracts import layer_weight_groups
+from spikebench.neurons import DLIFParams, NeuronDynamics, neuron_of, reference_mode
 from spikebench.registry import Registry
 
 CONV_ARCHS: Registry[tuple] = Registry("conv architecture")
@@ -178,10 +179,69 @@ class ConvNet(nn.Module):
         h = self._run(h, steps, batch, spike)
         return self.readout(h).reshape(steps, batch, -1), state
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def readouts(self, x: torch.Tensor) -> torch.Tensor:
+        """The readout at every step [T, B, classes] (an ANN: one step)."""
         x = x.to(self.readout.weight.dtype)
         if not self.spiking:
-            return self.readout(self.body(x))
+            return self.readout(self.body(x)).unsqueeze(0)
         batch = x.shape[0]
         h = self._run(self.encode(x), self.steps, batch, lambda m, current: m(current))
-        return self.readout(h).reshape(self.steps, batch, -1).mean(0)
+        return self.readout(h).reshape(self.steps, batch, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.spiking:
+            return self.readout(self.body(x.to(self.readout.weight.dtype)))
+        return self.readouts(x).mean(0)
+
+    # -- what the analyses see (models.contracts.Probed) --------------------------------
+    batch_dim = 0  # batch-first input
+
+    def probe(self, x: torch.Tensor, reference: bool = False
+              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(readout [T, B, classes], every activation's output [T, B, ...]: the neurons'
+        spikes, or an ANN's ReLU outputs as one step)."""
+        outputs: list[torch.Tensor] = []
+        steps = self.steps if self.spiking else 1
+
+        def keep(module, args, out):
+            outputs.append(out.reshape(steps, -1, *out.shape[1:]) if not self.spiking
+                           else out)
+
+        hooks = [m.register_forward_hook(keep) for m in self.activations()]
+        try:
+            with reference_mode(reference):
+                readouts = self.readouts(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        return readouts, outputs
+
+    def _labelled(self) -> tuple[dict[str, nn.Module], list[str]]:
+        """(weight layers by label: conv1.., res1.1.., fc1.., out; one label per
+        activation: the layer it follows, ``resK`` for a residual block's output)."""
+        weights: dict[str, nn.Module] = {}
+        acts: list[str] = []
+        counts = {"conv": 0, "fc": 0, "res": 0}
+        last = "input"
+        for m in self.body:
+            if isinstance(m, Residual):
+                counts["res"] += 1
+                block = f"res{counts['res']}"
+                convs = [c for c in m.modules() if isinstance(c, nn.Conv2d)]
+                weights.update({f"{block}.{k + 1}": c for k, c in enumerate(convs)})
+                acts += [f"{block}.1", block]
+            elif isinstance(m, nn.Conv2d | nn.Linear):
+                kind = "conv" if isinstance(m, nn.Conv2d) else "fc"
+                counts[kind] += 1
+                last = f"{kind}{counts[kind]}"
+                weights[last] = m
+            elif isinstance(m, nn.ReLU | NeuronDynamics):
+                acts.append(last)
+        weights["out"] = self.readout
+        return weights, acts
+
+    def layer_names(self) -> list[str]:
+        return self._labelled()[1]
+
+    def weight_groups(self) -> dict[str, str]:
+        return layer_weight_groups(self, self._labelled()[0])

@@ -27,10 +27,11 @@ from torch import nn
 
 from spikebench.datasets.encoders import bernoulli, minmax
 from spikebench.errors import ConfigError, MissingFileError
+from spikebench.models.contracts import layer_weight_groups
 from spikebench.models.lenet import LeNet5
 from spikebench.models.resnet import resnet18, resnet50
 from spikebench.models.vit import vit_b_16, vit_small
-from spikebench.neurons import NEURONS
+from spikebench.neurons import NEURONS, reference_mode
 from spikebench.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -96,6 +97,23 @@ class SpikingHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         rate = self.layer(self.encode(features)).mean(0)
         return self.gain * rate + self.bias
+
+    # -- what the analyses see (models.contracts.Probed) --------------------------------
+    batch_dim = 0  # batch-first input
+
+    def probe(self, features: torch.Tensor, reference: bool = False
+              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(gain s[t] + bias at every step [T, B, C], whose mean is ``forward``; the
+        spikes s [T, B, C])."""
+        with reference_mode(reference):
+            spikes = self.layer(self.encode(features))
+        return self.gain * spikes + self.bias, [spikes]
+
+    def layer_names(self) -> list[str]:
+        return ["head"]
+
+    def weight_groups(self) -> dict[str, str]:
+        return layer_weight_groups(self, {"head": self.layer})
 
 
 class HybridNet(nn.Module):

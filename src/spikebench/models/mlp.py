@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from spikebench.models.contracts import layer_weight_groups
 from spikebench.neurons import NEURONS, LIFLayer
 from spikebench.sparse import EventBatch, dense, sequence_linear
 
@@ -165,6 +166,20 @@ class SpikingMLP(nn.Module):
         if record:
             return out, [torch.stack(s) for s in spikes]
         return out
+
+    # -- what the analyses see (models.contracts.Probed) --------------------------------
+    batch_dim = 1  # time-major input [T, B, ...]
+
+    def probe(self, x, reference: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(readout [T, B, C], spikes of every hidden layer [T, B, n_k])."""
+        return self.forward(x, record=True, reference=reference)
+
+    def layer_names(self) -> list[str]:
+        return [f"h{k + 1}" for k in range(len(self.hidden))]
+
+    def weight_groups(self) -> dict[str, str]:
+        return layer_weight_groups(self, {**dict(zip(self.layer_names(), self.hidden,
+                                                     strict=True)), "out": self.readout})
 
     def _forward_sequence(self, x: torch.Tensor, record: bool):
         """The same computation as unrolling ``step``, reordered for speed: a layer's input

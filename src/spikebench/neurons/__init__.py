@@ -16,6 +16,7 @@ from spikebench.neurons.base import (
     NeuronDynamics,
     SpikingLayer,
     per_neuron,
+    reference_mode,
 )
 from spikebench.neurons.dlif import DLIFLayer, DLIFParams, SpikingActivation, dlif_scan
 from spikebench.neurons.lif import (
@@ -55,6 +56,7 @@ def neuron_of(params) -> tuple[str, Neuron]:
 
 
 __all__ = [
+    "reference_mode",
     "neuron_of",
     "NEURONS",
     "DynamicsLayer",

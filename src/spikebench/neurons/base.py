@@ -27,7 +27,8 @@ spiking heads, rules and analyses use only this interface, never a neuron's name
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -172,6 +173,25 @@ class DynamicsLayer(SpikingLayer):
 
     def extra_repr(self) -> str:
         return f"{self.n_in}, {self.n_out}, recurrent={self.recurrent}, {self.params}"
+
+
+_REFERENCE = [False]
+
+
+@contextmanager
+def reference_mode(on: bool = True) -> Iterator[None]:
+    """Within it, neurons with a fused fast path (the LIF scan) unroll their step function
+    instead: the definition the fast path is tested against, and one that ``torch.func``
+    transforms (per-sample gradients) go through."""
+    before, _REFERENCE[0] = _REFERENCE[0], bool(on) or _REFERENCE[0]
+    try:
+        yield
+    finally:
+        _REFERENCE[0] = before
+
+
+def in_reference_mode() -> bool:
+    return _REFERENCE[0]
 
 
 @dataclass(frozen=True)

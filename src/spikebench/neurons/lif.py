@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from spikebench.errors import ConfigError
-from spikebench.neurons.base import NeuronDynamics, SpikingLayer
+from spikebench.neurons.base import NeuronDynamics, SpikingLayer, in_reference_mode
 from spikebench.neurons.lif_scan import lif_run, lif_scan
 from spikebench.neurons.surrogate import spike, surrogate_names
-from spikebench.sparse import sequence_linear
+from spikebench.sparse import dense, sequence_linear
 
 RESETS = ("subtract", "zero")
 
@@ -128,6 +128,8 @@ class LIFDynamics(NeuronDynamics):
         return lif_step(current, state, self.params)
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
+        if in_reference_mode():
+            return super().forward(current)
         flat = current.reshape(current.shape[0], current.shape[1], -1)
         return lif_scan(flat, self.params).reshape(current.shape)
 
@@ -188,7 +190,9 @@ class LIFLayer(SpikingLayer):
     def forward(self, x):
         """Spikes [T, B, n] for x [T, B, n_in] (dense or an EventBatch): the input current of
         all T steps as one GEMM (CSR for events), then the fused scan (``lif_scan``), equal
-        to unrolling ``step`` (tests)."""
+        to unrolling ``step`` (tests), which ``reference_mode`` runs instead."""
+        if in_reference_mode():
+            return super().forward(dense(x))
         return lif_scan(sequence_linear(x, self.weight), self.params, self.recurrent_matrix())
 
     @torch.no_grad()

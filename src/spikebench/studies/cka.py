@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spikebench.analysis.cka import adversarial_cka, cka_or_nan, layer_names, representations
+from spikebench.analysis.cka import (
+    adversarial_cka,
+    cka_or_nan,
+    layer_names,
+    mlp_inputs,
+    representations,
+)
 from spikebench.attacks.art import (
     EPSILONS,
     Classifier,
@@ -84,7 +90,8 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
     rows, undefined = [], []
     for arch, by_rule in models.items():
         methods = {**by_rule, **({"conversion": conv} if conv else {})}
-        reps = {m: {s: representations(model, x, test.encode) for s, model in d.items()}
+        reps = {m: {s: representations(model, x, mlp_inputs(model, test.encode))
+                    for s, model in d.items()}
                 for m, d in progress_bar(list(methods.items()), f"cka {arch}", ctx.progress)}
         names = _ordered_rules(methods)
         for i, a in enumerate(names):
@@ -174,7 +181,8 @@ def _adv_cka_one(spec, run_dir: Path, params: dict) -> list[dict]:
     ann = counterpart(model, spec, test)
     clip = tuple(params["clip"])
     return adversarial_cka(model, lambda xb, yb, eps: fgsm(ann, xb, yb, eps, clip), x, y,
-                           params["eps"], test.encode, batch_size=params["batch"])
+                           params["eps"], mlp_inputs(model, test.encode),
+                           batch_size=params["batch"])
 
 
 def _adversarial_cka(ctx, specs, test, n, undefined) -> pd.DataFrame:
