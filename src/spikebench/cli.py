@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="hybrid suites: the encoder's weights, a state_dict saved from "
                      "torchvision (e.g. ImageNet weights exported on another machine); "
                      "without it, random initialisation")
+    run.add_argument("--studies", type=_csv, default=None,
+                     help="comma-separated studies to run on the trained models besides the "
+                     "suite's own (e.g. fisher on a conv suite: `spikebench run robust "
+                     "--studies fisher`); fisher takes every suite's models, cka, fgsm, "
+                     "backdoor and fidelity the spiking-MLP suites'")
     run.add_argument("--n-eval", type=int, default=None,
                      help="test samples that the studies analyse (fgsm, cka, fisher) or that "
                      "FGSM attacks in the hybrid suites")
@@ -370,6 +375,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser,
         neuron_options=dict(args.neuron_option),
         paper=args.paper,
         n_eval=args.n_eval,
+        studies=args.studies,
         device=_device(args.device),
         encoders=args.encoders,
         weights=args.weights,

@@ -47,7 +47,8 @@ def test_fgsm_and_fisher_share_runs_and_resume_from_cached_results(tmp_path, nmn
     fi = pd.read_csv(tmp_path / "fisher" / "fisher.csv")
     for _, g in fi.groupby("run_id"):
         assert g.share.sum() == pytest.approx(1.0)
-    assert set(fi[fi.arch == "ff"].kind) == {"LW"} and "RW" in set(fi[fi.arch == "rec"].kind)
+    assert set(fi[fi.model == "ff"].kind) == {"LW"} and "RW" in set(fi[fi.model == "rec"].kind)
+    assert set(fi.method) == {"bptt", "decolle"} and set(fi.suite) == {"fisher"}
     assert (tmp_path / "fisher" / "fisher.png").stat().st_size > 0
     assert (tmp_path / "fisher" / "fisher_time.png").stat().st_size > 0
 

@@ -89,6 +89,15 @@ def image_shape(train) -> tuple[int, int]:
     return x.shape[1], x.shape[-1]
 
 
+def image_data(spec, progress: bool = False):
+    """(train, test) images of an image suite's spec (``image_split``), loaded once per
+    process and data set."""
+    key = ("images", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
+           spec.n_test)
+    return once(key, lambda: (image_split(spec, "train", progress),
+                              image_split(spec, "test", progress)))
+
+
 def image_run(spec, runs_dir, progress: bool):
     """What an image suite's run starts from, in whatever process runs it: its (train,
     test) images (``image_split``, loaded once per process and data set) and its folder
@@ -97,10 +106,7 @@ def image_run(spec, runs_dir, progress: bool):
 
     from spikebench.io import write_json
 
-    key = ("images", spec.dataset, spec.data_dir, spec.data_fingerprint, spec.n_train,
-           spec.n_test)
-    train, test = once(key, lambda: (image_split(spec, "train", progress),
-                                     image_split(spec, "test", progress)))
+    train, test = image_data(spec, progress)
     run_dir = runs_dir / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "spec.json", asdict(spec))

@@ -6,7 +6,9 @@ folder under a key of the study's name, version and parameters: ``RUN/analysis/<
 <hash>.json``, written atomically, so an interrupted study resumes and a rerun costs
 nothing), then its tidy tables (``OUT/<name>.csv``), Markdown sections for ``report.md``,
 PNGs and findings. Adding a study: one file plus one line below; the conformance tests
-run every registered study.
+run every registered study. A study reaches a run's trained models, whatever the suite
+kind, through ``StudyContext.trained`` (``TrainedModel``: identifying columns, a ``Probed``
+model, test samples); one that needs more of a spiking MLP's run sets ``mlp_only``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ from spikebench.studies.cka import cka_study
 from spikebench.studies.fgsm import fgsm_study
 from spikebench.studies.fidelity import fidelity_study
 from spikebench.studies.fisher import fisher_study
+
+# these analyse spiking MLPs trained by a rule (their data set, decision and ANN
+# counterpart); the others take any suite kind's trained models (StudyContext.trained)
+for _study in (fgsm_study, cka_study, backdoor_study, fidelity_study):
+    _study.mlp_only = True
 
 STUDIES: Registry[Callable[[StudyContext], StudyOutput]] = Registry("study")
 STUDIES.register("fgsm", fgsm_study)

@@ -33,6 +33,30 @@ RULE_COLORS = {"bptt": "tab:blue", "eprop": "tab:orange", "decolle": "tab:green"
 
 
 @dataclass
+class TrainedModel:
+    """One trained model of a run as every study sees it, whatever the suite kind: its
+    identifying columns of the results schema (``engine.results.ID_COLUMNS`` without
+    ``status``), the model (``models.contracts.Probed``, in eval mode), test samples
+    batch-first ``x`` [N, ...] with labels ``y`` [N], and how a batch of them becomes the
+    model's input (None: as it is) with the burn-in of its decision."""
+
+    columns: dict
+    model: Any
+    x: torch.Tensor
+    y: torch.Tensor
+    inputs: Callable[[torch.Tensor], Any] | None = None
+    burn_in: int = 0
+
+    def model_input(self, x: torch.Tensor):
+        return self.inputs(x) if self.inputs is not None else x
+
+
+# (spec, run_dir, n test samples or None) -> the run's trained models; a suite kind's
+# ``trained``, a module-level function or a picklable kind's method (it runs in tasks)
+TrainedLoader = Callable[[Any, Path, "int | None"], "list[TrainedModel]"]
+
+
+@dataclass
 class StudyContext:
     suite: str
     out_dir: Path
@@ -43,6 +67,7 @@ class StudyContext:
     progress: bool = True
     runs_dir: Path | None = None  # where runs a study needs (e.g. the conversion ANN) go
     executor: Any = None  # runs the per-model analyses (None: in this process)
+    trained: TrainedLoader | None = None  # the kind's loader of a run's trained models
 
     def __post_init__(self) -> None:
         if self.executor is None:
@@ -176,3 +201,18 @@ def load_model(run_dir: Path, train: bool = False):
     ``train``."""
     model, _, _ = load_trained(run_dir)
     return model if train else model.eval()
+
+
+def models_of(ctx: StudyContext, spec, run_dir: Path, n: int | None) -> list[TrainedModel]:
+    """The trained models of one finished run of the suite (``ctx.trained``)."""
+    if ctx.trained is None:
+        raise ConfigError(f"suite {ctx.suite!r} does not say how to load its trained models "
+                          "(its kind has no ``trained``), so model studies cannot run on it")
+    return ctx.trained(spec, run_dir, n)
+
+
+def schema_columns(suite: str, columns: dict) -> dict:
+    """A study table's identifying columns: the results schema's, in its order."""
+    return {"suite": suite, **{k: columns[k] for k in
+                               ("run_id", "stage", "dataset", "model", "neuron", "method",
+                                "seed")}}

@@ -56,6 +56,7 @@ class SuiteOptions:
     encoders: list[str] | None = None  # hybrid suites: image encoders (None: the suite's)
     weights: str | None = None  # hybrid suites: a torchvision-format encoder state_dict
     n_eval: int | None = None  # test samples the studies analyse (None: study default)
+    studies: list[str] | None = None  # studies run besides the suite's own
     device: str | None = None  # "cpu", "cuda[:N]" (the CLI resolves "auto"); None: cpu
     progress: bool = True
 
@@ -63,7 +64,7 @@ class SuiteOptions:
         if isinstance(self.data_dir, Path):
             self.data_dir = str(self.data_dir)
         check_field_types(self, OPTION_FLAGS)  # a string for a list is refused here
-        for name in ("seeds", "rules", "archs", "encoders"):
+        for name in ("seeds", "rules", "archs", "encoders", "studies"):
             values = getattr(self, name)
             if values is None:
                 continue
@@ -156,10 +157,34 @@ class Suite:
     studies: tuple[str, ...] = ()  # analyses run on the trained models (spikebench.studies)
     options: frozenset[str] | None = None  # SuiteOptions it uses (None: its kind's)
 
-    def accepted(self) -> frozenset[str]:
-        if self.options is not None:
-            return self.options
-        return self.kind.options | ({"n_eval"} if self.studies else frozenset())
+    def accepted(self, opts: SuiteOptions | None = None) -> frozenset[str]:
+        """The options it uses: its own (or its kind's), ``studies``, and ``n_eval`` where
+        a study runs."""
+        own = self.options if self.options is not None else self.kind.options
+        analysed = self.studies or (opts is not None and opts.studies)
+        return own | {"studies"} | ({"n_eval"} if analysed else frozenset())
+
+    def all_studies(self, opts: SuiteOptions) -> tuple[str, ...]:
+        """The suite's studies, then those ``--studies`` adds."""
+        return tuple(dict.fromkeys([*self.studies, *(opts.studies or [])]))
+
+    def check_studies(self, opts: SuiteOptions) -> None:
+        """Each added study exists and can analyse this suite's models, or says why not."""
+        from spikebench.studies import STUDIES
+
+        for name in opts.studies or []:
+            study = STUDIES.get(name)  # an unknown name lists the known studies
+            if getattr(study, "mlp_only", False) and self.kind.data is None:
+                generic = [n for n, f in STUDIES.items() if not getattr(f, "mlp_only", False)]
+                raise ConfigError(
+                    f"study {name!r} analyses spiking MLPs trained by a learning rule (it "
+                    f"needs their data set and decision), and suite {self.name!r} trains "
+                    f"other models; studies that take any suite's models: "
+                    f"{', '.join(generic)}")
+            if not getattr(study, "mlp_only", False) and getattr(self.kind, "trained",
+                                                                    None) is None:
+                raise ConfigError(f"suite {self.name!r} cannot hand its trained models to "
+                                  f"study {name!r} (its kind has no ``trained``)")
 
     def specs(self, opts: SuiteOptions) -> tuple[list, list[str]]:
         """The suite's specs from the options (without their data identity), and notes."""
@@ -167,7 +192,8 @@ class Suite:
 
     def check_options(self, opts: SuiteOptions) -> None:
         """An option this suite does not use is an error that says so (never ignored)."""
-        unused = [f for f in OPTION_FLAGS if f not in self.accepted()
+        self.check_studies(opts)
+        unused = [f for f in OPTION_FLAGS if f not in self.accepted(opts)
                   and getattr(opts, f) not in (None, False, [], {}, ())]
         if unused:
             flags = ", ".join(OPTION_FLAGS[f] for f in unused)
@@ -208,7 +234,7 @@ OPTION_FLAGS = {"data_dir": "--data-dir", "dataset": "--dataset", "epochs": "--e
                 "rules": "--rules", "archs": "--archs", "rule_options": "--rule-option",
                 "neuron": "--neuron", "neuron_options": "--neuron-option", "paper": "--paper",
                 "encoders": "--encoders", "weights": "--weights", "n_eval": "--n-eval",
-                "device": "--device"}
+                "studies": "--studies", "device": "--device"}
 COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train", "n_test",
                             "batch_size", "lr", "paper", "device"})
 SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",
@@ -228,6 +254,13 @@ def legacy_run_notes(specs: list[ExperimentSpec], runs_dir: Path) -> list[str]:
     return [f"{len(old)} run folder(s) in {runs_dir} were made by spikebench 0.1, whose run "
             "ids did not cover the data folder, so they are not reused (they may hold runs on "
             f"other data): {', '.join(old)}. Delete them once you no longer need them."]
+
+
+def append_sections(report: Path, sections: list[str]) -> None:
+    """The studies' Markdown sections at the end of ``report``."""
+    text = report.read_text().rstrip("\n")
+    atomic_write(report, lambda tmp: Path(tmp).write_text(
+        text + "\n\n" + "\n".join(sections).rstrip("\n") + "\n"))
 
 
 def state_config(report: Path, path: Path, config: str) -> None:
@@ -289,11 +322,13 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     runs = executor.run(specs, train_one, record)
     tables = kind.tables(name, runs)
     sections: list[str] = []
-    if suite.studies:
+    studies = suite.all_studies(opts)
+    if studies:
         ctx = StudyContext(name, out_dir, [(r, runs_dir / r.spec.run_id) for r in runs],
                            kind.data, paper=opts.paper, n_eval=opts.n_eval,
-                           progress=progress, runs_dir=runs_dir, executor=executor)
-        for study in suite.studies:
+                           progress=progress, runs_dir=runs_dir, executor=executor,
+                           trained=getattr(kind, "trained", None))
+        for study in studies:
             t0 = time.perf_counter()
             output = STUDIES.get(study)(ctx)
             for table_name, df in output.tables.items():
@@ -304,6 +339,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
                          f"{', '.join(f'`{t}.csv`' for t in output.tables)}*", ""]
     report = kind.report(SuiteRun(suite, out_dir, runs_dir, opts, specs, runs, tables, notes,
                                   sections, time.perf_counter() - t_start))
+    if sections and sections[0] not in Path(report).read_text():
+        append_sections(Path(report), sections)  # a kind whose report does not place them
     if config is not None:
         state_config(Path(report), out_dir / "config.toml", config)
     tidy = tables["tidy"]

@@ -36,6 +36,7 @@ from spikebench.engine.data import (
     conv_arch,
     default_image_dataset,
     epoch_batches,
+    image_data,
     image_shape,
 )
 from spikebench.engine.executor import (
@@ -54,6 +55,7 @@ from spikebench.io import digest
 from spikebench.metrics.efficiency import conv_workload
 from spikebench.models import CONV_ARCHS, ConvNet
 from spikebench.studies import cached
+from spikebench.studies.base import TrainedModel
 from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
 from spikebench.suites.robust import neuron_params
 from spikebench.training.hire import HireSchedule, hire_step
@@ -295,6 +297,14 @@ class CompressKind(ImageKind):
             result.details = {"evaluation": evaluate_spec(spec, run_dir, train, test)}
         return result
 
+    @staticmethod
+    def trained(spec: CompressSpec, run_dir: Path, n: int | None) -> list[TrainedModel]:
+        """The run's (pruned) SNN on its first ``n`` test images (the studies' view)."""
+        train, (xt, yt, _) = image_data(spec)
+        model = load_trained(run_dir / CHECKPOINT, "model",
+                             build(spec, image_shape(train), train[2])).eval()
+        return [TrainedModel(_base(spec.suite, spec, "done"), model, xt[:n], yt[:n])]
+
     def tables(self, suite: str, results: list[RunResult]) -> dict:
         return _tables(suite, results)
 
@@ -310,13 +320,17 @@ class CompressKind(ImageKind):
 OWN_COLUMNS = ("coding", "steps", "density")
 
 
+def _base(name: str, spec: CompressSpec, status: str) -> dict:
+    return identity(name, spec.run_id, "train", spec.dataset, spec.arch, "lif", spec.method,
+                    spec.seed, status, coding=spec.coding, steps=spec.steps,
+                    density=spec.density if "agc" in spec.method else 1.0)
+
+
 def _tables(name: str, results: list[RunResult]) -> dict:
     rows, tidy, timings, notes = [], [], [], []
     for r in results:
         spec = r.spec
-        base = identity(name, spec.run_id, "train", spec.dataset, spec.arch, "lif",
-                        spec.method, spec.seed, r.status, coding=spec.coding, steps=spec.steps,
-                        density=spec.density if "agc" in spec.method else 1.0)
+        base = _base(name, spec, r.status)
         got, t = split_rows(base, r.metrics, r.sizes)
         tidy, timings = tidy + got, timings + t
         if r.status != "done":

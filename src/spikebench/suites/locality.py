@@ -8,16 +8,18 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from spikebench.analysis.cka import mlp_inputs
 from spikebench.datasets import DATASETS
 from spikebench.datasets.poison import POISON_RATES, random_pairs
-from spikebench.engine.data import spec_data
+from spikebench.engine.data import spec_data, spec_test_set
 from spikebench.engine.executor import RunResult
-from spikebench.engine.results import tidy_rows, timings_frame, to_frame
+from spikebench.engine.results import identity, tidy_rows, timings_frame, to_frame
 from spikebench.engine.spec import ARCHS, ExperimentSpec
 from spikebench.engine.train import train_run
 from spikebench.learning_rules import RULES
 from spikebench.papers.locality import PAPER_FGSM_FIELDS, PAPER_TRIGGER
 from spikebench.report.markdown import write_report
+from spikebench.studies.base import TrainedModel, eval_samples, load_model
 from spikebench.suites.base import SNN_OPTIONS, SUITES, Suite, SuiteOptions, SuiteRun
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,17 @@ class SNNKind:
     @staticmethod
     def data(spec):
         return spec_data(spec)
+
+    @staticmethod
+    def trained(spec: ExperimentSpec, run_dir: Path, n: int | None) -> list[TrainedModel]:
+        """The run's spiking MLP on its first ``n`` test samples (the studies' view)."""
+        test = spec_test_set(spec)
+        x, y = eval_samples(test, n)
+        model = load_model(run_dir)
+        columns = identity(spec.suite, spec.run_id, "train", spec.dataset, spec.arch,
+                           spec.neuron, spec.rule, spec.seed, "done")
+        return [TrainedModel(columns, model, x, y, mlp_inputs(model, test.encode),
+                             spec.burn_in)]
 
     def run_one(self, spec: ExperimentSpec, runs_dir: Path, say, progress: bool) -> RunResult:
         train, test = spec_data(spec, progress)

@@ -32,7 +32,13 @@ import pandas as pd
 import torch
 
 from spikebench.attacks.ensemble import DEFAULT_ROUTES, accuracy, parse_route, robust_evaluation
-from spikebench.engine.data import conv_arch, default_image_dataset, epoch_batches, image_shape
+from spikebench.engine.data import (
+    conv_arch,
+    default_image_dataset,
+    epoch_batches,
+    image_data,
+    image_shape,
+)
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
@@ -51,6 +57,7 @@ from spikebench.models import CONV_ARCHS, ConvNet, is_residual
 from spikebench.neurons import DLIFParams
 from spikebench.registry import Registry
 from spikebench.studies import cached
+from spikebench.studies.base import TrainedModel
 from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
 from spikebench.training.conversion import convert_conv
 from spikebench.training.robust import Objective, objective_loss
@@ -344,6 +351,15 @@ class RobustKind(ImageKind):
                          details={"stages": stages, "evaluation": evaluation, "gains": gains,
                                   "train_s": train_s, "attack_s": time.perf_counter() - t0})
 
+    @staticmethod
+    def trained(spec: RobustSpec, run_dir: Path, n: int | None) -> list[TrainedModel]:
+        """Every model of the run (conversion: the ANN, the converted and the fine-tuned
+        SNN) on its first ``n`` test images (the studies' view)."""
+        train, (xt, yt, _) = image_data(spec)
+        return [TrainedModel(_row_base(spec.suite, spec, name, _model_run_id(spec, name), "done"),
+                             model.eval(), xt[:n], yt[:n])
+                for name, model in trained_models(spec, run_dir, train).items()]
+
     def tables(self, suite: str, results: list[RunResult]) -> dict:
         return _tables(suite, results)
 
@@ -363,6 +379,11 @@ class RobustKind(ImageKind):
 
 STAGE_NAMES = {"ann": "ann", "conversion": "finetune"}  # conversion's stage folders
 MODEL_STAGE = {"ann": "ann", "converted": "conversion", "conversion": "conversion"}
+
+
+def _model_run_id(spec, model: str) -> str:
+    """The run id of the stage that trained ``model`` (conversion: ``<id>/ann``, ...)."""
+    return spec.run_id + (f"/{STAGE_NAMES[MODEL_STAGE[model]]}" if model in MODEL_STAGE else "")
 
 
 def _row_base(name: str, spec, model: str, run_id: str, status: str) -> dict:
@@ -391,8 +412,7 @@ def _tables(name: str, results: list[RunResult]) -> dict:
         for model, ev in result.details.get("evaluation", {}).items():
             trained_by = stages[MODEL_STAGE.get(model, model)]
             last = max((m["epoch"] for m in trained_by.metrics), default=0)
-            stage = f"/{STAGE_NAMES[MODEL_STAGE[model]]}" if model in MODEL_STAGE else ""
-            base = _row_base(name, spec, model, spec.run_id + stage, "done")
+            base = _row_base(name, spec, model, _model_run_id(spec, model), "done")
             tidy += [{**base, "epoch": last if model != "converted" else 0,
                       "metric": f"robust_{k}", "value": v} for k, v in ev.items()]
             rows.append({"suite": name, "run_id": base["run_id"], "dataset": spec.dataset,
