@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from spikebench.datasets import DATASETS, DatasetInfo, SampleData
+from spikebench.errors import ConfigError
 from spikebench.learning_rules import RULES, LearningRule, StepOutput, objective
 from spikebench.learning_rules.base import count_correct
 from spikebench.metrics.efficiency import conv_workload
@@ -17,6 +18,7 @@ from spikebench.models import ConvNet
 from spikebench.models.hybrid import SpikingHead
 from spikebench.neurons import NEURONS, Neuron, NeuronDynamics
 from spikebench.neurons.surrogate import spike
+from spikebench.registry import UnknownNameError
 from spikebench.studies import STUDIES, StudyOutput
 from spikebench.suites import SuiteOptions, run_suite
 from spikebench.suites.base import SUITES, Suite
@@ -92,6 +94,52 @@ def test_a_rule_a_data_set_a_study_and_a_suite_defined_in_a_test(extensions, tmp
     assert "## Count" in report and "4 finished model(s)." in report
     again = run_suite("toy", tmp_path / "out", SuiteOptions(progress=False))
     assert all(r.skipped for r in again.runs)
+
+
+# -- a study on a conv suite: one definition and one registry line -----------------------
+def rate_study(ctx) -> StudyOutput:
+    """The firing rate of each spiking layer of every trained model, of any suite kind."""
+    rows = []
+    for res, run_dir in ctx.done:
+        for m in ctx.trained(res.spec, run_dir, 8):
+            with torch.no_grad():
+                _, layers = m.model.probe(m.model_input(m.x))
+            rows += [{**m.columns, "layer": name, "rate": float(out.float().mean())}
+                     for name, out in zip(m.model.layer_names(), layers, strict=True)]
+    return StudyOutput(["## Rates", "", f"{len(rows)} layer(s).", ""],
+                       {"rates": pd.DataFrame(rows)})
+
+
+def test_a_study_defined_in_a_test_runs_on_a_conv_suite(tmp_path):
+    STUDIES.register("rates", rate_study)
+    try:
+        opts = SuiteOptions(epochs=1, n_train=40, n_test=16, n_eval=8, n_steps=2,
+                            studies=["rates", "fisher"], progress=False)
+        run_suite("robust", tmp_path / "out", opts)
+    finally:
+        STUDIES.unregister("rates")
+    df = pd.read_csv(tmp_path / "out" / "rates.csv")
+    # every model of every method, conversion's three included, each conv SNN layer
+    assert set(df.stage) == {"train", "ann", "converted", "conversion"}
+    assert {"vanilla", "at", "dlif-at", "conversion"} <= set(df.method)
+    assert set(df.layer) == {"conv1", "conv2", "fc1"} and set(df.model) == {"vgg-small"}
+    spiking = df[df.neuron != "none"]
+    assert spiking.rate.between(0, 1).all()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Rates" in report and "## Fisher information" in report
+    # the registered Fisher study takes the conv models through the same interface
+    fi = pd.read_csv(tmp_path / "out" / "fisher.csv")
+    assert set(fi.layer) == {"conv1", "conv2", "fc1", "out"} and set(fi.kind) == {"LW"}
+    for _, g in fi.groupby(["run_id", "stage"]):  # NaN: a model without any gradient
+        assert g.share.isna().all() or g.share.sum() == pytest.approx(1.0)
+    assert fi[fi.neuron == "none"].share.notna().all()  # the ANN always has one
+
+
+def test_a_study_of_spiking_mlps_on_a_conv_suite_is_refused_with_the_reason():
+    with pytest.raises(ConfigError, match="analyses spiking MLPs.*fisher"):
+        SUITES.get("robust").check_options(SuiteOptions(studies=["cka"]))
+    with pytest.raises(UnknownNameError, match="unknown study 'nope'; known studies"):
+        SUITES.get("robust").check_options(SuiteOptions(studies=["nope"]))
 
 
 # -- a neuron: one definition (its weightless dynamics) and one registry line -------------

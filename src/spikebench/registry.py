@@ -43,7 +43,9 @@ class Registry(Generic[T]):
         except KeyError:
             known = ", ".join(sorted(self._items))
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}; known {self.kind}s: {known}"
+                f"unknown {self.kind} {name!r}; known "
+                f"{self.kind[:-1] + 'ies' if self.kind.endswith('y') else self.kind + 's'}: "
+                f"{known}"
             ) from None
 
     def names(self) -> list[str]:

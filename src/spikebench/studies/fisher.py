@@ -36,9 +36,12 @@ def _fisher_run(trained, spec, run_dir: Path, params: dict) -> list[dict]:
     for m in trained(spec, run_dir, params["n"]):
         seed_everything(m.columns["seed"])
         traces = fisher_traces(m.model, m.model_input(m.x), m.y, m.burn_in)
+        silent = not any(float(v.sum()) > 0 for v in traces.values())
         out.append({"columns": m.columns, "burn_in": m.burn_in, "n": len(m.y),
                     "traces": {g: v.tolist() for g, v in traces.items()},
-                    "shares": shares(traces)})
+                    # a model whose loss has no gradient at all (silent, with a surrogate
+                    # of compact support): no shares, said in the report
+                    "shares": {g: None for g in traces} if silent else shares(traces)})
     return out
 
 
@@ -60,15 +63,18 @@ def fisher_study(ctx: StudyContext) -> StudyOutput:
     jobs = [(res.spec, run_dir, {"n": n}) for res, run_dir in ctx.done]
     if jobs and ctx.trained is None:
         models_of(ctx, *jobs[0])  # the error that names the suite
-    rows, time_rows, counts = [], [], set()
+    rows, time_rows, counts, silent = [], [], set(), []
     for result in per_model(ctx, "fisher", partial(_fisher_run, ctx.trained), jobs,
                             FISHER_VERSION):
         for m in result:
             counts.add(m["n"])
             cols = {**schema_columns(ctx.suite, m["columns"]), "variant": variant(m["columns"])}
+            if None in m["shares"].values():
+                silent.append(f"{cols['run_id']} {cols['variant']}")
             for g, v in m["shares"].items():
                 layer, kind = g.rsplit(".", 1)
-                rows.append({**cols, "layer": layer, "kind": kind, "share": v,
+                rows.append({**cols, "layer": layer, "kind": kind,
+                             "share": float("nan") if v is None else v,
                              "trace_sum": float(np.sum(m["traces"][g]))})
             for g, trace in m["traces"].items():
                 layer, kind = g.rsplit(".", 1)
@@ -108,6 +114,10 @@ def fisher_study(ctx: StudyContext) -> StudyOutput:
         "![Fisher traces per time step](fisher_time.png)",
         "",
     ]
+    if silent:
+        sections += [f"No shares (NaN) for {len(silent)} model(s) whose loss has no gradient "
+                     "in any weight (no spike reaches the readout, and the surrogate is zero "
+                     "so far from threshold): " + "; ".join(silent), ""]
     findings = _fisher_findings(df)
     if findings:
         sections += ["Findings, as the paper states them and as our numbers say:", "",
