@@ -75,3 +75,9 @@ def test_every_package_says_what_lives_there():
     for init in ROOT.glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and len(doc) > 40, f"{init.parent.name}/__init__.py has no docstring"
+
+
+def test_no_source_file_is_over_450_lines():
+    long = {str(p.relative_to(ROOT)): n for p in sorted(ROOT.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"split these files (at most 450 lines each): {long}"

@@ -13,7 +13,7 @@ from spikebench.engine.results import COLUMNS, tidy_rows, to_frame
 from spikebench.engine.spec import ExperimentSpec
 from spikebench.errors import ConfigError
 from spikebench.report.compare import compare_figure, compare_table, read_results
-from spikebench.suites import compress, hybrid, robust
+from spikebench.suites import compress, hybrid, robust, robust_report
 
 
 def _metrics(acc: float, epochs: int = 2) -> list[dict]:
@@ -35,7 +35,7 @@ def _tables() -> dict[str, pd.DataFrame]:
     rspec = robust.RobustSpec(method="conversion", suite="robust")
     rstages = {"ann": RunResult(rspec, "done", _metrics(0.6)),
                "conversion": RunResult(rspec, "done", _metrics(0.5))}
-    rob = robust._tables("robust", [RunResult(rspec, "done", [], sizes=sizes, details={
+    rob = robust_report._tables("robust", [RunResult(rspec, "done", [], sizes=sizes, details={
         "stages": rstages, "evaluation": {"converted": {"clean": 0.4, "ensemble": 0.1}}})])
     cspec = compress.CompressSpec(method="agc", suite="compress-robust")
     comp = compress._tables("compress-robust", [RunResult(cspec, "done", _metrics(0.3),

@@ -28,7 +28,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from spikebench.attacks.ensemble import DEFAULT_ROUTES, accuracy, parse_route, robust_evaluation
@@ -47,7 +46,7 @@ from spikebench.engine.executor import (
     fit,
     load_trained,
 )
-from spikebench.engine.results import identity, split_rows, timings_frame, to_frame, write_atomic
+from spikebench.engine.results import write_atomic
 from spikebench.engine.spec import check_device, check_field_types, identity_core
 from spikebench.engine.train import resolve_device, seed_everything
 from spikebench.errors import ConfigError
@@ -355,12 +354,16 @@ class RobustKind(ImageKind):
     def trained(spec: RobustSpec, run_dir: Path, n: int | None) -> list[TrainedModel]:
         """Every model of the run (conversion: the ANN, the converted and the fine-tuned
         SNN) on its first ``n`` test images (the studies' view)."""
+        from spikebench.suites.robust_report import _model_run_id, _row_base
+
         train, (xt, yt, _) = image_data(spec)
         return [TrainedModel(_row_base(spec.suite, spec, name, _model_run_id(spec, name), "done"),
                              model.eval(), xt[:n], yt[:n])
                 for name, model in trained_models(spec, run_dir, train).items()]
 
     def tables(self, suite: str, results: list[RunResult]) -> dict:
+        from spikebench.suites.robust_report import _tables
+
         return _tables(suite, results)
 
     def report(self, run: SuiteRun) -> Path:
@@ -375,53 +378,6 @@ class RobustKind(ImageKind):
         return _write_report(out_dir, run.suite.name, run.suite.description, run.specs,
                              tables["robust"], run.notes + tables["notes"], run.wall_s,
                              run.runs)
-
-
-STAGE_NAMES = {"ann": "ann", "conversion": "finetune"}  # conversion's stage folders
-MODEL_STAGE = {"ann": "ann", "converted": "conversion", "conversion": "conversion"}
-
-
-def _model_run_id(spec, model: str) -> str:
-    """The run id of the stage that trained ``model`` (conversion: ``<id>/ann``, ...)."""
-    return spec.run_id + (f"/{STAGE_NAMES[MODEL_STAGE[model]]}" if model in MODEL_STAGE else "")
-
-
-def _row_base(name: str, spec, model: str, run_id: str, status: str) -> dict:
-    """A model's identifying columns: stage ``train``, or conversion's model (``ann``,
-    ``converted``, ``conversion``: neuron ``none``, then ``if``)."""
-    neuron, stage = METHODS.get(spec.method).neuron, "train"
-    if neuron == "conversion":
-        neuron, stage = ("none" if model == "ann" else "if"), model
-    return identity(name, run_id, stage, spec.dataset, spec.arch, neuron, spec.method,
-                    spec.seed, status)
-
-
-def _tables(name: str, results: list[RunResult]) -> dict:
-    rows, tidy, timings, notes = [], [], [], []
-    for result in results:
-        spec, stages = result.spec, result.details.get("stages", {})
-        for model, res in stages.items():
-            stage = STAGE_NAMES.get(model) if spec.method == "conversion" else None
-            base = _row_base(name, spec, model, spec.run_id + (f"/{stage}" if stage else ""),
-                             res.status)
-            r, t = split_rows(base, res.metrics, result.sizes)
-            tidy, timings = tidy + r, timings + t
-        if result.status != "done":
-            notes.append(f"{spec.run_id}: {result.message}")
-            continue
-        for model, ev in result.details.get("evaluation", {}).items():
-            trained_by = stages[MODEL_STAGE.get(model, model)]
-            last = max((m["epoch"] for m in trained_by.metrics), default=0)
-            base = _row_base(name, spec, model, _model_run_id(spec, model), "done")
-            tidy += [{**base, "epoch": last if model != "converted" else 0,
-                      "metric": f"robust_{k}", "value": v} for k, v in ev.items()]
-            rows.append({"suite": name, "run_id": base["run_id"], "dataset": spec.dataset,
-                         "method": spec.method, "model": model, "seed": spec.seed, **ev})
-    gains = [{"model": model, "seed": r.spec.seed, "layer": k, "t": t, "a": a}
-             for r in results for model, layers in r.details.get("gains", {}).items()
-             for k, values in enumerate(layers) for t, a in enumerate(values)]
-    return {"robust": pd.DataFrame(rows), "tidy": to_frame(tidy),
-            "timings": timings_frame(timings), "notes": notes, "gains": pd.DataFrame(gains)}
 
 
 PAPER = dict(arch="vgg11", steps=8, n_train=None, n_test=None, epochs=100, lr=0.1,

@@ -1,5 +1,6 @@
 """The robust suite's report: robustness-vs-eps and DLIF-gain plots, the findings each
-paper claims, tested against our figures, and report.md."""
+paper claims, tested against our figures, report.md, and the tables (robust.csv, the
+results schema's rows, the DLIF gains)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from spikebench.engine.executor import RunResult
+from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
 from spikebench.io import atomic_write, save_figure, subplots
 from spikebench.report.markdown import markdown_table, pct, resolvable
 from spikebench.suites.robust import METHODS, MODEL_ORDER, RobustSpec
@@ -169,3 +172,51 @@ def _gains_lines(runs) -> list[str]:
             markdown_table(["model", "layer", "a_l[t], t = 0 ... T-1"], rows), "",
             "Initialised to 1; saved with each checkpoint (`gain` of every neuron layer) and "
             "in `dlif_gains.csv`.", "", "![DLIF gains](dlif_gains.png)", ""]
+
+
+# -- the tables ----------------------------------------------------------------------------
+STAGE_NAMES = {"ann": "ann", "conversion": "finetune"}  # conversion's stage folders
+MODEL_STAGE = {"ann": "ann", "converted": "conversion", "conversion": "conversion"}
+
+
+def _model_run_id(spec, model: str) -> str:
+    """The run id of the stage that trained ``model`` (conversion: ``<id>/ann``, ...)."""
+    return spec.run_id + (f"/{STAGE_NAMES[MODEL_STAGE[model]]}" if model in MODEL_STAGE else "")
+
+
+def _row_base(name: str, spec, model: str, run_id: str, status: str) -> dict:
+    """A model's identifying columns: stage ``train``, or conversion's model (``ann``,
+    ``converted``, ``conversion``: neuron ``none``, then ``if``)."""
+    neuron, stage = METHODS.get(spec.method).neuron, "train"
+    if neuron == "conversion":
+        neuron, stage = ("none" if model == "ann" else "if"), model
+    return identity(name, run_id, stage, spec.dataset, spec.arch, neuron, spec.method,
+                    spec.seed, status)
+
+
+def _tables(name: str, results: list[RunResult]) -> dict:
+    rows, tidy, timings, notes = [], [], [], []
+    for result in results:
+        spec, stages = result.spec, result.details.get("stages", {})
+        for model, res in stages.items():
+            stage = STAGE_NAMES.get(model) if spec.method == "conversion" else None
+            base = _row_base(name, spec, model, spec.run_id + (f"/{stage}" if stage else ""),
+                             res.status)
+            r, t = split_rows(base, res.metrics, result.sizes)
+            tidy, timings = tidy + r, timings + t
+        if result.status != "done":
+            notes.append(f"{spec.run_id}: {result.message}")
+            continue
+        for model, ev in result.details.get("evaluation", {}).items():
+            trained_by = stages[MODEL_STAGE.get(model, model)]
+            last = max((m["epoch"] for m in trained_by.metrics), default=0)
+            base = _row_base(name, spec, model, _model_run_id(spec, model), "done")
+            tidy += [{**base, "epoch": last if model != "converted" else 0,
+                      "metric": f"robust_{k}", "value": v} for k, v in ev.items()]
+            rows.append({"suite": name, "run_id": base["run_id"], "dataset": spec.dataset,
+                         "method": spec.method, "model": model, "seed": spec.seed, **ev})
+    gains = [{"model": model, "seed": r.spec.seed, "layer": k, "t": t, "a": a}
+             for r in results for model, layers in r.details.get("gains", {}).items()
+             for k, values in enumerate(layers) for t, a in enumerate(values)]
+    return {"robust": pd.DataFrame(rows), "tidy": to_frame(tidy),
+            "timings": timings_frame(timings), "notes": notes, "gains": pd.DataFrame(gains)}
