@@ -13,7 +13,7 @@ from spikebench.engine.results import COLUMNS, tidy_rows, to_frame
 from spikebench.engine.spec import ExperimentSpec
 from spikebench.errors import ConfigError
 from spikebench.report.compare import compare_figure, compare_table, read_results
-from spikebench.suites import compress, hybrid, robust, robust_report
+from spikebench.suites import compress, hybrid, hybrid_report, robust, robust_report
 
 
 def _metrics(acc: float, epochs: int = 2) -> list[dict]:
@@ -30,7 +30,7 @@ def _tables() -> dict[str, pd.DataFrame]:
                                                                               (1, acc - 0.1))]
     spec = hybrid.HybridSpec(dataset="fashion-mnist", encoder="lenet5", suite="hybrid-lenet")
     stages = {v: RunResult(spec, "done", _metrics(0.7)) for v in ("default", "lif", "paralif")}
-    hyb = hybrid._tables("hybrid-lenet", [RunResult(spec, "done", [], sizes=sizes,
+    hyb = hybrid_report._tables("hybrid-lenet", [RunResult(spec, "done", [], sizes=sizes,
                                                     details={"stages": stages})])
     rspec = robust.RobustSpec(method="conversion", suite="robust")
     rstages = {"ann": RunResult(rspec, "done", _metrics(0.6)),

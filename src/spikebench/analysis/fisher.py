@@ -193,7 +193,8 @@ def fisher_traces_vmap(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                               (x1.unsqueeze(bd),))
         return step_losses(out, y1.view(1), burn_in)[:, 0]
 
-    per_sample = vmap(jacrev(losses), in_dims=(None, bd, 0))
+    # stochastic neurons (a Bernoulli ParaLIF head) draw each sample's spikes apart
+    per_sample = vmap(jacrev(losses), in_dims=(None, bd, 0), randomness="different")
     total: dict[str, torch.Tensor] = {}
     was_training = model.training
     model.eval()

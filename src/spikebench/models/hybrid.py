@@ -99,14 +99,14 @@ class SpikingHead(nn.Module):
         return self.gain * rate + self.bias
 
     # -- what the analyses see (models.contracts.Probed) --------------------------------
-    batch_dim = 0  # batch-first input
+    batch_dim = 1  # the probe takes the rate code [T, B, D] (``encode``), drawn outside it
 
-    def probe(self, features: torch.Tensor, reference: bool = False
+    def probe(self, spikes_in: torch.Tensor, reference: bool = False
               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(gain s[t] + bias at every step [T, B, C], whose mean is ``forward``; the
-        spikes s [T, B, C])."""
+        spikes s [T, B, C]) for the features' rate code ``spikes_in`` = ``encode(f)``."""
         with reference_mode(reference):
-            spikes = self.layer(self.encode(features))
+            spikes = self.layer(spikes_in)
         return self.gain * spikes + self.bias, [spikes]
 
     def layer_names(self) -> list[str]:

@@ -171,9 +171,15 @@ def sequential_membrane(current: torch.Tensor, alpha, beta) -> torch.Tensor:
 class _BinaryST(torch.autograd.Function):
     """Binary sample of a probability p (Bernoulli, or p > 1/2); straight-through gradient."""
 
+    generate_vmap_rule = True  # per-sample gradients (torch.func.vmap) for the analyses
+
     @staticmethod
-    def forward(ctx, p, stochastic: bool):
+    def forward(p, stochastic: bool):
         return torch.bernoulli(p) if stochastic else (p > 0.5).to(p.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
 
     @staticmethod
     def backward(ctx, grad):

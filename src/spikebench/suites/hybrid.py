@@ -19,13 +19,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from spikebench.attacks.art import attack_accuracy
 from spikebench.attacks.ensemble import accuracy
-from spikebench.engine.data import default_image_dataset, epoch_batches
+from spikebench.engine.data import default_image_dataset, epoch_batches, image_data
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
@@ -36,7 +35,6 @@ from spikebench.engine.executor import (
     read_json,
     restore,
 )
-from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
 from spikebench.engine.spec import check_device, check_field_types, identity_core
 from spikebench.engine.train import resolve_device, seed_everything
 from spikebench.errors import ConfigError, RunFileError
@@ -51,6 +49,7 @@ from spikebench.models.hybrid import (
     build_encoder,
 )
 from spikebench.studies import cached
+from spikebench.studies.base import TrainedModel
 from spikebench.suites.base import HYBRID_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
 
 log = logging.getLogger(__name__)
@@ -136,11 +135,6 @@ def _check_layout(stage: Path) -> None:
         raise RunFileError(
             f"{stage} was written by spikebench 0.1 (another stage layout); delete the run "
             f"folder {stage.parent} to retrain it with this version, then rerun")
-
-
-def _final(result: RunResult, metric: str) -> float:
-    return next((float(m["value"]) for m in reversed(result.metrics)
-                 if m["metric"] == metric), float("nan"))
 
 
 def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: bool
@@ -315,7 +309,24 @@ class HybridKind(ImageKind):
                          details={"stages": stages, "attacks": attacks,
                                   "efficiency": efficiency_run(spec, run_dir, test)})
 
+    @staticmethod
+    def trained(spec: HybridSpec, run_dir: Path, n: int | None) -> list[TrainedModel]:
+        """The run's spiking heads (LIF, ParaLIF) on the fine-tuned encoder's features of its
+        first ``n`` test images (the studies' view; the default head is not spiking)."""
+        from spikebench.suites.hybrid_report import _row_base
+
+        _, (xt, yt, classes) = image_data(spec)
+        out = []
+        for neuron in HEADS[1:]:
+            net = hybrid_net(spec, run_dir, neuron, classes)
+            head = net.spiking_head.eval()
+            out.append(TrainedModel(_row_base(spec.suite, spec, neuron, "done"), head,
+                                    _features(net, xt[:n]), yt[:n], head.encode))
+        return out
+
     def tables(self, suite: str, results: list[RunResult]) -> dict:
+        from spikebench.suites.hybrid_report import _tables
+
         return _tables(suite, results)
 
     def report(self, run: SuiteRun) -> Path:
@@ -328,76 +339,6 @@ class HybridKind(ImageKind):
             _plot_efficiency(table, run.out_dir / "efficiency.png")
         return _write_report(run.out_dir, run.suite.name, run.suite.description, run.specs,
                              table, attacks, run.notes + run.tables["notes"], run.wall_s)
-
-
-def _tables(name: str, results: list[RunResult]) -> dict:
-    """hybrid.csv, hybrid_attacks.csv, results.csv and timings.csv of the runs so far, and
-    the notes on failed runs."""
-    rows, attack_rows, tidy, timings, notes = [], [], [], [], []
-    for result in results:
-        spec, stages = result.spec, result.details.get("stages", {})
-        for variant, res in stages.items():
-            r, t = stage_rows(name, spec, variant, res, result.sizes)
-            tidy, timings = tidy + r, timings + t
-        if result.status != "done":
-            where = result.details.get("failed", "")
-            notes.append(f"{spec.run_id}{f' ({where})' if where else ''}: {result.message}")
-        for variant, res_attacks in result.details.get("attacks", {}).items():
-            attack_rows.extend({"dataset": spec.dataset, "encoder": spec.encoder,
-                                "seed": spec.seed, "head": variant, **r} for r in res_attacks)
-            last = max(m["epoch"] for m in stages[variant].metrics)
-            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
-                     for m in attack_metrics(res_attacks)]
-        for variant, metrics in result.details.get("efficiency", {}).items():
-            last = max(m["epoch"] for m in stages[variant].metrics)
-            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last,
-                      "metric": f"test_{k}", "value": v} for k, v in metrics.items()]
-        if result.status == "done":
-            for variant, res in stages.items():
-                eff = result.details.get("efficiency", {}).get(variant, {})
-                rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
-                             "dataset": spec.dataset, "encoder": spec.encoder,
-                             "head": variant, "seed": spec.seed,
-                             "test_acc": _final(res, "test_acc"),
-                             "test_acc_std": (0.0 if variant == "default"
-                                              else _final(res, "test_acc_std")),
-                             **{k: eff.get(k, float("nan")) for k in EFFICIENCY_COLUMNS}})
-    return {"hybrid": pd.DataFrame(rows), "attacks": pd.DataFrame(attack_rows),
-            "tidy": to_frame(tidy),
-            "timings": timings_frame(timings), "notes": notes}
-
-
-EFFICIENCY_COLUMNS = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
-                      "membrane_updates", "connection_sparsity", "footprint_bytes")
-
-
-def _row_base(name: str, spec: HybridSpec, variant: str, status: str) -> dict:
-    """A stage's identifying columns: the encoder fine-tuned with its default head (an ANN),
-    or a spiking head trained by BPTT through its rate-coded steps."""
-    default = variant == "default"
-    return identity(name, f"{spec.run_id}/{STAGES[variant]}", STAGES[variant], spec.dataset,
-                    spec.encoder, "none" if default else variant,
-                    "finetune" if default else "bptt", spec.seed, status)
-
-
-def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult,
-               sizes: dict[str, int]) -> tuple[list[dict], list[dict]]:
-    """(result rows, timing rows) of one stage run: its per-epoch metrics, with the
-    samples it trained and was tested on at epoch 0."""
-    return split_rows(_row_base(name, spec, variant, res.status), res.metrics, sizes)
-
-
-def attack_metrics(results: list[dict]) -> list[dict]:
-    """Attack results as tidy metrics: ``fgsm_acc@EPS``, ``deepfool_success``,
-    ``square_success@EPS``."""
-    out = []
-    for r in results:
-        if r["attack"] == "fgsm":
-            out.append({"metric": f"fgsm_acc@{r['eps']:g}", "value": r["acc"]})
-        else:
-            tag = f"@{r['eps']:g}" if r["eps"] else ""
-            out.append({"metric": f"{r['attack']}_success{tag}", "value": r["success_rate"]})
-    return out
 
 
 def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from spikebench.engine.executor import RunResult
+from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
 from spikebench.io import atomic_write, save_figure, subplots
 from spikebench.models.hybrid import (
     HEADS,
@@ -14,7 +16,7 @@ from spikebench.models.hybrid import (
 )
 from spikebench.papers.hybrids import REFERENCE
 from spikebench.report.markdown import markdown_table
-from spikebench.suites.hybrid import SQUARE_EPS
+from spikebench.suites.hybrid import SQUARE_EPS, STAGES, HybridSpec
 
 NO_WEIGHTS = ("random initialisation (no ImageNet weights: nothing is downloaded; load yours "
               "with --weights)")
@@ -152,3 +154,79 @@ def _write_report(out_dir, name, description, specs, table, attacks, notes, wall
     path = out_dir / "report.md"
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(parts)))
     return path
+
+
+# -- the tables ----------------------------------------------------------------------------
+def _final(result: RunResult, metric: str) -> float:
+    return next((float(m["value"]) for m in reversed(result.metrics)
+                 if m["metric"] == metric), float("nan"))
+
+
+def _tables(name: str, results: list[RunResult]) -> dict:
+    """hybrid.csv, hybrid_attacks.csv, results.csv and timings.csv of the runs so far, and
+    the notes on failed runs."""
+    rows, attack_rows, tidy, timings, notes = [], [], [], [], []
+    for result in results:
+        spec, stages = result.spec, result.details.get("stages", {})
+        for variant, res in stages.items():
+            r, t = stage_rows(name, spec, variant, res, result.sizes)
+            tidy, timings = tidy + r, timings + t
+        if result.status != "done":
+            where = result.details.get("failed", "")
+            notes.append(f"{spec.run_id}{f' ({where})' if where else ''}: {result.message}")
+        for variant, res_attacks in result.details.get("attacks", {}).items():
+            attack_rows.extend({"dataset": spec.dataset, "encoder": spec.encoder,
+                                "seed": spec.seed, "head": variant, **r} for r in res_attacks)
+            last = max(m["epoch"] for m in stages[variant].metrics)
+            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last, **m}
+                     for m in attack_metrics(res_attacks)]
+        for variant, metrics in result.details.get("efficiency", {}).items():
+            last = max(m["epoch"] for m in stages[variant].metrics)
+            tidy += [{**_row_base(name, spec, variant, "done"), "epoch": last,
+                      "metric": f"test_{k}", "value": v} for k, v in metrics.items()]
+        if result.status == "done":
+            for variant, res in stages.items():
+                eff = result.details.get("efficiency", {}).get(variant, {})
+                rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
+                             "dataset": spec.dataset, "encoder": spec.encoder,
+                             "head": variant, "seed": spec.seed,
+                             "test_acc": _final(res, "test_acc"),
+                             "test_acc_std": (0.0 if variant == "default"
+                                              else _final(res, "test_acc_std")),
+                             **{k: eff.get(k, float("nan")) for k in EFFICIENCY_COLUMNS}})
+    return {"hybrid": pd.DataFrame(rows), "attacks": pd.DataFrame(attack_rows),
+            "tidy": to_frame(tidy),
+            "timings": timings_frame(timings), "notes": notes}
+
+
+EFFICIENCY_COLUMNS = ("synops_ac", "synops_mac", "synops_dense", "activation_sparsity",
+                      "membrane_updates", "connection_sparsity", "footprint_bytes")
+
+
+def _row_base(name: str, spec: HybridSpec, variant: str, status: str) -> dict:
+    """A stage's identifying columns: the encoder fine-tuned with its default head (an ANN),
+    or a spiking head trained by BPTT through its rate-coded steps."""
+    default = variant == "default"
+    return identity(name, f"{spec.run_id}/{STAGES[variant]}", STAGES[variant], spec.dataset,
+                    spec.encoder, "none" if default else variant,
+                    "finetune" if default else "bptt", spec.seed, status)
+
+
+def stage_rows(name: str, spec: HybridSpec, variant: str, res: RunResult,
+               sizes: dict[str, int]) -> tuple[list[dict], list[dict]]:
+    """(result rows, timing rows) of one stage run: its per-epoch metrics, with the
+    samples it trained and was tested on at epoch 0."""
+    return split_rows(_row_base(name, spec, variant, res.status), res.metrics, sizes)
+
+
+def attack_metrics(results: list[dict]) -> list[dict]:
+    """Attack results as tidy metrics: ``fgsm_acc@EPS``, ``deepfool_success``,
+    ``square_success@EPS``."""
+    out = []
+    for r in results:
+        if r["attack"] == "fgsm":
+            out.append({"metric": f"fgsm_acc@{r['eps']:g}", "value": r["acc"]})
+        else:
+            tag = f"@{r['eps']:g}" if r["eps"] else ""
+            out.append({"metric": f"{r['attack']}_success{tag}", "value": r["success_rate"]})
+    return out
