@@ -17,7 +17,8 @@ RULE_ORDER = ["bptt", "eprop", "decolle"]
 ARCH_ORDER = ["ff", "rec"]
 
 
-def _ordered(values, order):
+def ordered(values, order) -> list:
+    """``values`` once each: those in ``order`` first, in its order, then the rest sorted."""
     values = list(dict.fromkeys(values))
     return [v for v in order if v in values] + sorted(v for v in values if v not in order)
 
@@ -63,8 +64,8 @@ def accuracy_table(df: pd.DataFrame) -> str:
         final_metric(df[df["dataset"] == ds], headline_metric(df, ds))
         for ds in dict.fromkeys(df["dataset"])
     ])
-    rules = _ordered(fin["method"], RULE_ORDER)
-    archs = _ordered(fin["model"], ARCH_ORDER)
+    rules = ordered(fin["method"], RULE_ORDER)
+    archs = ordered(fin["model"], ARCH_ORDER)
     datasets = list(dict.fromkeys(fin["dataset"]))
     header = ["rule"]
     for ds in datasets:
@@ -188,8 +189,8 @@ def efficiency_section(df: pd.DataFrame, out_dir: Path, title: str) -> list[str]
     missing = [r for r in runs if r not in fin["test_synops_ac"].index]
     meta = df.drop_duplicates("run_id").set_index("run_id")
     rows, points = [], {}
-    for r in _ordered(meta.loc[runs, "method"], RULE_ORDER):
-        for a in _ordered(meta.loc[runs, "model"], ARCH_ORDER):
+    for r in ordered(meta.loc[runs, "method"], RULE_ORDER):
+        for a in ordered(meta.loc[runs, "model"], ARCH_ORDER):
             ids = [i for i in runs if meta.loc[i, "method"] == r and meta.loc[i, "model"] == a
                    and i in fin["test_synops_ac"].index]
             if not ids:

@@ -20,11 +20,12 @@ from spikebench.attacks.art import (
 from spikebench.datasets import SampleData
 from spikebench.datasets.encoders import Encoder
 from spikebench.engine.executor import InProcessExecutor
+from spikebench.engine.results import ID_COLUMNS
 from spikebench.engine.spec import ExperimentSpec
 from spikebench.engine.train import RunResult, load_trained
 from spikebench.errors import ConfigError
 from spikebench.io import digest, save_figure, write_json
-from spikebench.report.markdown import RULE_ORDER
+from spikebench.report.markdown import RULE_ORDER, ordered
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,7 @@ def counterpart(model, spec: ExperimentSpec, data: SampleData,
 
 
 def _ordered_rules(values) -> list[str]:
-    values = list(dict.fromkeys(values))
-    return [r for r in RULE_ORDER if r in values] + sorted(set(values) - set(RULE_ORDER))
+    return ordered(values, RULE_ORDER)
 
 
 def _pct(v: float) -> str:
@@ -213,6 +213,5 @@ def models_of(ctx: StudyContext, spec, run_dir: Path, n: int | None) -> list[Tra
 
 def schema_columns(suite: str, columns: dict) -> dict:
     """A study table's identifying columns: the results schema's, in its order."""
-    return {"suite": suite, **{k: columns[k] for k in
-                               ("run_id", "stage", "dataset", "model", "neuron", "method",
-                                "seed")}}
+    return {"suite": suite, **{k: columns[k] for k in ID_COLUMNS if k not in ("suite",
+                                                                          "status")}}

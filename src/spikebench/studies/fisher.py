@@ -13,7 +13,7 @@ import pandas as pd
 from spikebench.analysis.fisher import fisher_traces, shares
 from spikebench.engine.train import seed_everything
 from spikebench.io import subplots
-from spikebench.report.markdown import ARCH_ORDER, RULE_ORDER, markdown_table
+from spikebench.report.markdown import ARCH_ORDER, RULE_ORDER, markdown_table, ordered
 from spikebench.studies.base import (
     RULE_COLORS,
     StudyContext,
@@ -53,11 +53,6 @@ def variant(columns: dict) -> str:
         f"{columns['method']}/{stage}"
 
 
-def _ordered(values, order) -> list:
-    values = list(dict.fromkeys(values))
-    return [v for v in order if v in values] + [v for v in values if v not in order]
-
-
 def fisher_study(ctx: StudyContext) -> StudyOutput:
     n = ctx.n_eval if ctx.n_eval else (1000 if ctx.paper else 256)
     jobs = [(res.spec, run_dir, {"n": n}) for res, run_dir in ctx.done]
@@ -91,8 +86,8 @@ def fisher_study(ctx: StudyContext) -> StudyOutput:
             if ((df.layer == layer) & (df.kind == kind)).any()]
     table_rows = []
     mean = df.groupby(["model", "variant", "layer", "kind"])["share"].mean()
-    for model in _ordered(df.model, ARCH_ORDER):
-        for name in _ordered(df[df.model == model].variant, RULE_ORDER):
+    for model in ordered(df.model, ARCH_ORDER):
+        for name in ordered(df[df.model == model].variant, RULE_ORDER):
             table_rows.append([model.upper(), name] + [
                 _pct(mean.get((model, name, layer, kind), float("nan")))
                 for layer, kind in cols])
@@ -133,14 +128,14 @@ def _layers(df: pd.DataFrame) -> list[str]:
 
 def _plot_fisher(df: pd.DataFrame, path: Path) -> None:
     """One panel per (weight kind, model): LW-FF, LW-REC, RW-REC for the paper's MLPs."""
-    panels = [(kind, model) for model in _ordered(df.model, ARCH_ORDER) for kind in ("LW", "RW")
+    panels = [(kind, model) for model in ordered(df.model, ARCH_ORDER) for kind in ("LW", "RW")
               if ((df.kind == kind) & (df.model == model)).any()]
     panels = sorted(panels, key=lambda p: p[0] == "RW")  # the paper's order: LW first
     fig, axes = subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     for ax, (kind, model) in zip(axes[0], panels, strict=True):
         sub = df[(df.kind == kind) & (df.model == model)]
         layers = _layers(sub)
-        names = _ordered(sub.variant, RULE_ORDER)
+        names = ordered(sub.variant, RULE_ORDER)
         width = 0.8 / max(len(names), 1)
         for i, name in enumerate(names):
             m = sub[sub.variant == name].groupby("layer")["share"].mean()
@@ -155,11 +150,11 @@ def _plot_fisher(df: pd.DataFrame, path: Path) -> None:
 
 
 def _plot_fisher_time(dt: pd.DataFrame, path: Path) -> None:
-    models = _ordered(dt.model, ARCH_ORDER)
+    models = ordered(dt.model, ARCH_ORDER)
     fig, axes = subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models, strict=True):
         sub = dt[dt.model == model]
-        for name in _ordered(sub.variant, RULE_ORDER):
+        for name in ordered(sub.variant, RULE_ORDER):
             tot = sub[sub.variant == name].groupby(["seed", "t"])["trace"].sum() \
                 .groupby("t").mean()
             ax.plot(tot.index, tot.values, color=RULE_COLORS.get(name), label=name)
