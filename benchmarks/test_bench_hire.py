@@ -39,7 +39,7 @@ def make_step(impl: str, steps: int):
     x, y = torch.rand(BATCH, 1, 28, 28), torch.randint(0, 10, (BATCH,))
     if impl.startswith("hire"):
         schedule = HireSchedule(2, 0.05, impl.split("-")[1])
-        return lambda: hire_step(model, opt, x, y, schedule)
+        return lambda: hire_step(model, opt.step, x, y, schedule)
     if impl == "agc":
         teacher = net(steps).eval()
         sizes = [m.weight.numel() for m in prunable(model)]

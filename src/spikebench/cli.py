@@ -118,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an option of the rules that take it, e.g. feedback=random (e-prop), "
                      "online=true or readout_scale=2 (DECOLLE); repeatable")
     run.add_argument("--neuron", default=None,
-                     help="neuron of the SNN suites' hidden layers: lif (default) or paralif; "
-                     "only BPTT trains ParaLIF (e-prop's and DECOLLE's traces are derived for "
-                     "LIF), the other rules are left out and named in the report")
+                     help="a registered neuron (spikebench list): the SNN suites' hidden "
+                     "layers' (lif by default) or the hybrid suites' spiking head (instead of "
+                     "their LIF and ParaLIF heads); the robust suites refuse it (their methods "
+                     "fix their neurons); only BPTT trains ParaLIF (e-prop's and DECOLLE's "
+                     "traces are derived for LIF), the other rules are left out and named in "
+                     "the report")
     run.add_argument("--neuron-option", type=_option, action="append", default=[],
                      metavar="KEY=VALUE",
                      help="a neuron parameter, e.g. spike_fn=GS (ParaLIF: SB, GS, D, T), "

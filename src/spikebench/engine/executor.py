@@ -90,6 +90,22 @@ class Training:
     note: str = ""  # said with a divergence (e.g. the learning rate)
 
 
+def learner_step(learner, model: torch.nn.Module, update: Callable[[], None],
+                 device: torch.device | None = None) -> Callable[[Any], StepResult]:
+    """``Training.step`` of every run: the batch (x, y), moved to ``device`` where given,
+    through ``learner.backward(model, x, y, update=update)`` (a ``learning_rules.Learner``:
+    a learning rule or a training procedure); ``update`` is the optimiser's step."""
+
+    def step(batch) -> StepResult:
+        x, y = batch
+        if device is not None:
+            x, y = x.to(device=device), y.to(device)
+        out = learner.backward(model, x, y, update=update)
+        return StepResult(out.loss, out.correct, out.count, out.updated)
+
+    return step
+
+
 def _unusable(path: Path, why: str) -> RunFileError:
     return RunFileError(
         f"{path}: {why}; delete it to retrain the run from epoch 1 (or delete the run folder "

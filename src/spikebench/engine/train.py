@@ -21,10 +21,10 @@ from spikebench.datasets.base import IGNORE
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
-    StepResult,
     Training,
     _unusable,
     fit,
+    learner_step,
     load_checkpoint,
     restore,
 )
@@ -165,14 +165,9 @@ def train_run(
             return time_major_loader(train, spec.batch_size, shuffle=True,
                                      seed=spec.seed * 100_003 + epoch, sparse=True)
 
-        def step(batch) -> StepResult:
-            x, y = batch
-            out = rule.backward(model, x.to(device=device), y.to(device),
-                                update=optimizer.step)
-            return StepResult(out.loss, out.correct, out.count, out.updated)
-
         return Training(
-            model, optimizer, spec.epochs, batches, step,
+            model, optimizer, spec.epochs, batches,
+            learner_step(rule, model, optimizer.step, device),
             evaluate=lambda: evaluate(model, test_data, spec),
             meta={"spec": spec.to_dict(), "model_config": model.config(), "rule": rule.name,
                   "rule_config": rule.config()},

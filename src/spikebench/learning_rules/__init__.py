@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from spikebench.learning_rules.base import (
     IGNORE,
+    Learner,
     LearningRule,
     StepOutput,
     count_correct,
@@ -36,6 +37,7 @@ __all__ = [
     "BPTT",
     "DECOLLE",
     "EProp",
+    "Learner",
     "LearningRule",
     "StepOutput",
     "count_correct",

@@ -23,6 +23,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -154,6 +155,21 @@ def count_correct(outputs: torch.Tensor, y: torch.Tensor, burn_in: int = 0) -> t
     target = y[burn_in:]
     mask = target != IGNORE
     return int(((pred == target) & mask).sum()), int(mask.sum())
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """What the one ``fit`` loop calls on every batch (``engine.executor.learner_step``):
+    a ``LearningRule`` of a spiking MLP, or a training procedure of an image classifier
+    (``spikebench.training.Procedure``: adversarial training, MS-MPPD, HIRE-SNN, AGC
+    fine-tuning, robust fine-tuning, plain cross-entropy)."""
+
+    name: str
+
+    def backward(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 update: Callable[[], None] | None = None) -> StepOutput:
+        """Fill ``p.grad`` for the batch (or, calling ``update`` itself, apply the updates
+        and return ``updated=True``); the loss, correct and counted samples."""
 
 
 class LearningRule(ABC):

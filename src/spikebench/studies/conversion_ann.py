@@ -1,10 +1,11 @@
 """The ANN of the ANN-SNN conversion baseline as a run of the one executor.
 
-The ReLU network (``analysis.conversion.ReLUMLP``) is trained on the time-averaged input
-(Adam, cross-entropy) by ``executor.fit`` in its own run folder, so that it is trained once,
-checkpointed and reused like every other run; ``analysis.conversion.convert`` then turns it
-into a spiking MLP. Its spec covers its topology, its training and the data it sees (the
-SNN runs' data identity, steps and training subset).
+The ReLU network (``training.conversion.ReLUMLP``) is trained on the time-averaged input
+(Adam, cross-entropy: the ``Objective()`` procedure) by ``executor.fit`` in its own run
+folder, so that it is trained once, checkpointed and reused like every other run;
+``training.conversion.convert`` then turns it into a spiking MLP. Its spec covers its
+topology, its training and the data it sees (the SNN runs' data identity, steps and
+training subset).
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
-    StepResult,
     Training,
     fit,
+    learner_step,
     load_checkpoint,
     restore,
 )
 from spikebench.engine.spec import check_field_types
 from spikebench.io import digest
 from spikebench.training.conversion import ReLUMLP
+from spikebench.training.robust import Objective
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,8 @@ def train_conversion_ann(spec: ConversionSpec, run_dir: str | Path, x: torch.Ten
             return ((x[idx], y[idx]) for idx in torch.randperm(len(x), generator=g)
                     .split(spec.batch_size))
 
-        def step(batch) -> StepResult:
-            xb, yb = batch
-            logits = ann(xb)
-            loss = F.cross_entropy(logits, yb)
-            loss.backward()
-            return StepResult(loss.item(), int((logits.argmax(-1) == yb).sum()), len(yb))
-
-        return Training(ann, opt, spec.epochs, batches, step, label=f"conversion ANN "
+        return Training(ann, opt, spec.epochs, batches,
+                        learner_step(Objective(), ann, opt.step), label=f"conversion ANN "
                         f"s{spec.seed}", meta={"sizes": list(spec.sizes)})
 
     result = fit(run_dir, spec, asdict(spec), make, progress)

@@ -138,6 +138,9 @@ class SuiteKind(Protocol):
 
     options: frozenset[str]
     files: dict[str, str]
+    # (optional) ``refuses``: option -> why the kind cannot take it (the error says so);
+    # ``places_sections``: True where ``report`` places ``run.sections`` (the studies')
+    # itself, else the driver appends them to the report
 
     def specs(self, suite: Suite, opts: SuiteOptions) -> tuple[list, list[str]]: ...
 
@@ -195,6 +198,10 @@ class Suite:
         self.check_studies(opts)
         unused = [f for f in OPTION_FLAGS if f not in self.accepted(opts)
                   and getattr(opts, f) not in (None, False, [], {}, ())]
+        why = getattr(self.kind, "refuses", {})
+        for f in unused:
+            if f in why:
+                raise ConfigError(f"suite {self.name!r} takes no {OPTION_FLAGS[f]}: {why[f]}")
         if unused:
             flags = ", ".join(OPTION_FLAGS[f] for f in unused)
             users = sorted(n for n, s in SUITES.items() if all(f in s.accepted()
@@ -239,7 +246,7 @@ COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train",
                             "batch_size", "lr", "paper", "device"})
 SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",
                                 "neuron_options"}
-HYBRID_OPTIONS = COMMON_OPTIONS | {"encoders", "weights", "n_eval"}
+HYBRID_OPTIONS = COMMON_OPTIONS | {"encoders", "weights", "n_eval", "neuron"}
 ROBUST_OPTIONS = COMMON_OPTIONS | {"n_steps", "n_eval", "archs"}
 
 
@@ -339,8 +346,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
                          f"{', '.join(f'`{t}.csv`' for t in output.tables)}*", ""]
     report = kind.report(SuiteRun(suite, out_dir, runs_dir, opts, specs, runs, tables, notes,
                                   sections, time.perf_counter() - t_start))
-    if sections and sections[0] not in Path(report).read_text():
-        append_sections(Path(report), sections)  # a kind whose report does not place them
+    if sections and not getattr(kind, "places_sections", False):
+        append_sections(Path(report), sections)  # after the kind's own report
     if config is not None:
         state_config(Path(report), out_dir / "config.toml", config)
     tidy = tables["tidy"]

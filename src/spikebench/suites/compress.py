@@ -42,9 +42,9 @@ from spikebench.engine.data import (
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
-    StepResult,
     Training,
     fit,
+    learner_step,
     load_trained,
 )
 from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
@@ -58,18 +58,19 @@ from spikebench.studies import cached
 from spikebench.studies.base import TrainedModel
 from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
 from spikebench.suites.robust import neuron_params
-from spikebench.training.hire import HireSchedule, hire_step
+from spikebench.training.hire import Hire, HireSchedule
 from spikebench.training.prune import (
+    Guided,
     Pruner,
     attention_loss,
     attention_maps,
     compression_ratio,
-    guided_loss,
     layer_densities,
     layer_importance,
     nonzero_weights,
     prunable,
 )
+from spikebench.training.robust import Objective
 
 METHODS = ("standard", "hire", "agc", "hire+agc")
 TEACHER = {"agc": "standard", "hire+agc": "hire"}
@@ -161,40 +162,6 @@ def build(spec: CompressSpec, shape, classes: int) -> ConvNet:
                    steps=spec.steps, coding=spec.coding).to(resolve_device(spec.device))
 
 
-def _hire(model, opt, schedule, extra=None, after=None):
-    def step(batch) -> StepResult:
-        x, y = batch
-        loss, logits = hire_step(model, opt, x, y, schedule, extra_loss=extra,
-                                 after_step=after)
-        return StepResult(loss, int((logits.argmax(-1) == y).sum()), len(y), updated=True)
-
-    return step
-
-
-def _plain(model):
-    def step(batch) -> StepResult:
-        x, y = batch
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits, y)
-        loss.backward()
-        return StepResult(loss.item(), int((logits.argmax(-1) == y).sum()), len(y))
-
-    return step
-
-
-def _guided(model, teacher, opt, pruner, beta):
-    def step(batch) -> StepResult:
-        x, y = batch
-        loss, logits = guided_loss(model, teacher, x, y, beta)
-        loss.backward()
-        opt.step()
-        pruner.apply()
-        return StepResult(loss.item(), int((logits.argmax(-1) == y).sum()), len(y),
-                          updated=True)
-
-    return step
-
-
 def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
                progress: bool) -> RunResult:
     """Train one method's run (an AGC run first makes sure its teacher is trained)."""
@@ -228,11 +195,12 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
                         _, t_maps = attention_maps(teacher, inp)
                     return attention_loss(s_maps, t_maps, spec.agc_beta)
 
-                step = _hire(student, opt, spec.schedule(), extra, pruner.apply)
+                procedure = Hire(spec.schedule(), extra, pruner.apply)
             else:
-                step = _guided(student, teacher, opt, pruner, spec.agc_beta)
+                procedure = Guided(teacher, spec.agc_beta, pruner.apply)
             return Training(student, opt, spec.finetune_epochs, epoch_batches(spec, x, y),
-                            step, evaluate=lambda: {"acc": accuracy(student, xt, yt)},
+                            learner_step(procedure, student, opt.step),
+                            evaluate=lambda: {"acc": accuracy(student, xt, yt)},
                             scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(
                                 opt, T_max=spec.finetune_epochs),
                             label=f"{spec.method} T={spec.steps} {spec.coding}",
@@ -245,8 +213,9 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
         model = build(spec, shape, classes)
         opt = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
                               weight_decay=spec.weight_decay)
-        step = _hire(model, opt, spec.schedule()) if spec.method == "hire" else _plain(model)
-        return Training(model, opt, spec.epochs, epoch_batches(spec, x, y), step,
+        procedure = Hire(spec.schedule()) if spec.method == "hire" else Objective()
+        return Training(model, opt, spec.epochs, epoch_batches(spec, x, y),
+                        learner_step(procedure, model, opt.step),
                         evaluate=lambda: {"acc": accuracy(model, xt, yt)},
                         scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(
                             opt, T_max=spec.epochs),
@@ -285,6 +254,11 @@ class CompressKind(ImageKind):
     ``report.md``, ``pareto.png``."""
 
     options = ROBUST_OPTIONS
+    refuses = {"neuron": "every model here is the papers' LIF SNN (HIRE-SNN, AGC), and "
+               "HIRE-SNN's period-wise training carries the membranes from one period to "
+               "the next, which only neurons with a ``window`` (DLIF's layer, LIF as its "
+               "special case) do; other neurons train on conv nets in the robust suites' "
+               "methods (spikebench.suites.robust.METHODS)"}
     files = {"compress": "compress.csv", "tidy": "results.csv", "timings": "timings.csv"}
 
     def specs(self, suite, opts) -> tuple[list, list[str]]:

@@ -6,9 +6,9 @@ Per (data set, encoder, seed) the runs folder holds one run:
 - ``encoder/``: the encoder fine-tuned with its default head, the stages before layer3
   frozen (ViT: patch embedding and the first half of the blocks; LeNet-5: nothing), SGD
   (lr 1e-3, momentum 0.9, weight decay 5e-4); ``encoder.pt``, ``metrics.json``;
-- ``head-lif/``, ``head-paralif/``: the spiking head trained on the frozen encoder's
-  features (the second transfer), same optimiser; test accuracy over ``eval_seeds``
-  encodings (mean ± std: the rate code is stochastic);
+- ``head-lif/``, ``head-paralif/`` (``head-<neuron>/`` with ``--neuron``): the spiking
+  head trained on the frozen encoder's features (the second transfer), same optimiser;
+  test accuracy over ``eval_seeds`` encodings (mean ± std: the rate code is stochastic);
 - ``analysis/``: attack results per head (cached, so a rerun costs nothing).
 Each stage writes ``status.json`` when it ends; a rerun skips ended stages."""
 
@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spikebench.attacks.art import attack_accuracy
 from spikebench.attacks.ensemble import accuracy
@@ -28,9 +27,9 @@ from spikebench.engine.data import default_image_dataset, epoch_batches, image_d
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
-    StepResult,
     Training,
     fit,
+    learner_step,
     load_checkpoint,
     read_json,
     restore,
@@ -42,22 +41,24 @@ from spikebench.io import digest
 from spikebench.metrics.efficiency import hybrid_workload
 from spikebench.models import device_of
 from spikebench.models.hybrid import (
-    HEADS,
     IMAGE_ENCODERS,
     HybridNet,
     SpikingHead,
     build_encoder,
 )
+from spikebench.neurons import NEURONS
 from spikebench.studies import cached
 from spikebench.studies.base import TrainedModel
 from spikebench.suites.base import HYBRID_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
+from spikebench.training.robust import Objective
 
 log = logging.getLogger(__name__)
 
 HYBRID_EPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1)
 SQUARE_EPS = 0.05
 # the id covers the data (folder, fingerprint) as ExperimentSpec's, and a device not the CPU
-NOT_IN_ID = ("suite", "data_dir", "data_fingerprint", "device")
+# and the spiking heads, whose stages have their own folders in the run's
+NOT_IN_ID = ("suite", "data_dir", "data_fingerprint", "device", "heads")
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,23 @@ class HybridSpec:
     data_dir: str | None = None  # resolved folder of the images (None: embedded)
     data_fingerprint: str | None = None  # of its files (DatasetInfo.identity)
     device: str = "cpu"  # where it trains and is attacked ("cuda", "cuda:N")
+    heads: tuple[str, ...] = ("lif", "paralif")  # spiking heads' neurons (--neuron: one)
 
     def __post_init__(self) -> None:
         check_field_types(self)
         check_device(self.device)
         IMAGE_ENCODERS.get(self.encoder)  # an unknown name lists the known ones
+        for neuron in self.heads:
+            NEURONS.get(neuron)  # an unknown name lists the known ones
+        if not self.heads or len(set(self.heads)) != len(self.heads):
+            raise ConfigError(f"heads: one or more distinct neurons, got {self.heads}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"lr_schedule is 'cosine' or 'constant', got {self.lr_schedule!r}")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The encoder's default head, then the spiking heads."""
+        return ("default", *self.heads)
 
     @property
     def run_id(self) -> str:
@@ -115,16 +126,6 @@ def _freeze(net: HybridNet) -> list[torch.nn.Module]:
         for p in ([part] if isinstance(part, torch.nn.Parameter) else part.parameters()):
             p.requires_grad_(False)
     return [m for m in frozen if isinstance(m, torch.nn.Module)]
-
-
-def _ce_step(model: torch.nn.Module):
-    def step(batch) -> StepResult:
-        x, y = batch
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        return StepResult(loss.item(), count=len(y))
-
-    return step
 
 
 def _check_layout(stage: Path) -> None:
@@ -153,7 +154,8 @@ def finetune_encoder(spec: HybridSpec, run_dir: Path, train, test, progress: boo
         opt, schedule = _sgd([p for p in net.parameters() if p.requires_grad], spec,
                              spec.finetune_epochs)
         return Training(net, opt, spec.finetune_epochs, epoch_batches(spec, x, y),
-                        _ce_step(net), evaluate=lambda: {"acc": accuracy(net, xt, yt)},
+                        learner_step(Objective(), net, opt.step),
+                        evaluate=lambda: {"acc": accuracy(net, xt, yt)},
                         scheduler=schedule, frozen=frozen, meta={"stage": "encoder"},
                         label=f"{spec.encoder} fine-tuning", note=f"lr={spec.lr}")
 
@@ -205,7 +207,7 @@ def train_head(spec: HybridSpec, run_dir: Path, neuron: str, train, test,
         head = SpikingHead(f_train.shape[1], classes, neuron, spec.steps).to(f_train.device)
         opt, schedule = _sgd(list(head.parameters()), spec, spec.head_epochs)
         return Training(head, opt, spec.head_epochs, epoch_batches(spec, f_train, y),
-                        _ce_step(head),
+                        learner_step(Objective(), head, opt.step),
                         evaluate=lambda: _head_accuracy(head, f_test, yt, spec.eval_seeds),
                         scheduler=schedule, meta={"stage": f"head-{neuron}"},
                         label=f"{spec.encoder}+{neuron} head", note=f"lr={spec.lr}")
@@ -261,15 +263,18 @@ def efficiency_run(spec: HybridSpec, run_dir: Path, test) -> dict[str, dict]:
     def compute():
         net = hybrid_net(spec, run_dir, "default", classes)
         heads = {v: (None if v == "default" else hybrid_net(spec, run_dir, v, classes)
-                     .spiking_head) for v in HEADS}
+                     .spiking_head) for v in spec.variants}
         with torch.random.fork_rng():
             torch.manual_seed(spec.seed)
             return hybrid_workload(net, heads, xt)
 
-    return cached(run_dir, "efficiency", {"n": len(xt), "heads": list(HEADS)}, compute)
+    return cached(run_dir, "efficiency", {"n": len(xt), "heads": list(spec.variants)},
+                  compute)
 
 
-STAGES = {"default": "encoder", "lif": "head-lif", "paralif": "head-paralif"}
+def stage_name(variant: str) -> str:
+    """A head's stage (its folder in the run's): ``encoder`` or ``head-<neuron>``."""
+    return "encoder" if variant == "default" else f"head-{variant}"
 
 
 @dataclass(frozen=True)
@@ -295,7 +300,7 @@ class HybridKind(ImageKind):
         """The stages of one run and its attacks (what an executor runs, anywhere)."""
         stages = {"default": finetune_encoder(spec, run_dir, train, test, progress)}
         if stages["default"].status == "done":
-            for neuron in ("lif", "paralif"):
+            for neuron in spec.heads:
                 stages[neuron] = train_head(spec, run_dir, neuron, train, test, progress)
         failed = [r for r in stages.values() if r.status != "done"]
         if failed:
@@ -303,7 +308,8 @@ class HybridKind(ImageKind):
                              run_dir=run_dir,
                              details={"stages": stages, "attacks": {},
                                       "failed": failed[0].run_dir.name})
-        attacks = {variant: attack_run(spec, run_dir, variant, test) for variant in HEADS}
+        attacks = {variant: attack_run(spec, run_dir, variant, test)
+                   for variant in spec.variants}
         return RunResult(spec, "done", [], skipped=all(r.skipped for r in stages.values()),
                          run_dir=run_dir,
                          details={"stages": stages, "attacks": attacks,
@@ -317,7 +323,7 @@ class HybridKind(ImageKind):
 
         _, (xt, yt, classes) = image_data(spec)
         out = []
-        for neuron in HEADS[1:]:
+        for neuron in spec.heads:
             net = hybrid_net(spec, run_dir, neuron, classes)
             head = net.spiking_head.eval()
             out.append(TrainedModel(_row_base(spec.suite, spec, neuron, "done"), head,
@@ -353,6 +359,8 @@ def hybrid_specs(name: str, encoders: list[str], opts, paper_encoders=None,
                       weights=opts.weights, **defaults)
     if opts.paper or opts.weights:
         base = replace(base, lr=1e-3)
+    if opts.neuron is not None:
+        base = replace(base, heads=(opts.neuron,))
     if opts.paper:
         base = replace(base, n_train=None, n_test=None, lr_schedule="constant",
                        n_attack=1000, n_strong=1000)

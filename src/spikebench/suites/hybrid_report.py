@@ -15,9 +15,10 @@ from spikebench.models.hybrid import (
     IMAGE_ENCODERS,
 )
 from spikebench.papers.hybrids import REFERENCE
-from spikebench.report.markdown import markdown_table
-from spikebench.suites.hybrid import SQUARE_EPS, STAGES, HybridSpec
+from spikebench.report.markdown import markdown_table, ordered
+from spikebench.suites.hybrid import SQUARE_EPS, HybridSpec, stage_name
 
+HEAD_NAMES = {"default": "default", "lif": "LIF", "paralif": "ParaLIF"}
 NO_WEIGHTS = ("random initialisation (no ImageNet weights: nothing is downloaded; load yours "
               "with --weights)")
 
@@ -30,10 +31,11 @@ def _plot_attacks(df: pd.DataFrame, path: Path) -> None:
     styles = {"default": "-", "lif": "--", "paralif": ":"}
     for ax, enc in zip(axes[0], encoders, strict=True):
         sub = df[(df.encoder == enc) & (df.attack == "fgsm")]
-        for head in HEADS:
+        for head in ordered(df["head"], HEADS):
             m = sub[sub["head"] == head].groupby("eps")["acc"].mean()
             if not m.empty:
-                ax.plot(m.index, 100 * m.values, styles[head], marker="o", label=head)
+                ax.plot(m.index, 100 * m.values, styles.get(head, "-."), marker="o",
+                        label=head)
         ax.set(title=f"{enc}: FGSM", xlabel="epsilon", ylabel="accuracy %")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
@@ -89,10 +91,10 @@ def _write_report(out_dir, name, description, specs, table, attacks, notes, wall
              f"Wall time of this invocation: {wall:.0f} s. Tables: `hybrid.csv`, "
              "`hybrid_attacks.csv`; tidy: `results.csv`.", ""]
     if not table.empty:
-        rows = []
+        rows, heads = [], ordered(table["head"], HEADS)
         for (ds, enc), g in table.groupby(["dataset", "encoder"], sort=False):
             cells = []
-            for head in HEADS:
+            for head in heads:
                 h = g[g["head"] == head]
                 std = (h.test_acc_std.mean() if head != "default" else
                        (h.test_acc.std(ddof=1) if len(h) > 1 else None))
@@ -101,9 +103,11 @@ def _write_report(out_dir, name, description, specs, table, attacks, notes, wall
             rows.append([ds, enc, " / ".join(cells), " / ".join(ref) if ref else "–"])
         spec = specs[0]
         parts += [
-            "## Test accuracy (%): default / LIF / ParaLIF head",
+            f"## Test accuracy (%): {' / '.join(HEAD_NAMES.get(h, h) for h in heads)} head",
             "",
-            markdown_table(["data set", "encoder", "ours", "reference"], rows),
+            markdown_table(["data set", "encoder", "ours",
+                            "reference" if heads == list(HEADS) else
+                            "reference (default / LIF / ParaLIF)"], rows),
             "",
             f"Ours: {spec.n_train or 'all'} training and {spec.n_test or 'all'} test images, "
             f"encoder input {spec.image_size or IMAGE_ENCODERS.get(spec.encoder).image_size} px, "
@@ -187,7 +191,7 @@ def _tables(name: str, results: list[RunResult]) -> dict:
         if result.status == "done":
             for variant, res in stages.items():
                 eff = result.details.get("efficiency", {}).get(variant, {})
-                rows.append({"suite": name, "run_id": f"{spec.run_id}/{STAGES[variant]}",
+                rows.append({"suite": name, "run_id": f"{spec.run_id}/{stage_name(variant)}",
                              "dataset": spec.dataset, "encoder": spec.encoder,
                              "head": variant, "seed": spec.seed,
                              "test_acc": _final(res, "test_acc"),
@@ -207,7 +211,7 @@ def _row_base(name: str, spec: HybridSpec, variant: str, status: str) -> dict:
     """A stage's identifying columns: the encoder fine-tuned with its default head (an ANN),
     or a spiking head trained by BPTT through its rate-coded steps."""
     default = variant == "default"
-    return identity(name, f"{spec.run_id}/{STAGES[variant]}", STAGES[variant], spec.dataset,
+    return identity(name, f"{spec.run_id}/{stage_name(variant)}", stage_name(variant), spec.dataset,
                     spec.encoder, "none" if default else variant,
                     "finetune" if default else "bptt", spec.seed, status)
 

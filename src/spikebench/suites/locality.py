@@ -36,6 +36,7 @@ class SNNKind:
     build: object  # SuiteOptions -> (specs, notes)
     options: frozenset[str] = SNN_OPTIONS
     files = {"tidy": "results.csv", "timings": "timings.csv"}
+    places_sections = True  # the studies' sections before the report's notes
 
     def specs(self, suite: Suite, opts: SuiteOptions) -> tuple[list, list[str]]:
         return self.build(opts)

@@ -41,9 +41,9 @@ from spikebench.engine.data import (
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
-    StepResult,
     Training,
     fit,
+    learner_step,
     load_trained,
 )
 from spikebench.engine.results import write_atomic
@@ -53,13 +53,13 @@ from spikebench.errors import ConfigError
 from spikebench.io import digest
 from spikebench.metrics.efficiency import conv_workload
 from spikebench.models import CONV_ARCHS, ConvNet, is_residual
-from spikebench.neurons import DLIFParams
+from spikebench.neurons import NEURONS, DLIFParams
 from spikebench.registry import Registry
 from spikebench.studies import cached
 from spikebench.studies.base import TrainedModel
 from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
 from spikebench.training.conversion import convert_conv
-from spikebench.training.robust import Objective, objective_loss
+from spikebench.training.robust import Objective
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ EVALUATION_VERSION = 1
 @dataclass(frozen=True)
 class Method:
     description: str
-    neuron: str  # "lif", "dlif" or "conversion" (an ANN first)
+    neuron: str  # "lif", "dlif", "conversion" (an ANN first) or a registered neuron
     objective: str  # "mix" perturbation: none | fgsm | gaussian (SNN methods)
     rho: bool = False  # MS-MPPD
     fields: tuple[str, ...] = ()  # the spec fields its training reads (in the run id)
@@ -187,11 +187,18 @@ class RobustSpec:
         return {k: getattr(self, k) for k in EVAL_FIELDS}
 
 
-def neuron_params(spec: RobustSpec, kind: str) -> DLIFParams:
+def neuron_params(spec: RobustSpec, kind: str):
+    """A method's neuron parameters: ``lif`` and ``dlif`` are Ding et al.'s (DLIF without
+    and with its a[t] scaling, hard reset, leak ``spec.leak``), ``conversion`` the
+    converted IF SNN's; any other registered neuron (``neurons.NEURONS``) with its own
+    defaults."""
     if kind == "conversion":  # IF, hard reset, learnable per-layer thresholds
         return DLIFParams(leak=1.0, reset="zero", dynamic=False, learn_threshold=True,
                           steps=spec.steps)
-    return DLIFParams(leak=spec.leak, reset="zero", dynamic=kind == "dlif", steps=spec.steps)
+    if kind in ("lif", "dlif"):
+        return DLIFParams(leak=spec.leak, reset="zero", dynamic=kind == "dlif",
+                          steps=spec.steps)
+    return NEURONS.get(kind).make_params()
 
 
 def build(spec: RobustSpec, shape, classes: int, kind: str | None) -> ConvNet:
@@ -208,20 +215,11 @@ def _sgd(params, lr: float, spec: RobustSpec, epochs: int):
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
 
 
-def _step(model: ConvNet, obj: Objective):
-    def step(batch) -> StepResult:
-        x, y = batch
-        loss, logits = objective_loss(model, x, y, obj)
-        loss.backward()
-        return StepResult(loss.item(), int((logits.argmax(-1) == y).sum()), len(y))
-
-    return step
-
-
 def _training(spec, model, objective, epochs, lr, train, test, label) -> Training:
     (x, y, _), (xt, yt, _) = train, test
     opt, schedule = _sgd(model.parameters(), lr, spec, epochs)
-    return Training(model, opt, epochs, epoch_batches(spec, x, y), _step(model, objective),
+    return Training(model, opt, epochs, epoch_batches(spec, x, y),
+                    learner_step(objective, model, opt.step),
                     evaluate=lambda: {"acc": accuracy(model, xt, yt)}, scheduler=schedule,
                     label=label, note=f"lr={lr}")
 
@@ -323,6 +321,10 @@ class RobustKind(ImageKind):
 
     options = ROBUST_OPTIONS
     files = {"robust": "robust.csv", "tidy": "results.csv", "timings": "timings.csv"}
+    refuses = {"neuron": "each defence is defined by its neuron (vanilla, at: LIF; gauss, "
+               "dlif-gauss, dlif-at: DLIF, whose a[t] scaling MS-MPPD uses; conversion: IF "
+               "from an ANN); to train another neuron, register a method in "
+               "spikebench.suites.robust.METHODS"}
 
     def specs(self, suite, opts) -> tuple[list, list[str]]:
         return robust_specs(suite.name, opts)

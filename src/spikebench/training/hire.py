@@ -20,13 +20,15 @@ Where the input gradient comes from (the paper does not say how it avoids extra 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
 from spikebench.attacks.perturb import input_gradient, mode
 from spikebench.errors import ConfigError
+from spikebench.learning_rules import StepOutput
+from spikebench.training.procedure import Procedure, hits, needs_update
 
 CRAFTS = ("free", "updated")
 
@@ -50,17 +52,18 @@ class HireSchedule:
         return steps // self.periods
 
 
-def hire_step(model, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+def hire_step(model, update, x: torch.Tensor, y: torch.Tensor,
               schedule: HireSchedule, clip=(0.0, 1.0), extra_loss=None, after_step=None
               ) -> tuple[float, torch.Tensor]:
-    """One batch of HIRE-SNN training: ``periods`` optimizer steps. ``extra_loss(model,
+    """One batch of HIRE-SNN training: ``periods`` optimizer steps (``update()``, the
+    optimiser's step, after each period's backward pass). ``extra_loss(model,
     variant)``: a term added to each period's loss (AGC's attention guidance);
     ``after_step()``: called after each optimizer step (AGC's masks). Returns the mean
     period loss and the readout averaged over all T steps (detached)."""
     width = schedule.window(model.steps)
     state, variant, losses, outs = None, x, [], []
     for p in range(schedule.periods):
-        optimizer.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         inp = variant.detach().clone().requires_grad_(schedule.craft == "free")
         start = state
         out, state = model.window(inp, width, state, p * width)
@@ -69,7 +72,7 @@ def hire_step(model, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch
             loss = loss + extra_loss(model, inp)
         loss.backward()
         grad = inp.grad if schedule.craft == "free" else None
-        optimizer.step()
+        update()
         if after_step is not None:
             after_step()
         state = [s.detach() for s in state]
@@ -81,6 +84,26 @@ def hire_step(model, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch
                     grad = input_gradient(_Window(model, width, start, p * width), inp, y)
             variant = (x + schedule.eps * grad.sign()).clamp(*clip)
     return sum(losses) / len(losses), torch.cat(outs).mean(0)
+
+
+class Hire(Procedure):
+    """HIRE-SNN training as a procedure (``hire_step``; it updates ``periods`` times per
+    batch). ``extra_loss`` and ``after_step`` as ``hire_step`` takes them (AGC + HIRE)."""
+
+    name = "hire"
+
+    def __init__(self, schedule: HireSchedule, extra_loss=None, after_step=None,
+                 clip=(0.0, 1.0)) -> None:
+        self.schedule, self.extra_loss, self.after_step = schedule, extra_loss, after_step
+        self.clip = clip
+
+    def backward(self, model, x, y, update=None) -> StepOutput:
+        loss, logits = hire_step(model, needs_update(self, update), x, y, self.schedule,
+                                 self.clip, self.extra_loss, self.after_step)
+        return StepOutput(loss, None, hits(logits, y), len(y), updated=True)
+
+    def config(self) -> dict:
+        return {**asdict(self.schedule), "clip": list(self.clip)}
 
 
 class _Window(torch.nn.Module):

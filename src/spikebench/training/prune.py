@@ -30,8 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikebench.errors import ConfigError
+from spikebench.learning_rules import StepOutput
 from spikebench.models import device_of
 from spikebench.neurons import NeuronDynamics
+from spikebench.training.procedure import Procedure, needs_update
 
 
 def prunable(model: nn.Module) -> list[nn.Module]:
@@ -76,6 +78,31 @@ def guided_loss(student, teacher, x, y, beta: float) -> tuple[torch.Tensor, torc
     with torch.no_grad():
         _, t_maps = attention_maps(teacher, x)
     return F.cross_entropy(logits, y) + attention_loss(s_maps, t_maps, beta), logits
+
+
+class Guided(Procedure):
+    """AGC fine-tuning as a procedure: one step on CE + L_AT (``guided_loss``) against the
+    fixed ``teacher``, then ``after_step()`` (the ``Pruner``'s masks)."""
+
+    name = "agc"
+
+    def __init__(self, teacher: nn.Module, beta: float, after_step=None) -> None:
+        self.teacher, self.beta, self.after_step = teacher, beta, after_step
+
+    def loss(self, model, x, y):
+        return guided_loss(model, self.teacher, x, y, self.beta)
+
+    def backward(self, model, x, y, update=None) -> StepOutput:
+        update = needs_update(self, update)
+        out = super().backward(model, x, y)
+        update()
+        if self.after_step is not None:
+            self.after_step()
+        out.updated = True
+        return out
+
+    def config(self) -> dict:
+        return {"beta": self.beta}
 
 
 def layer_importance(student, teacher, batches, beta: float) -> list[float]:

@@ -1,6 +1,7 @@
 r"""Robust training objectives (docs/suites/robust.md).
 
-``Objective(kind, ...)`` is what one training step minimises on a batch (x, y):
+``Objective(kind, ...)`` is a training ``Procedure``: what one training step minimises on
+a batch (x, y):
 
 - ``mix``: chi CE(f(x), y) + (1 - chi) CE(f(x~), y) + rho L_MPPD (Ding et al.'s joint
   loss). x~ by ``perturbation``: ``none`` (plain training: CE(f(x), y) alone),
@@ -30,6 +31,7 @@ from torch import nn
 
 from spikebench.attacks.perturb import fgsm, gaussian, kl_loss, mode, pgd, rfgsm_kl
 from spikebench.errors import ConfigError
+from spikebench.training.procedure import Procedure
 
 KINDS = ("mix", "pgd-at", "trades", "finetune")
 PERTURBATIONS = ("none", "gaussian", "fgsm")
@@ -53,7 +55,8 @@ def mppd_loss(clean: torch.Tensor, perturbed: torch.Tensor, leak: float) -> torc
 
 
 @dataclass(frozen=True)
-class Objective:
+class Objective(Procedure):
+    name = "objective"
     kind: str = "mix"
     perturbation: str = "none"
     eps: float = 0.05  # L-inf radius of crafted inputs (fgsm, pgd-at, trades, finetune)
@@ -73,6 +76,9 @@ class Objective:
             raise ConfigError("rho (MS-MPPD) needs kind 'mix' with a perturbation")
         if not 0 <= self.chi <= 1:
             raise ConfigError(f"chi must lie in [0, 1], got {self.chi}")
+
+    def loss(self, model, x, y):
+        return objective_loss(model, x, y, self)
 
 
 def _last_neuron(model: nn.Module):
