@@ -14,8 +14,6 @@ from spikebench.errors import ConfigError
 from spikebench.learning_rules import RULES, LearningRule, StepOutput, objective
 from spikebench.learning_rules.base import count_correct
 from spikebench.metrics.efficiency import conv_workload
-from spikebench.models import ConvNet
-from spikebench.models.hybrid import SpikingHead
 from spikebench.neurons import NEURONS, Neuron, NeuronDynamics
 from spikebench.neurons.surrogate import spike
 from spikebench.registry import UnknownNameError
@@ -23,6 +21,7 @@ from spikebench.studies import STUDIES, StudyOutput
 from spikebench.suites import SuiteOptions, run_suite
 from spikebench.suites.base import SUITES, Suite
 from spikebench.suites.locality import SNNKind, locality_grid
+from spikebench.suites.robust import METHODS, Method, RobustSpec, build, snn_objective
 
 
 class ReadoutOnly(LearningRule):
@@ -137,7 +136,7 @@ def test_a_study_defined_in_a_test_runs_on_a_conv_suite(tmp_path):
 
 def test_a_study_of_spiking_mlps_on_a_conv_suite_is_refused_with_the_reason():
     with pytest.raises(ConfigError, match="analyses spiking MLPs.*fisher"):
-        SUITES.get("robust").check_options(SuiteOptions(studies=["cka"]))
+        SUITES.get("robust").check_options(SuiteOptions(studies=["fgsm"]))
     with pytest.raises(UnknownNameError, match="unknown study 'nope'; known studies"):
         SUITES.get("robust").check_options(SuiteOptions(studies=["nope"]))
 
@@ -194,18 +193,32 @@ def test_an_adaptive_lif_runs_in_an_mlp_a_conv_snn_and_a_spiking_head(alif, exte
                                                               progress=False))
     assert [r.status for r in result.runs] == ["done", "done"]
     assert set(pd.read_csv(tmp_path / "out" / "results.csv").neuron) == {"alif"}
-    # a conv SNN: the same dynamics after every convolution, per channel; it trains
-    torch.manual_seed(0)
-    net = ConvNet("vgg-small", 1, 8, 3, ALIFParams(), steps=4)
+    # a conv SNN: the same dynamics after every convolution, per channel; one line in the
+    # robust suites' methods gives it a defence, trained by the registered procedure
+    METHODS.register("alif-gauss", Method("ALIF SNN, Gaussian noise", alif, "gaussian"))
+    try:
+        spec = RobustSpec(method="alif-gauss", arch="vgg-small", steps=4)
+        net = build(spec, (1, 8), 3, METHODS.get("alif-gauss").neuron)
+        objective = snn_objective(spec, METHODS.get("alif-gauss"))
+    finally:
+        METHODS.unregister("alif-gauss")
     assert len(net.neurons()) == 3 and all(isinstance(m, ALIFDynamics) for m in net.neurons())
     x, y = torch.rand(6, 1, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
-    torch.nn.functional.cross_entropy(net(x), y).backward()
+    out = objective.backward(net, x, y)
     grads = [p.grad for p in net.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert out.count == 6 and grads and all(torch.isfinite(g).all() for g in grads)
     assert net.body[0].weight.grad.abs().sum() > 0
     assert conv_workload(net.eval(), x)["spikes"] >= 0  # efficiency asks the interface
-    # a spiking head
-    head = SpikingHead(10, 3, alif, steps=5)
-    out = head(torch.rand(6, 10))
-    torch.nn.functional.cross_entropy(out, y).backward()
-    assert out.shape == (6, 3) and head.layer.weight.grad.abs().sum() > 0
+    # a spiking head: the hybrid suite trains it end to end (--neuron alif), and the
+    # studies take it
+    hybrid = run_suite("hybrid-lenet", tmp_path / "hybrid", SuiteOptions(
+        dataset="mnist5k", n_train=64, n_test=32, epochs=1, n_eval=8, neuron=alif,
+        seeds=[0, 1], studies=["cka"], progress=False), runs_dir=tmp_path / "runs")
+    assert [r.status for r in hybrid.runs] == ["done", "done"]
+    tidy = pd.read_csv(tmp_path / "hybrid" / "results.csv")
+    assert set(tidy.neuron) == {"none", "alif"} and set(tidy.stage) == {"encoder", "head-alif"}
+    cka = pd.read_csv(tmp_path / "hybrid" / "cka.csv")
+    assert set(cka.a) == {"bptt/head-alif"}
+    assert set(zip(cka.seed_a, cka.seed_b, strict=True)) == {(0, 1)}
+    assert "## Test accuracy (%): default / alif head" in (tmp_path / "hybrid" /
+                                                          "report.md").read_text()

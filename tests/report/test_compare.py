@@ -98,3 +98,11 @@ def test_compare_names_the_bad_file_or_metric(tmp_path, capsys):
     _tables()["mlp"].to_csv(good, index=False)
     assert main(["compare", str(good), "--metric", "nope", "--out", str(tmp_path / "o")]) == 2
     assert "'nope': no such metric" in capsys.readouterr().err
+
+
+def test_ordered_lists_each_value_once_in_the_given_order_then_sorted():
+    from spikebench.report.markdown import ordered
+
+    assert ordered(["x", "eprop", "bptt", "a", "bptt"], ("bptt", "eprop", "bptt", "x")) == [
+        "bptt", "eprop", "x", "a"]
+    assert ordered(["c", "b"], ()) == ["b", "c"]

@@ -65,6 +65,8 @@ def test_cka_suite_compares_rules_seeds_and_conversion(tmp_path, nmnist_dir):
     run_suite("cka", tmp_path / "cka", opts(nmnist_dir, archs=["ff"]))
     df = pd.read_csv(tmp_path / "cka" / "cka.csv")
     assert set(df.seed_a) == {0, 1}  # two seeds by default
+    assert not df.duplicated(["model", "a", "b", "seed_a", "seed_b", "layer_a", "layer_b"]).any()
+    assert set(df.suite) == {"cka"} and set(df.model) == {"ff"}
     pairs = set(zip(df.a, df.b, strict=True))
     assert {("bptt", "decolle"), ("bptt", "conversion"), ("bptt", "bptt")} <= pairs
     same = df[(df.a == "bptt") & (df.b == "bptt")]

@@ -19,7 +19,7 @@ ARCH_ORDER = ["ff", "rec"]
 
 def ordered(values, order) -> list:
     """``values`` once each: those in ``order`` first, in its order, then the rest sorted."""
-    values = list(dict.fromkeys(values))
+    values, order = list(dict.fromkeys(values)), list(dict.fromkeys(order))
     return [v for v in order if v in values] + sorted(v for v in values if v not in order)
 
 

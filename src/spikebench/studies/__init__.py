@@ -25,7 +25,7 @@ from spikebench.studies.fisher import fisher_study
 
 # these analyse spiking MLPs trained by a rule (their data set, decision and ANN
 # counterpart); the others take any suite kind's trained models (StudyContext.trained)
-for _study in (fgsm_study, cka_study, backdoor_study, fidelity_study):
+for _study in (fgsm_study, backdoor_study, fidelity_study):
     _study.mlp_only = True
 
 STUDIES: Registry[Callable[[StudyContext], StudyOutput]] = Registry("study")

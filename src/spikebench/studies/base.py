@@ -215,3 +215,11 @@ def schema_columns(suite: str, columns: dict) -> dict:
     """A study table's identifying columns: the results schema's, in its order."""
     return {"suite": suite, **{k: columns[k] for k in ID_COLUMNS if k not in ("suite",
                                                                           "status")}}
+
+
+def variant(columns: dict) -> str:
+    """How a model is told apart from the others of its architecture in tables and plots:
+    its method, with the stage where a run has several (``conversion/ann``)."""
+    stage = columns["stage"]
+    return columns["method"] if stage in ("train", columns["method"]) else \
+        f"{columns['method']}/{stage}"

@@ -24,6 +24,7 @@ from spikebench.studies.base import (
     models_of,
     per_model,
     schema_columns,
+    variant,
 )
 
 FISHER_VERSION = 2  # 2: a list per run, one entry per trained model with its columns
@@ -43,14 +44,6 @@ def _fisher_run(trained, spec, run_dir: Path, params: dict) -> list[dict]:
                     # of compact support): no shares, said in the report
                     "shares": {g: None for g in traces} if silent else shares(traces)})
     return out
-
-
-def variant(columns: dict) -> str:
-    """How a model is told apart from the others of its architecture in tables and plots:
-    its method, with the stage where a run has several (``conversion/ann``)."""
-    stage = columns["stage"]
-    return columns["method"] if stage in ("train", columns["method"]) else \
-        f"{columns['method']}/{stage}"
 
 
 def fisher_study(ctx: StudyContext) -> StudyOutput:
