@@ -75,6 +75,28 @@ def test_routes_keep_the_forward_and_change_the_gradient():
     assert torch.equal(act(current), plain)
 
 
+def test_bptr_carries_dlif_gains_into_the_gradient():
+    """BPTR differentiates the rate through the time-averaged effective input a[t] I[t]:
+    d(sum_t s[t]) / dI[t] = a[t] / theta where the neuron fires (negative gains too)."""
+    act = SpikingActivation(DLIFParams(steps=4, threshold=0.5)).double()
+    with torch.no_grad():
+        act.gain.copy_(torch.tensor([2.0, -1.0, 0.5, 3.0]))
+    current = (torch.rand(4, 3, 6, dtype=torch.float64) * 2).requires_grad_()
+    current.data[:, :, 0] = -1.0  # never fires: no gradient
+    act.route = "bptr"
+    out = act(current)
+    (grad,) = torch.autograd.grad(out.sum(), current)
+    fires = out.mean(0) > 0
+    assert fires.any() and not fires[:, 0].any()
+    for t, a in enumerate([2.0, -1.0, 0.5, 3.0]):
+        torch.testing.assert_close(grad[t][fires], torch.full_like(grad[t][fires], a / 0.5))
+    assert torch.all(grad[:, ~fires] == 0)
+    # the gains' gradient goes through the same smooth path
+    (g_gain,) = torch.autograd.grad(act(current).sum(), act.gain)
+    expect = (fires.double() * current.detach()).sum((1, 2)) / 0.5
+    torch.testing.assert_close(g_gain, expect)
+
+
 def test_dlif_layer_refuses_more_steps_than_its_gains():
     from spikebench.errors import ConfigError
     from spikebench.neurons import DLIFLayer

@@ -11,7 +11,7 @@ accuracy is measured on the unchanged model):
 - ``NAME:SLOPE``: another surrogate (``triangle:0.5`` is the triangle of width 2,
   ``straight_through:1`` a rectangle of width 2, ``exponential:1``, ...);
 - ``bptr``: backward through rates (forward spikes, the backward through the
-  time-averaged current where a neuron fires, no unrolling);
+  time-averaged effective input a[t] I[t] where a neuron fires, no unrolling);
 - ``proxy``: the ANN proxy (ReLU-like rates on the same weights; a transfer attack).
 
 Attacks (L-inf, images in ``clip``): FGSM and PGD-k (``attacks.perturb``: one

@@ -24,8 +24,8 @@ Two forms share ``dlif_scan`` (the pure dynamics over [T, B, ...]):
 ``SpikingActivation.route`` chooses the gradient an attack or a training step sees:
 ``None`` the neuron's own surrogate, ``(surrogate, slope)`` another one (the attack
 ensembles' routes), ``"bptr"`` backward through rates (the forward is the spikes; the
-backward treats the rate as a function of the time-averaged current with slope
-1/theta where the neuron fires at all, and does not unroll time), ``"proxy"`` the ANN
+backward treats the rate as a function of the time-averaged effective input a[t] I[t]
+with slope 1/theta where the neuron fires at all, and does not unroll time), ``"proxy"`` the ANN
 proxy (its forward is the rate an IF neuron with soft reset fires,
 clamp(I / theta, 0, 1), at every step; a smooth stand-in whose adversarials are
 transferred to the SNN).
@@ -142,15 +142,15 @@ class SpikingActivation(NeuronDynamics, _Neuron):
         if self.record:
             self.last_current = current
         theta = self.threshold()
+        gain = 1.0 if self.gain is None else self.gain[:len(current)].view(
+            -1, *[1] * (current.dim() - 1))
         if self.route == "proxy":
-            gain = 1.0 if self.gain is None else self.gain[:len(current)].view(
-                -1, *[1] * (current.dim() - 1))
             return (gain * current / theta).clamp(0.0, 1.0)
-        if self.route == "bptr":
+        if self.route == "bptr":  # through the time-averaged effective input a[t] I[t]
             with torch.no_grad():
                 s = dlif_scan(current, self.params, theta, self.gain)
             fires = (s.mean(0) > 0).to(current.dtype)
-            smooth = fires * current.mean(0) / theta
+            smooth = fires * (gain * current).mean(0) / theta
             return s + (smooth - smooth.detach()).unsqueeze(0)
         return dlif_scan(current, self.params, theta, self.gain,
                          None if self.route is None else self.route)

@@ -63,7 +63,7 @@ from spikebench.training.robust import Objective
 
 log = logging.getLogger(__name__)
 
-EVALUATION_VERSION = 1
+EVALUATION_VERSION = 2  # 2: BPTR through DLIF's gains a[t] (1 ignored them)
 
 
 @dataclass(frozen=True)
