@@ -138,7 +138,7 @@ def test_hire_agc_and_conversion_create_no_tensor_on_an_implicit_device(coding):
     student, teacher, (x, y) = _conv_snn(coding), _conv_snn(coding), IMAGES
     opt = torch.optim.SGD(student.parameters(), lr=0.01)
     loss, _ = _on_meta(lambda: hire_step(student, opt.step, x, y, HireSchedule(periods=3)))
-    imp = _on_meta(lambda: layer_importance(student, teacher, [(x, y)], 10.0))
+    imp = _on_meta(lambda: layer_importance(student, [(x, y)]))
     pruner = _on_meta(lambda: Pruner(student, [0.5] * len(imp)))
     _on_meta(pruner.apply)
     guided, _ = _on_meta(lambda: guided_loss(student, teacher, x, y, 10.0))

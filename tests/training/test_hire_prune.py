@@ -1,6 +1,8 @@
 """HIRE-SNN's period schedule and crafted noise; AGC's pruning: the global target, the
 per-layer ratios' ranking, and zeros that stay zero through fine-tuning and saving."""
 
+import copy
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from spikebench.neurons import DLIFParams
 from spikebench.training.hire import HireSchedule, hire_step
 from spikebench.training.prune import (
     Pruner,
+    attention_guidance,
     attention_maps,
     compression_ratio,
     guided_loss,
@@ -31,9 +34,9 @@ def test_each_period_feeds_its_share_of_steps_of_its_own_variant(craft, monkeypa
     y = torch.tensor([0, 1, 2, 0])
     seen, window = [], m.window
 
-    def spy(inp, steps, state, t0):
+    def spy(inp, steps, state, t0, **kw):
         seen.append((inp.detach().clone(), steps, t0, state is None))
-        return window(inp, steps, state, t0)
+        return window(inp, steps, state, t0, **kw)
 
     monkeypatch.setattr(m, "window", spy)
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
@@ -67,7 +70,7 @@ def tiny_teacher_student():
 def test_pruning_meets_the_global_target_and_follows_the_importance_ranking():
     teacher, student = tiny_teacher_student()
     x, y = torch.rand(16, 1, 8, 8), torch.arange(16) % 3
-    imp = layer_importance(student, teacher, [(x, y)], beta=100.0)
+    imp = layer_importance(student, [(x, y)])
     sizes = [m.weight.numel() for m in prunable(student)]
     for target in (0.4, 0.1, 1 / 30):
         dens = layer_densities(imp, sizes, target)
@@ -108,3 +111,46 @@ def test_attention_maps_are_unit_norm_per_conv_activation():
     for q in maps:
         norms = q.norm(dim=1)
         assert torch.all((norms - 1).abs() < 1e-5) or torch.all(norms <= 1 + 1e-5)
+
+
+def test_layer_importance_is_the_ce_saliency_in_eval_mode():
+    """The student is its teacher's copy, so L_AT is exactly 0 in eval mode: the importance
+    is |W dCE/dW| (float64, against a plain computation), whatever mode the model is in."""
+    teacher, student = tiny_teacher_student()
+    teacher, student = teacher.double(), student.double()
+    x, y = torch.rand(16, 1, 8, 8, dtype=torch.float64), torch.arange(16) % 3
+    student.eval()
+    assert float(guided_loss(student, teacher, x, y, beta=10.0)[0]
+                 - torch.nn.functional.cross_entropy(student(x), y)) == 0.0
+    student.train()
+    imp = layer_importance(student, [(x, y)])
+    assert student.training  # its mode is left as it was
+    ref = copy.deepcopy(student).eval()
+    torch.nn.functional.cross_entropy(ref(x), y).backward()
+    expect = [float((m.weight * m.weight.grad).abs().mean()) for m in prunable(ref)]
+    assert imp == pytest.approx(expect, rel=1e-12)
+
+
+def test_hire_with_attention_guidance_uses_the_periods_own_spikes_and_ce_noise(monkeypatch):
+    """AGC + HIRE: no extra forward of the student (its maps come from the period's spikes),
+    and the crafted noise follows the CE alone (the same variants as without guidance)."""
+    teacher, _ = tiny_teacher_student()
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    variants = {}
+    for guided in (False, True):
+        m = snn(seed=1)
+        seen = []
+
+        def spy(inp, *a, seen=seen, window=m.window, **k):
+            seen.append(inp.detach())
+            return window(inp, *a, **k)
+
+        monkeypatch.setattr(m, "window", spy)
+        monkeypatch.setattr(m, "forward", lambda *a, **k: pytest.fail("a full forward"))
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        extra = attention_guidance(teacher, 10.0) if guided else None
+        loss, _ = hire_step(m, opt.step, x, y, HireSchedule(periods=2, eps=0.1),
+                            extra_loss=extra)
+        assert loss > 0 and len(seen) == 2
+        variants[guided] = seen[1]
+    torch.testing.assert_close(variants[True], variants[False], rtol=0, atol=0)

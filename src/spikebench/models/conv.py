@@ -156,11 +156,12 @@ class ConvNet(nn.Module):
         return steps.reshape(-1, *x.shape[1:])
 
     def window(self, x: torch.Tensor, steps: int, state: list | None = None,
-               t0: int = 0) -> tuple[torch.Tensor, list]:
+               t0: int = 0, record: list | None = None) -> tuple[torch.Tensor, list]:
         """``steps`` steps of the SNN on image x from the neurons' membranes ``state``
         (None: rest) after step ``t0 - 1``: (the readout at each step [steps, B, classes],
         the membranes after the last step). ``forward`` is one window of T steps from rest
-        averaged over time (HIRE-SNN feeds T in periods of several windows)."""
+        averaged over time (HIRE-SNN feeds T in periods of several windows). ``record``:
+        a list that receives every neuron layer's spikes [steps, B, ...] of the window."""
         missing = [type(m).__name__ for m in self.neurons() if not hasattr(m, "window")]
         if missing:
             raise ConfigError(f"windows of steps from carried membranes (HIRE-SNN) need "
@@ -174,6 +175,8 @@ class ConvNet(nn.Module):
         def spike(m, current):
             i = next(k)
             s, state[i] = m.window(current, state[i], t0)
+            if record is not None:
+                record.append(s)
             return s
 
         h = self._run(h, steps, batch, spike)

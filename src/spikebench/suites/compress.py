@@ -62,8 +62,7 @@ from spikebench.training.hire import Hire, HireSchedule
 from spikebench.training.prune import (
     Guided,
     Pruner,
-    attention_loss,
-    attention_maps,
+    attention_guidance,
     compression_ratio,
     layer_densities,
     layer_importance,
@@ -75,6 +74,8 @@ from spikebench.training.robust import Objective
 METHODS = ("standard", "hire", "agc", "hire+agc")
 TEACHER = {"agc": "standard", "hire+agc": "hire"}
 EVALUATION_VERSION = 1
+# in the AGC runs' ids; 2: CE saliency in eval mode, the HIRE periods' own attention maps
+AGC_VERSION = 2
 EVAL_FIELDS = ("eps", "n_attack", "pgd_steps", "routes", "square_queries", "sigma", "eot")
 
 
@@ -141,6 +142,7 @@ class CompressSpec:
             keep += ["hire_periods", "hire_eps", "hire_craft"]
         if "agc" in self.method:
             keep += ["density", "agc_beta", "finetune_epochs", "finetune_lr", "n_importance"]
+            return {**identity_core(self, keep), "agc_version": AGC_VERSION}
         return identity_core(self, keep)
 
     @property
@@ -183,18 +185,13 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
             student.load_state_dict(teacher.state_dict())
             seed_everything(spec.seed)
             n = spec.n_importance
-            importance = layer_importance(student, teacher, [(x[:n], y[:n])], spec.agc_beta)
+            importance = layer_importance(student, [(x[:n], y[:n])])
             sizes = [m.weight.numel() for m in prunable(student)]
             pruner = Pruner(student, layer_densities(importance, sizes, spec.density))
             opt = torch.optim.SGD(student.parameters(), lr=spec.finetune_lr,
                                   momentum=spec.momentum, weight_decay=spec.weight_decay)
             if "hire" in spec.method:
-                def extra(model, inp):
-                    _, s_maps = attention_maps(model, inp)
-                    with torch.no_grad():
-                        _, t_maps = attention_maps(teacher, inp)
-                    return attention_loss(s_maps, t_maps, spec.agc_beta)
-
+                extra = attention_guidance(teacher, spec.agc_beta)
                 procedure = Hire(spec.schedule(), extra, pruner.apply)
             else:
                 procedure = Guided(teacher, spec.agc_beta, pruner.apply)

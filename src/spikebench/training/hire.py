@@ -56,22 +56,30 @@ def hire_step(model, update, x: torch.Tensor, y: torch.Tensor,
               schedule: HireSchedule, clip=(0.0, 1.0), extra_loss=None, after_step=None
               ) -> tuple[float, torch.Tensor]:
     """One batch of HIRE-SNN training: ``periods`` optimizer steps (``update()``, the
-    optimiser's step, after each period's backward pass). ``extra_loss(model,
-    variant)``: a term added to each period's loss (AGC's attention guidance);
+    optimiser's step, after each period's backward pass). ``extra_loss(model, variant,
+    spikes)``: a term added to each period's loss from the period's own spikes (every
+    neuron layer's [steps, B, ...]; AGC's attention guidance, ``prune.attention_guidance``),
+    which never enters the crafted noise: that follows the cross-entropy alone;
     ``after_step()``: called after each optimizer step (AGC's masks). Returns the mean
     period loss and the readout averaged over all T steps (detached)."""
     width = schedule.window(model.steps)
+    free = schedule.craft == "free"
     state, variant, losses, outs = None, x, [], []
     for p in range(schedule.periods):
         model.zero_grad(set_to_none=True)
-        inp = variant.detach().clone().requires_grad_(schedule.craft == "free")
+        inp = variant.detach().clone().requires_grad_(free)
         start = state
-        out, state = model.window(inp, width, state, p * width)
+        spikes: list | None = [] if extra_loss is not None else None
+        out, state = model.window(inp, width, state, p * width, record=spikes)
         loss = F.cross_entropy(out.mean(0), y)
+        grad = None
         if extra_loss is not None:
-            loss = loss + extra_loss(model, inp)
+            if free and p + 1 < schedule.periods:  # the noise: CE's input gradient
+                (grad,) = torch.autograd.grad(loss, inp, retain_graph=True)
+            loss = loss + extra_loss(model, inp, spikes)
         loss.backward()
-        grad = inp.grad if schedule.craft == "free" else None
+        if free and grad is None:
+            grad = inp.grad
         update()
         if after_step is not None:
             after_step()

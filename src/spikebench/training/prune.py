@@ -13,9 +13,11 @@ normalised to unit L2 norm. The guidance loss is
 between the student S and the teacher M on the same input.
 
 Layer densities (the paper gives no rule; this one is ours, documented): each layer's
-importance is the mean first-order saliency |W * dL/dW| of its weights under the
-attention-guided loss CE + L_AT (of the unpruned student, i.e. the teacher's weights), and
-layer l keeps a fraction d_l = min(1, c imp_l / max imp) of its weights, with c set by
+importance is the mean first-order saliency |W * dCE/dW| of the unpruned student's weights
+(the teacher's, in eval mode). The attention term is left out because it is exactly zero
+there: the student is the teacher's copy (spikebench <= 0.1 said "under CE + L_AT", and
+its non-zero attention term came only from BatchNorm's batch statistics in train mode).
+Layer l keeps a fraction d_l = min(1, c imp_l / max imp) of its weights, with c set by
 bisection so that all layers together keep the global target. Densities thus follow the
 importance ranking, and the total meets the target up to rounding. Within a layer the
 largest-magnitude weights are kept (one shot: masks fixed from then on); ``Pruner`` keeps
@@ -29,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikebench.attacks.perturb import mode
 from spikebench.errors import ConfigError
 from spikebench.learning_rules import StepOutput
 from spikebench.models import device_of
@@ -42,25 +45,39 @@ def prunable(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
 
+def maps_of(outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The normalised attention maps [B, H W] of the convolutional activations among
+    ``outputs``: an SNN's spikes [T, B, C, H, W] as rates over their steps, an ANN's
+    [B, C, H, W] as they are (fully connected ones are left out)."""
+    acts = [out.mean(0) if out.dim() == 5 else out for out in outputs if out.dim() in (4, 5)]
+    return [F.normalize(a.pow(2).sum(1).flatten(1), dim=1) for a in acts]
+
+
 def attention_maps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list]:
     """(logits, the normalised attention maps [B, H W] of every convolutional activation)."""
     acts = [m for m in model.modules() if isinstance(m, NeuronDynamics | nn.ReLU)]
     outputs: list[torch.Tensor] = []
-
-    def hook(module, args, out):
-        if out.dim() == 5:  # an SNN's spikes [T, B, C, H, W]: rates over time
-            outputs.append(out.mean(0))
-        elif out.dim() == 4:
-            outputs.append(out)
-
-    handles = [m.register_forward_hook(hook) for m in acts]
+    handles = [m.register_forward_hook(lambda module, args, out: outputs.append(out))
+               for m in acts]
     try:
         logits = model(x)
     finally:
         for h in handles:
             h.remove()
-    maps = [F.normalize(a.pow(2).sum(1).flatten(1), dim=1) for a in outputs]
-    return logits, maps
+    return logits, maps_of(outputs)
+
+
+def attention_guidance(teacher: nn.Module, beta: float):
+    """HIRE-SNN's ``extra_loss`` for AGC + HIRE: L_AT between the maps of the period's own
+    spikes (the student's rates over the period's steps, no extra pass) and the fixed
+    teacher's maps of the same input (its T steps from rest, without gradients)."""
+
+    def extra(model, inp: torch.Tensor, spikes: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            _, t_maps = attention_maps(teacher, inp)
+        return attention_loss(maps_of(spikes), t_maps, beta)
+
+    return extra
 
 
 def attention_loss(student: list[torch.Tensor], teacher: list[torch.Tensor],
@@ -105,19 +122,21 @@ class Guided(Procedure):
         return {"beta": self.beta}
 
 
-def layer_importance(student, teacher, batches, beta: float) -> list[float]:
-    """Mean |W dL/dW| per prunable layer under CE + L_AT, over ``batches`` (moved to the
-    student's device)."""
+def layer_importance(student, batches) -> list[float]:
+    """Mean |W dCE/dW| per prunable layer of the unpruned student, in eval mode (running
+    BatchNorm statistics), over ``batches`` (moved to the student's device). The student
+    starts as its teacher's copy, so the attention term of the fine-tuning loss is zero
+    here and adds nothing to the saliency: CE's alone is measured."""
     layers = prunable(student)
     sal = [0.0] * len(layers)
     device = device_of(student)
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
-        student.zero_grad(set_to_none=True)
-        loss, _ = guided_loss(student, teacher, x, y, beta)
-        loss.backward()
-        for k, m in enumerate(layers):
-            sal[k] += float((m.weight.detach() * m.weight.grad).abs().mean())
+    with mode(student, False):
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            student.zero_grad(set_to_none=True)
+            F.cross_entropy(student(x), y).backward()
+            for k, m in enumerate(layers):
+                sal[k] += float((m.weight.detach() * m.weight.grad).abs().mean())
     student.zero_grad(set_to_none=True)
     return sal
 
