@@ -92,3 +92,26 @@ def test_rate_coded_models_are_attacked_with_expectation_over_encodings():
     torch.testing.assert_close(averaged, by_hand)
     torch.manual_seed(2)
     assert not torch.equal(m(x), m(x))  # each call draws a new encoding
+
+
+def test_the_reference_routes_are_its_19_in_its_own_parametrisation():
+    from spikebench.attacks.ensemble import REFERENCE_ROUTES
+    from spikebench.neurons.surrogate import spike_derivative
+
+    assert len(REFERENCE_ROUTES) == len(set(REFERENCE_ROUTES)) == 19
+    assert {"identity:1", "bptr", "proxy"} <= set(REFERENCE_ROUTES)
+    for r in REFERENCE_ROUTES:
+        parse_route(r)
+    u = torch.linspace(-20, 20, 400_001, dtype=torch.float64)
+    du = float(u[1] - u[0])
+    for gamma in (0.25, 0.5, 1, 2, 3):  # max(0, gamma - |u|) / gamma^2: unit area
+        d = spike_derivative(u, "pwl", gamma)
+        assert float(d.sum()) * du == pytest.approx(1.0, rel=1e-3)
+        assert float(d.max()) == pytest.approx(1 / gamma, rel=1e-6)
+    for gamma in (0.25, 0.5, 1, 2, 4):  # 1[|u| < gamma / 2] / gamma: unit area
+        assert float(spike_derivative(u, "rect", gamma).sum()) * du == pytest.approx(
+            1.0, rel=1e-3)
+    for gamma in (0.5, 1, 2):
+        torch.testing.assert_close(spike_derivative(u, "exp_damped", gamma),
+                                   0.3 * torch.exp(-gamma * u.abs()))
+    assert torch.equal(spike_derivative(u, "identity", 1.0), torch.ones_like(u))

@@ -29,7 +29,7 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     for col in ("fgsm", "pgd", "square", "clean"):  # the per-sample ensemble is the worst
         assert (table.ensemble <= table[col] + 1e-12).all(), col
     routes = [c for c in table.columns if c.startswith("pgd[")]
-    assert len(routes) == 7 and (table.ensemble <= table[routes].min(axis=1) + 1e-12).all()
+    assert len(routes) == 8 and (table.ensemble <= table[routes].min(axis=1) + 1e-12).all()
     assert (table.set_index("model").loc["ann", "spikes_per_image"] == 0)
     assert (table.set_index("model").drop("ann").spikes_per_image > 0).all()
     tidy = pd.read_csv(tmp_path / "out" / "results.csv")
@@ -42,6 +42,7 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert set(gains.model) == {"gauss", "dlif-gauss", "dlif-at"} and set(gains.t) == {0, 1}
     report = (tmp_path / "out" / "report.md").read_text()
     for needle in ("## Accuracy (%) under attack", "## Findings", "MS-MPPD beyond noise",
+                   "strongest route (PGD %)",
                    "Conversion", "a_l[t]", "40 test images", "T = 2"):
         assert needle in report, needle
     for png in ("robust_eps.png", "dlif_gains.png"):

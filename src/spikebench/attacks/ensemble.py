@@ -9,7 +9,9 @@ accuracy is measured on the unchanged model):
 
 - ``surrogate``: the model's own training surrogate;
 - ``NAME:SLOPE``: another surrogate (``triangle:0.5`` is the triangle of width 2,
-  ``straight_through:1`` a rectangle of width 2, ``exponential:1``, ...);
+  ``straight_through:1`` a rectangle of width 2, ``exponential:1``, ``identity:1`` the
+  identity straight-through estimator, and the reference's gamma forms ``pwl``, ``rect``,
+  ``exp_damped``: ``neurons.surrogate``);
 - ``bptr``: backward through rates (forward spikes, the backward through the
   time-averaged effective input a[t] I[t] where a neuron fires, no unrolling);
 - ``proxy``: the ANN proxy (ReLU-like rates on the same weights; a transfer attack).
@@ -40,7 +42,12 @@ from spikebench.neurons import NeuronDynamics
 from spikebench.neurons.surrogate import surrogate_names
 
 DEFAULT_ROUTES = ("surrogate", "triangle:0.5", "triangle:2", "straight_through:1",
-                  "exponential:1", "bptr", "proxy")
+                  "exponential:1", "identity:1", "bptr", "proxy")
+# the robust-conversion reference's 19 routes (its gamma-parametrised forms)
+REFERENCE_ROUTES = (*(f"pwl:{g:g}" for g in (0.25, 0.5, 1, 2, 3)),
+                    *(f"rect:{g:g}" for g in (0.25, 0.5, 1, 2, 4)),
+                    *(f"{f}:{g:g}" for f in ("exponential", "exp_damped") for g in (0.5, 1, 2)),
+                    "identity:1", "bptr", "proxy")
 
 
 def parse_route(route: str):

@@ -9,6 +9,11 @@ Backward: the derivative of a smooth stand-in, scaled by ``slope``:
 - ``straight_through``: 1 where |x| < 1/slope, else 0 (a rectangle of width 2/slope)
 - ``exponential``: exp(-slope |x|)
 
+The forms of the robust-conversion reference's attack routes, ``slope`` = its width gamma
+(docs/suites/robust.md): ``pwl`` max(0, gamma - |x|) / gamma^2 (unit
+area), ``rect`` 1[|x| < gamma / 2] / gamma (unit area), ``exp_damped`` 0.3 exp(-gamma |x|)
+and ``identity`` 1 everywhere (the straight-through estimator proper; ``slope`` unused).
+
 ``soft_sigmoid`` is not a surrogate: its forward *is* sig(slope x), so the network is
 smooth and autograd is exact. Gradient tests use it to compare BPTT with finite
 differences.
@@ -46,12 +51,32 @@ def _exponential(x: torch.Tensor, slope: float) -> torch.Tensor:
     return torch.exp(-slope * x.abs())
 
 
+def _pwl(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return torch.clamp(gamma - x.abs(), min=0.0) / gamma**2
+
+
+def _rect(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return (x.abs() < gamma / 2).to(x.dtype) / gamma
+
+
+def _exp_damped(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return 0.3 * torch.exp(-gamma * x.abs())
+
+
+def _identity(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return torch.ones_like(x)
+
+
 SURROGATES: Registry[Derivative] = Registry("surrogate")
 SURROGATES.register("fast_sigmoid", _fast_sigmoid)
 SURROGATES.register("sigmoid", _sigmoid)
 SURROGATES.register("triangle", _triangle)
 SURROGATES.register("straight_through", _straight_through)
 SURROGATES.register("exponential", _exponential)
+SURROGATES.register("pwl", _pwl)
+SURROGATES.register("rect", _rect)
+SURROGATES.register("exp_damped", _exp_damped)
+SURROGATES.register("identity", _identity)
 SMOOTH = "soft_sigmoid"
 
 

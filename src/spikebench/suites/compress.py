@@ -30,7 +30,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from spikebench.attacks.ensemble import accuracy, parse_route, robust_evaluation
+from spikebench.attacks.ensemble import (
+    REFERENCE_ROUTES,
+    accuracy,
+    parse_route,
+    robust_evaluation,
+)
 from spikebench.datasets.encoders import INPUT_CODINGS
 from spikebench.engine.data import (
     conv_arch,
@@ -327,7 +332,7 @@ STEPS = (2, 4, 8)
 CODINGS = ("direct", "bernoulli")
 PAPER = dict(arch="vgg11", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
              hire_eps=8 / 255, sigma=8 / 255, finetune_epochs=30, n_attack=1000,
-             pgd_steps=7, square_queries=1000)
+             pgd_steps=7, square_queries=5000, routes=REFERENCE_ROUTES)
 
 
 def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:

@@ -30,7 +30,13 @@ from pathlib import Path
 
 import torch
 
-from spikebench.attacks.ensemble import DEFAULT_ROUTES, accuracy, parse_route, robust_evaluation
+from spikebench.attacks.ensemble import (
+    DEFAULT_ROUTES,
+    REFERENCE_ROUTES,
+    accuracy,
+    parse_route,
+    robust_evaluation,
+)
 from spikebench.engine.data import (
     conv_arch,
     default_image_dataset,
@@ -386,7 +392,7 @@ PAPER = dict(arch="vgg11", steps=8, n_train=None, n_test=None, epochs=100, lr=0.
              eps_train=4 / 255, sigma=8 / 255, ann_epochs=200, finetune_epochs=60,
              finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
              eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
-             square_queries=5000)
+             square_queries=5000, routes=REFERENCE_ROUTES)
 
 
 def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:

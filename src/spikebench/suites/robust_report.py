@@ -15,6 +15,16 @@ from spikebench.report.markdown import markdown_table, pct, resolvable
 from spikebench.suites.robust import METHODS, MODEL_ORDER, RobustSpec
 
 
+def strongest_route(g: pd.DataFrame) -> str:
+    """The gradient route whose PGD leaves the model the lowest accuracy, with it (the
+    first such route on a tie; an ANN has one route, its exact gradient)."""
+    cols = [c for c in g.columns if c.startswith("pgd[") and g[c].notna().any()]
+    if not cols:
+        return "–"
+    best = min(cols, key=lambda c: g[c].mean())
+    return f"`{best[4:-1]}` ({pct(g[best].mean())})"
+
+
 def _ordered_models(df: pd.DataFrame) -> list[str]:
     models = list(dict.fromkeys(df.model))
     return [m for m in MODEL_ORDER if m in models] + [m for m in models if m not in MODEL_ORDER]
@@ -126,14 +136,14 @@ def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> P
             rows.append([model, what] + [pct(g[c].mean()) for c in
                                          ("clean", "fgsm", "pgd", "ensemble", "square",
                                           "gaussian")]
-                        + [f"{g.spikes_per_image.mean():.0f}", ref])
+                        + [strongest_route(g), f"{g.spikes_per_image.mean():.0f}", ref])
         n = int(df.n.iloc[0])
         parts += [
             f"## Accuracy (%) under attack, eps = {spec.eps:g}",
             "",
             markdown_table(["model", "training", "clean", "FGSM", f"PGD-{spec.pgd_steps}",
-                            "ensemble", "Square", "Gaussian", "spikes / image",
-                            "papers (CIFAR-10, VGG)"], rows),
+                            "ensemble", "Square", "Gaussian", "strongest route (PGD %)",
+                            "spikes / image", "papers (CIFAR-10, VGG)"], rows),
             "",
             f"On the first {n} test images. FGSM and PGD-{spec.pgd_steps} (uniform start, "
             f"step 2.5 eps / {spec.pgd_steps}) through each model's own training surrogate; "
