@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated learning rules (default: the suite's)")
     run.add_argument("--archs", type=_csv, default=None,
                      help="comma-separated architectures: ff, rec (SNN suites; default: both); "
-                     "robust and compress-robust: one conv net, vgg-small (default), vgg5, "
-                     "vgg11 (--paper's default), vgg16, resnet12")
+                     "robust and compress-robust: one conv net, vgg-small (default), the "
+                     "references' vgg5-ref and vgg11-ref (--paper's default), torchvision's "
+                     "vgg5, vgg11, vgg16, resnet12")
     run.add_argument("--rule-option", type=_option, action="append", default=[],
                      metavar="KEY=VALUE",
                      help="an option of the rules that take it, e.g. feedback=random (e-prop), "

@@ -143,3 +143,20 @@ def test_residual_nets_are_not_converted():
                      DLIFParams(leak=1.0, dynamic=False, steps=2), steps=2)
     with pytest.raises(ConfigError, match="cannot convert resnet12"):
         RobustSpec(method="conversion", arch="resnet12")
+
+
+@pytest.mark.parametrize(("arch", "widths", "pools"), [
+    ("vgg11-ref", [64, 128, 256, 512, 512, 512, 512, 512], 3),
+    ("vgg5-ref", [64, 128, 128], 2),
+])
+def test_the_references_vgg_layouts_flatten_8192_cifar_features(arch, widths, pools):
+    """The robust-SNN references' VGG-11 / VGG-5 (not torchvision's): their conv widths,
+    pools and FC 8192 -> 4096 -> 4096 -> classes on 32x32 images."""
+    net = ConvNet(arch, 3, 32, 10)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [c.out_channels for c in convs] == widths
+    assert sum(isinstance(m, torch.nn.AvgPool2d) for m in net.modules()) == pools
+    assert [(m.in_features, m.out_features) for m in linears] == [(8192, 4096), (4096, 4096),
+                                                                 (4096, 10)]
+    assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)

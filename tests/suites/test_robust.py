@@ -91,7 +91,7 @@ def test_specs_follow_the_options():
             for s in specs} == {(6, 6, 3, 8, 50)}
     paper, _ = robust_specs("robust", SuiteOptions(paper=True, data_dir="/data/cifar10",
                                                    progress=False))
-    assert {(s.dataset, s.arch, s.steps) for s in paper} == {("cifar10", "vgg11", 8)}
+    assert {(s.dataset, s.arch, s.steps) for s in paper} == {("cifar10", "vgg11-ref", 8)}
     assert paper[0].eps == pytest.approx(8 / 255)
 
 

@@ -16,9 +16,15 @@ is the encoder) or ``bernoulli`` (rate coding). Every layer runs on all T steps 
 which is exact for a network without recurrence. BatchNorm normalises over the T B
 folded samples. The logits are the readout's output averaged over time.
 
-Architectures: ``vgg-small`` (2 convs, the CPU default for 28x28 images), ``vgg5``
-(Ding et al.'s ablation net), ``vgg11`` (VGG-11 with BN, FC 4096-4096, dropout 0.2: the
-papers' CIFAR net), ``vgg16`` (VGG-16 with BN and the same classifier: AGC's net),
+Architectures: ``vgg-small`` (2 convs, the CPU default for 28x28 images); the robust-SNN
+references' own layouts (docs/suites/robust.md), shared by the
+robust-conversion, stable-SNN and HIRE-SNN code: ``vgg5-ref`` ([64, A, 128, 128, A], FC
+4096-4096) and ``vgg11-ref`` ([64, A, 128, 256, A, 512, 512, 512, A, 512, 512], FC
+4096-4096, dropout 0.2 as in the conversion reference; on CIFAR both flatten 8192
+features), ``--paper``'s nets; torchvision's layouts with BatchNorm, kept under their own
+names: ``vgg5`` (3 convs, 2 pools, FC 1024), ``vgg11`` and ``vgg16`` (5 pools, FC
+4096-4096, dropout 0.2; spikebench <= 0.1 called ``vgg11`` the papers' net, which it is
+not); and
 ``resnet12`` (HIRE-SNN's ResNet12 in the layout of the same group's DIET-SNN code, on which
 HIRE-SNN's builds: three 64-channel convs, a pool, four basic blocks of 64/128/256/512
 channels with strides 1/2/2/2, dropout 0.2 inside each block, a linear readout; with
@@ -47,6 +53,9 @@ CONV_ARCHS.register("resnet12", ((64, 64, 64, "A", ("res", 64, 1), ("res", 128, 
                                   ("res", 256, 2), ("res", 512, 2)), (), 0.2))
 CONV_ARCHS.register("vgg16", ((64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A",
                                512, 512, 512, "A"), (4096, 4096), 0.2))
+CONV_ARCHS.register("vgg5-ref", ((64, "A", 128, 128, "A"), (4096, 4096), 0.0))
+CONV_ARCHS.register("vgg11-ref", ((64, "A", 128, 256, "A", 512, 512, 512, "A", 512, 512),
+                                  (4096, 4096), 0.2))
 
 
 def is_residual(arch: str) -> bool:

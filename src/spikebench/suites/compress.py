@@ -330,7 +330,7 @@ def _tables(name: str, results: list[RunResult]) -> dict:
 SWEEP_DENSITIES = (1 / 2.5, 1 / 5, 1 / 10, 1 / 30)
 STEPS = (2, 4, 8)
 CODINGS = ("direct", "bernoulli")
-PAPER = dict(arch="vgg11", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
+PAPER = dict(arch="vgg11-ref", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
              hire_eps=8 / 255, sigma=8 / 255, finetune_epochs=30, n_attack=1000,
              pgd_steps=7, square_queries=5000, routes=REFERENCE_ROUTES)
 

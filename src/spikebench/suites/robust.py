@@ -388,7 +388,7 @@ class RobustKind(ImageKind):
                              run.runs)
 
 
-PAPER = dict(arch="vgg11", steps=8, n_train=None, n_test=None, epochs=100, lr=0.1,
+PAPER = dict(arch="vgg11-ref", steps=8, n_train=None, n_test=None, epochs=100, lr=0.1,
              eps_train=4 / 255, sigma=8 / 255, ann_epochs=200, finetune_epochs=60,
              finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
              eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
