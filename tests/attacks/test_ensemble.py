@@ -42,10 +42,10 @@ def test_ensemble_is_never_weaker_than_a_member_and_counts_spikes():
     x = torch.rand(12, 1, 8, 8)
     y = snn(x).argmax(-1)  # every sample correct before the attack
     r = robust_evaluation(snn, x, y, 0.2, routes=("surrogate", "triangle:0.5", "bptr", "proxy"),
-                          pgd_steps=3, square_queries=5, batch_size=5)
+                          pgd_steps=3, square_queries=5, batch_size=5, apgd_steps=3)
     assert r["clean"] == 1.0
-    members = ["fgsm", "square", *[f"pgd[{k}]" for k in ("surrogate", "triangle:0.5", "bptr",
-                                                          "proxy")]]
+    members = ["fgsm", "square", "apgd-ce", "apgd-dlr",
+               *[f"pgd[{k}]" for k in ("surrogate", "triangle:0.5", "bptr", "proxy")]]
     assert all(r["ensemble"] <= r[m] for m in members)
     assert 0 <= r["gaussian"] <= 1
     assert conv_workload(snn, x)["spikes"] > 0
@@ -115,3 +115,23 @@ def test_the_reference_routes_are_its_19_in_its_own_parametrisation():
         torch.testing.assert_close(spike_derivative(u, "exp_damped", gamma),
                                    0.3 * torch.exp(-gamma * u.abs()))
     assert torch.equal(spike_derivative(u, "identity", 1.0), torch.ones_like(u))
+
+
+def test_best_iterate_pgd_is_never_weaker_than_its_last_iterate_and_restarts_help():
+    """From the same start, keeping each sample's first fooling iterate can only lower the
+    accuracy; more random starts can only lower it further (the same first start)."""
+    from spikebench.attacks.ensemble import correct
+
+    torch.manual_seed(0)
+    snn = ConvNet("vgg-small", 1, 8, 3, DLIFParams(steps=3, threshold=0.2), steps=3).eval()
+    x = torch.rand(40, 1, 8, 8)
+    y = snn(x).argmax(-1)
+    accs = {}
+    for name, kw in {"last": {}, "best": {"judge": snn}, "restarts": {"judge": snn,
+                                                                        "restarts": 3}}.items():
+        adv = pgd(snn, x, y, 0.15, steps=4, generator=torch.Generator().manual_seed(5), **kw)
+        assert (adv - x).abs().max() <= 0.15 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+        accs[name] = float(correct(snn, adv, y).float().mean())
+    assert accs["restarts"] <= accs["best"] <= accs["last"]
+    with pytest.raises(ValueError, match="restarts"):
+        pgd(snn, x, y, 0.1, judge=snn, restarts=0)

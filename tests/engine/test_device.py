@@ -157,9 +157,15 @@ def test_attack_ensemble_and_workload_create_no_tensor_on_an_implicit_device(
     from spikebench.metrics.efficiency import conv_workload
 
     model, (x, y) = _conv_snn(coding).eval(), IMAGES
+    from spikebench.attacks.diagnostics import masking_checks
+
     out = _on_meta(lambda: robust_evaluation(model, x, y, 0.1, routes=("surrogate", "bptr"),
-                                             pgd_steps=2, square_queries=2, eot=2))
-    assert 0 <= out["ensemble"] <= min(out["clean"], out["fgsm"], out["square"])
+                                             pgd_steps=2, square_queries=2, eot=2,
+                                             pgd_restarts=2, apgd_steps=2))
+    assert 0 <= out["ensemble"] <= min(out["clean"], out["fgsm"], out["square"],
+                                       out["apgd-ce"])
+    checks = _on_meta(lambda: masking_checks(model, x, y, 0.1, 2, eot=2))
+    assert 0 <= checks["vanishing"] <= 1
     work = _on_meta(lambda: conv_workload(model, x))
     assert work["spikes"] >= 0
 

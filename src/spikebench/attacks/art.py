@@ -150,6 +150,14 @@ class ARTAttack:
             return SquareAttack(estimator, norm=np.inf, eps=eps,
                                 max_iter=opts.get("max_iter", 100), nb_restarts=1,
                                 batch_size=opts.get("batch_size", 128), verbose=False)
+        if self.name in ("apgd-ce", "apgd-dlr"):
+            from art.attacks.evasion import AutoProjectedGradientDescent
+
+            loss = "cross_entropy" if self.name == "apgd-ce" else "difference_logits_ratio"
+            return AutoProjectedGradientDescent(
+                estimator, norm=np.inf, eps=eps, eps_step=2 * eps,
+                max_iter=opts.get("max_iter", 100), nb_random_init=1,
+                batch_size=opts.get("batch_size", 128), loss_type=loss, verbose=False)
         if self.name == "deepfool":
             return DeepFool(estimator, max_iter=opts.get("max_iter", 100),
                             epsilon=opts.get("overshoot", 0.02),
@@ -196,6 +204,8 @@ ATTACKS.register("fgsm", fgsm)
 ATTACKS.register("pgd", ARTAttack("pgd"))
 ATTACKS.register("square", ARTAttack("square"))
 ATTACKS.register("deepfool", ARTAttack("deepfool"))
+ATTACKS.register("apgd-ce", ARTAttack("apgd-ce"))
+ATTACKS.register("apgd-dlr", ARTAttack("apgd-dlr"))
 
 
 @torch.no_grad()

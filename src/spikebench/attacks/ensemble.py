@@ -116,12 +116,15 @@ def is_stochastic(model: nn.Module) -> bool:
 def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                       routes=DEFAULT_ROUTES, pgd_steps: int = 10, square_queries: int = 100,
                       sigma: float = 0.1, eot: int = 4,
-                      clip=(0.0, 1.0), batch_size: int = 128, seed: int = 0
-                      ) -> dict[str, float]:
+                      clip=(0.0, 1.0), batch_size: int = 128, seed: int = 0,
+                      pgd_restarts: int = 1, apgd_steps: int = 0) -> dict[str, float]:
     """Accuracies on (x, y) at L-inf ``eps``: ``clean``, ``fgsm`` and ``pgd`` (the model's
-    own surrogate), ``pgd[ROUTE]`` per route, ``square`` (``square_queries`` iterations;
-    0: none), ``gaussian`` (sigma, clipped) and ``ensemble``: the share of samples correct
-    under every one of these attacks (clean, FGSM, each route's PGD, Square), so never
+    own surrogate), ``pgd[ROUTE]`` per route (best iterate over ``pgd_restarts`` random
+    starts), ``apgd-ce`` and ``apgd-dlr`` (ART's APGD with the cross-entropy and the
+    difference-of-logits-ratio loss, ``apgd_steps`` iterations through the model's own
+    surrogate; 0: none), ``square`` (``square_queries`` iterations; 0: none),
+    ``gaussian`` (sigma, clipped) and ``ensemble``: the share of samples correct under
+    every one of these attacks (clean, FGSM, each route's PGD, APGD, Square), so never
     above any of them. An ANN, and a model whose neurons have no gradient routes (only
     DLIF's ``SpikingActivation`` has them), has one route. Computed on the model's device."""
     neurons = [m for m in model.modules() if isinstance(m, NeuronDynamics)]
@@ -139,7 +142,8 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         xb, yb = x[i:i + batch_size], y[i:i + batch_size]
         fg.append(correct(model, fgsm(Routed(model, "surrogate", k), xb, yb, eps, clip), yb))
         for r in routes:
-            adv = pgd(Routed(model, r, k), xb, yb, eps, pgd_steps, clip=clip)
+            adv = pgd(Routed(model, r, k), xb, yb, eps, pgd_steps, clip=clip, judge=model,
+                      restarts=pgd_restarts)
             per_route[r].append(correct(model, adv, yb))
     ok["fgsm"] = torch.cat(fg)
     for r in routes:
@@ -148,6 +152,17 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     ensemble = ok["clean"] & ok["fgsm"]
     for r in routes:
         ensemble = ensemble & ok[f"pgd[{r}]"]
+    with torch.no_grad(), mode(model, False):
+        classes = int(model(x[:1]).shape[-1])
+    # DLR takes the three largest logits: with two classes only APGD-CE runs
+    for loss in (("ce", "dlr") if classes > 2 else ("ce",)) if apgd_steps else ():
+        with mode(model, False):
+            apgd = ARTAttack(f"apgd-{loss}", (("max_iter", apgd_steps),))
+            adv = torch.cat([apgd(Routed(model, "surrogate", k), x[i:i + batch_size],
+                                  y[i:i + batch_size], eps, clip)
+                             for i in range(0, len(x), batch_size)])
+        ok[f"apgd-{loss}"] = correct(model, adv, y)
+        ensemble = ensemble & ok[f"apgd-{loss}"]
     out = {name: float(v.float().mean()) for name, v in ok.items()}
     if square_queries:
         with mode(model, False):
@@ -162,3 +177,13 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     noisy = gaussian(x, sigma, clip)
     out["gaussian"] = float(correct(model, noisy, y, batch_size).float().mean())
     return out
+
+
+def protocol(spec) -> str:
+    """The ensemble a robust suite's spec runs, in words (its budgets), for its report."""
+    apgd = (f", APGD-CE and APGD-DLR ({spec.apgd_steps} iterations, ART)"
+            if spec.apgd_steps else "")
+    return (f"*ensemble*: correct under FGSM, PGD-{spec.pgd_steps} through every gradient route "
+            f"({', '.join(f'`{r}`' for r in spec.routes)}; best iterate per sample over "
+            f"{spec.pgd_restarts} random start(s)){apgd} and Square ({spec.square_queries} "
+            "queries, ART), per sample")

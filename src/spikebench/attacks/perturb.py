@@ -77,29 +77,51 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: i
         step_size: float | None = None, clip=(0.0, 1.0), random_start: bool = True,
         loss: Loss | None = None, target: torch.Tensor | None = None,
         generator: torch.Generator | None = None, train_mode: bool = False,
-        start: torch.Tensor | None = None) -> torch.Tensor:
+        start: torch.Tensor | None = None, judge: nn.Module | None = None,
+        restarts: int = 1) -> torch.Tensor:
     """L-inf projected gradient ascent on ``loss(model(x'), target)`` (default: CE against
     y): ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps), each followed by
     clipping to ``clip`` and projection onto the eps ball around x. Start: ``start`` if
-    given, else uniform in the ball (``random_start``), else x."""
+    given, else uniform in the ball (``random_start``), else x.
+
+    With ``judge`` (the model whose decision counts, in eval mode; ``model`` may be a
+    gradient route of it) the attack keeps, per sample, the first iterate that ``judge``
+    misclassifies (best-iterate tracking; else the last iterate), over ``restarts``
+    random starts (a sample fooled once keeps that iterate). Without it: the last iterate
+    of one start."""
     if eps == 0 or steps == 0:
         return x.detach().clone()
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
     step_size = 2.5 * eps / steps if step_size is None else step_size
     target = y if target is None else target
     x = x.detach()
-    if start is not None:
-        adv = start.detach().clone()
-    elif random_start:
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
-        adv = _clip(x + eps * (2 * u - 1), clip)
-    else:
-        adv = x.clone()
-    with mode(model, train_mode):
-        for _ in range(steps):
-            grad = input_gradient(model, adv, target, loss)
-            adv = _clip(adv + step_size * grad.sign(), clip)
-            adv = x + (adv - x).clamp(-eps, eps)
-    return adv.detach()
+    best, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for restart in range(restarts if judge is not None else 1):
+        if start is not None and restart == 0:
+            adv = start.detach().clone()
+        elif random_start or restart > 0:
+            u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(
+                x.device)
+            adv = _clip(x + eps * (2 * u - 1), clip)
+        else:
+            adv = x.clone()
+        with mode(model, train_mode):
+            for _ in range(steps):
+                grad = input_gradient(model, adv, target, loss)
+                adv = _clip(adv + step_size * grad.sign(), clip)
+                adv = x + (adv - x).clamp(-eps, eps)
+                if judge is not None:
+                    with torch.no_grad(), mode(judge, False):
+                        wrong = judge(adv).argmax(-1) != y
+                    new = wrong & ~fooled
+                    best[new], fooled = adv[new], fooled | wrong
+        if judge is None:
+            return adv.detach()
+        best[~fooled] = adv[~fooled]
+        if bool(fooled.all()):
+            break
+    return best.detach()
 
 
 def rfgsm_kl(model: nn.Module, x: torch.Tensor, eps: float, alpha: float,

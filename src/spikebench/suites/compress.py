@@ -30,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from spikebench.attacks.diagnostics import masking_checks
 from spikebench.attacks.ensemble import (
     REFERENCE_ROUTES,
     accuracy,
@@ -78,10 +79,11 @@ from spikebench.training.robust import Objective
 
 METHODS = ("standard", "hire", "agc", "hire+agc")
 TEACHER = {"agc": "standard", "hire+agc": "hire"}
-EVALUATION_VERSION = 1
+EVALUATION_VERSION = 2  # 2: best-iterate PGD, APGD-CE and APGD-DLR in the ensemble
 # in the AGC runs' ids; 2: CE saliency in eval mode, the HIRE periods' own attention maps
 AGC_VERSION = 2
-EVAL_FIELDS = ("eps", "n_attack", "pgd_steps", "routes", "square_queries", "sigma", "eot")
+EVAL_FIELDS = ("pgd_restarts", "apgd_steps", "eps", "n_attack", "pgd_steps", "routes",
+               "square_queries", "sigma", "eot")
 
 
 
@@ -113,6 +115,8 @@ class CompressSpec:
     sigma: float = 0.1
     n_attack: int = 150
     pgd_steps: int = 7
+    pgd_restarts: int = 1  # PGD's random starts (best iterate kept per sample)
+    apgd_steps: int = 10  # APGD-CE and APGD-DLR iterations (0: none)
     routes: tuple[str, ...] = ("surrogate", "triangle:0.5", "bptr")
     square_queries: int = 50
     eot: int = 4
@@ -134,7 +138,10 @@ class CompressSpec:
             parse_route(r)
         if not 0 < self.density <= 1:
             raise ConfigError(f"density must lie in (0, 1], got {self.density}")
-        for name in ("steps", "epochs", "batch_size", "n_attack", "finetune_epochs"):
+        if self.apgd_steps < 0:
+            raise ConfigError(f"apgd_steps must be >= 0, got {self.apgd_steps}")
+        for name in ("steps", "epochs", "batch_size", "n_attack", "finetune_epochs",
+                     "pgd_restarts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -236,7 +243,9 @@ def evaluate_spec(spec: CompressSpec, run_dir: Path, train, test) -> dict:
         model = load_trained(run_dir / CHECKPOINT, "model",
                              build(spec, image_shape(train), train[2]))
         out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
-                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed)
+                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
+                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps)
+        out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
         workload = conv_workload(model, x)
         out["spikes_per_image"] = workload.pop("spikes")  # the same pass as the SynOps
         out.update({f"eff_{k}": v for k, v in workload.items()})
@@ -332,7 +341,8 @@ STEPS = (2, 4, 8)
 CODINGS = ("direct", "bernoulli")
 PAPER = dict(arch="vgg11-ref", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
              hire_eps=8 / 255, sigma=8 / 255, finetune_epochs=30, n_attack=1000,
-             pgd_steps=7, square_queries=5000, routes=REFERENCE_ROUTES)
+             pgd_steps=7, square_queries=5000, routes=REFERENCE_ROUTES,
+             pgd_restarts=5, apgd_steps=100)
 
 
 def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from spikebench.attacks.diagnostics import LEGEND, flags
+from spikebench.attacks.ensemble import protocol
 from spikebench.io import atomic_write, save_figure, subplots
 from spikebench.papers.kundu import REFERENCE
 from spikebench.report.markdown import markdown_table, pct, resolvable
@@ -118,7 +120,8 @@ def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Pat
                          pct(r.clean), pct(r.fgsm), pct(r.pgd), pct(r.ensemble),
                          pct(r.gaussian), f"{int(r.nonzero_weights)}",
                          f"{r.eff_synops_ac + r.eff_synops_mac:.3g}",
-                         f"{r.spikes_per_image:.0f}", f"{r.epoch_time_s:.1f}"])
+                         f"{r.spikes_per_image:.0f}", f"{r.epoch_time_s:.1f}",
+                         "; ".join(flags(r.to_dict(), int(r.n))) or "none"])
         n = int(df.n.iloc[0])
         parts += [
             f"## Accuracy (%), robustness at eps {spec.eps:g} and cost",
@@ -126,11 +129,10 @@ def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Pat
             markdown_table(["method", "coding", "T", "compression", "clean", "FGSM",
                             f"PGD-{spec.pgd_steps}", "ensemble", "Gaussian",
                             "nonzero weights", "SynOps / image", "spikes / image",
-                            "s / epoch"], rows),
+                            "s / epoch", "masking checks"], rows),
             "",
-            f"On the first {n} test images; PGD through the training surrogate; *ensemble*: "
-            f"correct under FGSM, PGD through each route ({', '.join(spec.routes)}) and "
-            f"Square ({spec.square_queries} queries); rate-coded models attacked with EOT over "
+            f"On the first {n} test images; PGD through the training surrogate; "
+            f"{protocol(spec)}; {LEGEND}; rate-coded models attacked with EOT over "
             f"{spec.eot} encodings. SynOps: `analysis.efficiency.conv_workload` (NeuroBench's "
             "rule: MACs for non-binary inputs, i.e. direct pixels and average-pooled spikes; "
             "ACs for spikes). s / epoch: mean training epoch time (AGC rows: its fine-tuning).",

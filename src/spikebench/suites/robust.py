@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from spikebench.attacks.diagnostics import masking_checks
 from spikebench.attacks.ensemble import (
     DEFAULT_ROUTES,
     REFERENCE_ROUTES,
@@ -69,7 +70,7 @@ from spikebench.training.robust import Objective
 
 log = logging.getLogger(__name__)
 
-EVALUATION_VERSION = 2  # 2: BPTR through DLIF's gains a[t] (1 ignored them)
+EVALUATION_VERSION = 3  # 3: best-iterate PGD, APGD-CE/DLR; 2: BPTR through DLIF's a[t]
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ METHOD_ORDER = ("vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "conversion")
 MODEL_ORDER = (*METHOD_ORDER[:-1], "ann", "converted", "conversion")
 COMMON_FIELDS = ("method", "dataset", "arch", "steps", "seed", "n_train", "n_test",
                  "batch_size", "momentum", "weight_decay")
-EVAL_FIELDS = ("eps", "eps_sweep", "n_attack", "pgd_steps", "square_queries", "routes", "eot")
+EVAL_FIELDS = ("pgd_restarts", "apgd_steps", "eps", "eps_sweep", "n_attack", "pgd_steps",
+               "square_queries", "routes", "eot")
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ class RobustSpec:
     eps_sweep: tuple[float, ...] = (0.025, 0.05, 0.1, 0.15)
     n_attack: int = 300  # test images attacked
     pgd_steps: int = 7
+    pgd_restarts: int = 1  # PGD's random starts (best iterate kept per sample)
+    apgd_steps: int = 10  # APGD-CE and APGD-DLR iterations (0: none)
     square_queries: int = 100
     routes: tuple[str, ...] = DEFAULT_ROUTES
     eot: int = 4  # encodings per gradient for a stochastic input coding
@@ -174,7 +178,10 @@ class RobustSpec:
         if self.ann_objective not in ("pgd-at", "trades"):
             raise ConfigError(f"ann_objective is 'pgd-at' or 'trades', got "
                               f"{self.ann_objective!r}")
-        for name in ("steps", "epochs", "batch_size", "n_attack", "ann_epochs", "n_calib"):
+        if self.apgd_steps < 0:
+            raise ConfigError(f"apgd_steps must be >= 0, got {self.apgd_steps}")
+        for name in ("steps", "epochs", "batch_size", "n_attack", "ann_epochs", "n_calib",
+                     "pgd_restarts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and self.finetune_lr > 0):
@@ -304,12 +311,14 @@ def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> d
     def compute() -> dict:
         torch.manual_seed(spec.seed)
         out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
-                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed)
+                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
+                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps)
         for e in spec.eps_sweep:
             sweep = robust_evaluation(model, x, y, e, ("surrogate",), spec.pgd_steps, 0,
                                       spec.sigma, spec.eot, seed=spec.seed)
             out[f"pgd@{e:g}"] = sweep["pgd"]
             out[f"fgsm@{e:g}"] = sweep["fgsm"]
+        out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
         out["spikes_per_image"] = conv_workload(model, x)["spikes"]
         out["n"] = len(x)
         return out
@@ -392,7 +401,8 @@ PAPER = dict(arch="vgg11-ref", steps=8, n_train=None, n_test=None, epochs=100, l
              eps_train=4 / 255, sigma=8 / 255, ann_epochs=200, finetune_epochs=60,
              finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
              eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
-             square_queries=5000, routes=REFERENCE_ROUTES)
+             square_queries=5000, routes=REFERENCE_ROUTES,
+             pgd_restarts=5, apgd_steps=100)
 
 
 def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:

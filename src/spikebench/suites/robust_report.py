@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from spikebench.attacks.diagnostics import LEGEND, flags
+from spikebench.attacks.ensemble import protocol
 from spikebench.engine.executor import RunResult
 from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
 from spikebench.io import atomic_write, save_figure, subplots
@@ -23,6 +25,14 @@ def strongest_route(g: pd.DataFrame) -> str:
         return "–"
     best = min(cols, key=lambda c: g[c].mean())
     return f"`{best[4:-1]}` ({pct(g[best].mean())})"
+
+
+def _checks(g: pd.DataFrame) -> str:
+    """The masking checks that fire for a model (``attacks.diagnostics``), over its seeds'
+    mean; "none" where none does."""
+    row = g.mean(numeric_only=True).to_dict()
+    fired = flags(row, int(g.n.sum()))
+    return "; ".join(fired) if fired else "none"
 
 
 def _ordered_models(df: pd.DataFrame) -> list[str]:
@@ -136,24 +146,24 @@ def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> P
             rows.append([model, what] + [pct(g[c].mean()) for c in
                                          ("clean", "fgsm", "pgd", "ensemble", "square",
                                           "gaussian")]
-                        + [strongest_route(g), f"{g.spikes_per_image.mean():.0f}", ref])
+                        + [strongest_route(g), _checks(g),
+                           f"{g.spikes_per_image.mean():.0f}", ref])
         n = int(df.n.iloc[0])
         parts += [
             f"## Accuracy (%) under attack, eps = {spec.eps:g}",
             "",
             markdown_table(["model", "training", "clean", "FGSM", f"PGD-{spec.pgd_steps}",
                             "ensemble", "Square", "Gaussian", "strongest route (PGD %)",
-                            "spikes / image", "papers (CIFAR-10, VGG)"], rows),
+                            "masking checks", "spikes / image", "papers (CIFAR-10, VGG)"],
+                           rows),
             "",
             f"On the first {n} test images. FGSM and PGD-{spec.pgd_steps} (uniform start, "
             f"step 2.5 eps / {spec.pgd_steps}) through each model's own training surrogate; "
-            f"*ensemble*: correct under FGSM, PGD through every gradient route "
-            f"({', '.join(f'`{r}`' for r in spec.routes)}) and Square, per sample; Square: "
-            f"{spec.square_queries} queries (adversarial-robustness-toolbox); Gaussian: "
+            f"{protocol(spec)}; Gaussian: "
             f"sigma {spec.sigma:g}, clipped. ANN: one route (exact gradients). The papers' "
             "figures are CIFAR-10 at eps 8/255 with VGG-11 (VGG5 where said), not comparable "
             "in value; they show the direction a defence should move. Eps for Fashion-MNIST "
-            "is the suite's choice (none of the papers gives one).",
+            "is the suite's choice (none of the papers gives one). " + LEGEND + ".",
             "",
             "![robustness vs eps](robust_eps.png)",
             "",
