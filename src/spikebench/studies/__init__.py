@@ -22,6 +22,7 @@ from spikebench.studies.cka import cka_study
 from spikebench.studies.fgsm import fgsm_study
 from spikebench.studies.fidelity import fidelity_study
 from spikebench.studies.fisher import fisher_study
+from spikebench.studies.transfer import transfer_study
 
 # these analyse spiking MLPs trained by a rule (their data set, decision and ANN
 # counterpart); the others take any suite kind's trained models (StudyContext.trained)
@@ -34,5 +35,6 @@ STUDIES.register("fisher", fisher_study)
 STUDIES.register("cka", cka_study)
 STUDIES.register("backdoor", backdoor_study)
 STUDIES.register("fidelity", fidelity_study)
+STUDIES.register("transfer", transfer_study)
 
 __all__ = ["STUDIES", "StudyContext", "StudyOutput", "cached"]

@@ -373,5 +373,6 @@ SUITES.register("compress-robust", Suite(
     "2021), alone and combined, against standard training: clean, FGSM, PGD (adaptive "
     "ensemble), Gaussian accuracy, nonzero weights, SynOps and spikes at T in {2, 4, 8} for "
     "direct and rate input, an AGC sweep from 2.5x to 30x, a Pareto plot; Fashion-MNIST "
-    "(else MNIST-5k), CIFAR with --dataset/--data-dir, the papers' sizes with --paper.",
-    CompressKind()))
+    "(else MNIST-5k), CIFAR with --dataset/--data-dir, the papers' sizes with --paper; "
+    "transfer attacks from another seed with --seeds 0 1 (HIRE-SNN's black-box protocol).",
+    CompressKind(), studies=("transfer",)))

@@ -438,5 +438,6 @@ SUITES.register("robust", Suite(
     "(Gaussian and adversarial; Ding et al. 2024), robust ANN-to-SNN conversion with "
     "robust fine-tuning (Özdenizci & Legenstein 2024); conv SNNs with direct input, T=4, "
     "on Fashion-MNIST (Debian package; else MNIST-5k); CIFAR-10/100 with --dataset and "
-    "--data-dir, the papers' VGG-11 / T=8 / eps 8/255 settings with --paper.",
-    RobustKind()))
+    "--data-dir, the papers' VGG-11 / T=8 / eps 8/255 settings with --paper; transfer "
+    "attacks (from another seed, from the conversion's ANN) beside the white-box ones.",
+    RobustKind(), studies=("transfer",)))
