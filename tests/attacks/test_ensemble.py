@@ -42,9 +42,10 @@ def test_ensemble_is_never_weaker_than_a_member_and_counts_spikes():
     x = torch.rand(12, 1, 8, 8)
     y = snn(x).argmax(-1)  # every sample correct before the attack
     r = robust_evaluation(snn, x, y, 0.2, routes=("surrogate", "triangle:0.5", "bptr", "proxy"),
-                          pgd_steps=3, square_queries=5, batch_size=5, apgd_steps=3)
+                          pgd_steps=3, square_queries=5, batch_size=5, apgd_steps=3,
+                          apgd_targets=2)
     assert r["clean"] == 1.0
-    members = ["fgsm", "square", "apgd-ce", "apgd-dlr",
+    members = ["fgsm", "square", "apgd-ce", "apgd-dlr", "apgd-t",
                *[f"pgd[{k}]" for k in ("surrogate", "triangle:0.5", "bptr", "proxy")]]
     assert all(r["ensemble"] <= r[m] for m in members)
     assert 0 <= r["gaussian"] <= 1

@@ -157,6 +157,7 @@ class ARTAttack:
             return AutoProjectedGradientDescent(
                 estimator, norm=np.inf, eps=eps, eps_step=2 * eps,
                 max_iter=opts.get("max_iter", 100), nb_random_init=1,
+                targeted=opts.get("targeted", False),
                 batch_size=opts.get("batch_size", 128), loss_type=loss, verbose=False)
         if self.name == "deepfool":
             return DeepFool(estimator, max_iter=opts.get("max_iter", 100),

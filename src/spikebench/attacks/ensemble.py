@@ -117,12 +117,15 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
                       routes=DEFAULT_ROUTES, pgd_steps: int = 10, square_queries: int = 100,
                       sigma: float = 0.1, eot: int = 4,
                       clip=(0.0, 1.0), batch_size: int = 128, seed: int = 0,
-                      pgd_restarts: int = 1, apgd_steps: int = 0) -> dict[str, float]:
+                      pgd_restarts: int = 1, apgd_steps: int = 0, apgd_targets: int = 0
+                      ) -> dict[str, float]:
     """Accuracies on (x, y) at L-inf ``eps``: ``clean``, ``fgsm`` and ``pgd`` (the model's
     own surrogate), ``pgd[ROUTE]`` per route (best iterate over ``pgd_restarts`` random
     starts), ``apgd-ce`` and ``apgd-dlr`` (ART's APGD with the cross-entropy and the
     difference-of-logits-ratio loss, ``apgd_steps`` iterations through the model's own
-    surrogate; 0: none), ``square`` (``square_queries`` iterations; 0: none),
+    surrogate; 0: none), ``apgd-t`` (targeted APGD-DLR towards each of the
+    ``apgd_targets`` classes the clean logits rank next after the top one, AutoAttack's
+    APGD-T; 0: none), ``square`` (``square_queries`` iterations; 0: none),
     ``gaussian`` (sigma, clipped) and ``ensemble``: the share of samples correct under
     every one of these attacks (clean, FGSM, each route's PGD, APGD, Square), so never
     above any of them. An ANN, and a model whose neurons have no gradient routes (only
@@ -163,6 +166,10 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
                              for i in range(0, len(x), batch_size)])
         ok[f"apgd-{loss}"] = correct(model, adv, y)
         ensemble = ensemble & ok[f"apgd-{loss}"]
+    if apgd_steps and apgd_targets and classes > 2:
+        ok["apgd-t"] = _targeted_apgd(model, x, y, eps, apgd_steps, apgd_targets, k, clip,
+                                      batch_size)
+        ensemble = ensemble & ok["apgd-t"]
     out = {name: float(v.float().mean()) for name, v in ok.items()}
     if square_queries:
         with mode(model, False):
@@ -179,10 +186,28 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     return out
 
 
+def _targeted_apgd(model, x, y, eps, steps, targets, eot, clip, batch_size) -> torch.Tensor:
+    """Per sample: correct under targeted APGD-DLR towards each of the ``targets`` classes
+    ranked next after the top clean logit (AutoAttack's APGD-T)."""
+    with torch.no_grad(), mode(model, False):
+        ranked = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+                           ).argsort(-1, descending=True)
+    ok = correct(model, x, y, batch_size)
+    apgd = ARTAttack("apgd-dlr", (("max_iter", steps), ("targeted", True)))
+    with mode(model, False):
+        for j in range(1, min(targets, ranked.shape[1] - 1) + 1):
+            adv = torch.cat([apgd(Routed(model, "surrogate", eot), x[i:i + batch_size],
+                                  ranked[i:i + batch_size, j], eps, clip)
+                             for i in range(0, len(x), batch_size)])
+            ok = ok & correct(model, adv, y)
+    return ok
+
+
 def protocol(spec) -> str:
     """The ensemble a robust suite's spec runs, in words (its budgets), for its report."""
-    apgd = (f", APGD-CE and APGD-DLR ({spec.apgd_steps} iterations, ART)"
-            if spec.apgd_steps else "")
+    targets = getattr(spec, "apgd_targets", 0)
+    apgd = (f", APGD-CE, APGD-DLR{f' and APGD-T ({targets} target classes)' if targets else ''}"
+            f" ({spec.apgd_steps} iterations, ART)" if spec.apgd_steps else "")
     return (f"*ensemble*: correct under FGSM, PGD-{spec.pgd_steps} through every gradient route "
             f"({', '.join(f'`{r}`' for r in spec.routes)}; best iterate per sample over "
             f"{spec.pgd_restarts} random start(s)){apgd} and Square ({spec.square_queries} "

@@ -82,8 +82,8 @@ TEACHER = {"agc": "standard", "hire+agc": "hire"}
 EVALUATION_VERSION = 2  # 2: best-iterate PGD, APGD-CE and APGD-DLR in the ensemble
 # in the AGC runs' ids; 2: CE saliency in eval mode, the HIRE periods' own attention maps
 AGC_VERSION = 2
-EVAL_FIELDS = ("pgd_restarts", "apgd_steps", "eps", "n_attack", "pgd_steps", "routes",
-               "square_queries", "sigma", "eot")
+EVAL_FIELDS = ("pgd_restarts", "apgd_steps", "apgd_targets", "eps", "n_attack", "pgd_steps",
+               "routes", "square_queries", "sigma", "eot")
 
 
 
@@ -117,6 +117,7 @@ class CompressSpec:
     pgd_steps: int = 7
     pgd_restarts: int = 1  # PGD's random starts (best iterate kept per sample)
     apgd_steps: int = 10  # APGD-CE and APGD-DLR iterations (0: none)
+    apgd_targets: int = 0  # APGD-T's target classes (0: none; 9 with --paper)
     routes: tuple[str, ...] = ("surrogate", "triangle:0.5", "bptr")
     square_queries: int = 50
     eot: int = 4
@@ -138,8 +139,9 @@ class CompressSpec:
             parse_route(r)
         if not 0 < self.density <= 1:
             raise ConfigError(f"density must lie in (0, 1], got {self.density}")
-        if self.apgd_steps < 0:
-            raise ConfigError(f"apgd_steps must be >= 0, got {self.apgd_steps}")
+        if self.apgd_steps < 0 or self.apgd_targets < 0:
+            raise ConfigError(f"apgd_steps and apgd_targets must be >= 0, got "
+                              f"{self.apgd_steps}, {self.apgd_targets}")
         for name in ("steps", "epochs", "batch_size", "n_attack", "finetune_epochs",
                      "pgd_restarts"):
             if getattr(self, name) < 1:
@@ -244,7 +246,8 @@ def evaluate_spec(spec: CompressSpec, run_dir: Path, train, test) -> dict:
                              build(spec, image_shape(train), train[2]))
         out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
                                 spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
-                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps)
+                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps,
+                                apgd_targets=spec.apgd_targets)
         out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
         workload = conv_workload(model, x)
         out["spikes_per_image"] = workload.pop("spikes")  # the same pass as the SynOps
@@ -342,7 +345,7 @@ CODINGS = ("direct", "bernoulli")
 PAPER = dict(arch="vgg11-ref", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
              hire_eps=8 / 255, sigma=8 / 255, finetune_epochs=30, n_attack=1000,
              pgd_steps=7, square_queries=5000, routes=REFERENCE_ROUTES,
-             pgd_restarts=5, apgd_steps=100)
+             pgd_restarts=5, apgd_steps=100, apgd_targets=9)
 
 
 def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:

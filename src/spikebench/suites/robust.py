@@ -116,8 +116,8 @@ METHOD_ORDER = ("vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "conversion")
 MODEL_ORDER = (*METHOD_ORDER[:-1], "ann", "converted", "conversion")
 COMMON_FIELDS = ("method", "dataset", "arch", "steps", "seed", "n_train", "n_test",
                  "batch_size", "momentum", "weight_decay")
-EVAL_FIELDS = ("pgd_restarts", "apgd_steps", "eps", "eps_sweep", "n_attack", "pgd_steps",
-               "square_queries", "routes", "eot")
+EVAL_FIELDS = ("pgd_restarts", "apgd_steps", "apgd_targets", "eps", "eps_sweep", "n_attack",
+               "pgd_steps", "square_queries", "routes", "eot")
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,7 @@ class RobustSpec:
     pgd_steps: int = 7
     pgd_restarts: int = 1  # PGD's random starts (best iterate kept per sample)
     apgd_steps: int = 10  # APGD-CE and APGD-DLR iterations (0: none)
+    apgd_targets: int = 0  # APGD-T's target classes (0: none; 9 with --paper)
     square_queries: int = 100
     routes: tuple[str, ...] = DEFAULT_ROUTES
     eot: int = 4  # encodings per gradient for a stochastic input coding
@@ -178,8 +179,9 @@ class RobustSpec:
         if self.ann_objective not in ("pgd-at", "trades"):
             raise ConfigError(f"ann_objective is 'pgd-at' or 'trades', got "
                               f"{self.ann_objective!r}")
-        if self.apgd_steps < 0:
-            raise ConfigError(f"apgd_steps must be >= 0, got {self.apgd_steps}")
+        if self.apgd_steps < 0 or self.apgd_targets < 0:
+            raise ConfigError(f"apgd_steps and apgd_targets must be >= 0, got "
+                              f"{self.apgd_steps}, {self.apgd_targets}")
         for name in ("steps", "epochs", "batch_size", "n_attack", "ann_epochs", "n_calib",
                      "pgd_restarts"):
             if getattr(self, name) < 1:
@@ -312,7 +314,8 @@ def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> d
         torch.manual_seed(spec.seed)
         out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
                                 spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
-                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps)
+                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps,
+                                apgd_targets=spec.apgd_targets)
         for e in spec.eps_sweep:
             sweep = robust_evaluation(model, x, y, e, ("surrogate",), spec.pgd_steps, 0,
                                       spec.sigma, spec.eot, seed=spec.seed)
@@ -402,7 +405,7 @@ PAPER = dict(arch="vgg11-ref", steps=8, n_train=None, n_test=None, epochs=100, l
              finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
              eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
              square_queries=5000, routes=REFERENCE_ROUTES,
-             pgd_restarts=5, apgd_steps=100)
+             pgd_restarts=5, apgd_steps=100, apgd_targets=9)
 
 
 def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
