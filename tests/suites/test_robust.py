@@ -5,13 +5,14 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+import torch
 
 import spikebench.suites.robust as robust_mod
 from spikebench.engine.results import COLUMNS
 from spikebench.errors import ConfigError
 from spikebench.registry import UnknownNameError
-from spikebench.suites import SuiteOptions, run_suite
-from spikebench.suites.robust import METHODS, RobustSpec, robust_specs
+from spikebench.suites import SUITES, SuiteOptions, run_suite
+from spikebench.suites.robust import METHODS, RobustSpec, robust_methods, robust_specs
 
 ATTACKS = ("fgsm", "pgd", "square", "gaussian")
 
@@ -20,7 +21,7 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     opts = SuiteOptions(n_train=192, n_test=40, epochs=1, n_eval=10, n_steps=2,
                         progress=False)
     result = run_suite("robust", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
-    assert [r.status for r in result.runs] == ["done"] * len(METHODS.names())
+    assert [r.status for r in result.runs] == ["done"] * len(robust_methods())
     table = pd.read_csv(tmp_path / "out" / "robust.csv")
     assert list(table.model) == ["vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "ann",
                                  "converted", "conversion"]
@@ -86,7 +87,7 @@ def test_bad_robust_settings_are_refused():
 def test_specs_follow_the_options():
     specs, _ = robust_specs("robust", SuiteOptions(epochs=6, n_steps=8, seeds=[0, 1],
                                                    n_eval=50, progress=False))
-    assert len(specs) == 2 * len(METHODS.names())
+    assert len(specs) == 2 * len(robust_methods())
     assert {(s.epochs, s.ann_epochs, s.finetune_epochs, s.steps, s.n_attack)
             for s in specs} == {(6, 6, 3, 8, 50)}
     paper, _ = robust_specs("robust", SuiteOptions(paper=True, data_dir="/data/cifar10",
@@ -116,7 +117,34 @@ def test_the_conv_suites_take_one_conv_arch(suite):
 def test_a_residual_net_runs_every_method_but_conversion_and_says_so():
     specs, notes = robust_specs("robust", SuiteOptions(archs=["resnet12"], progress=False))
     methods = {s.method for s in specs}
-    converting = {m for m in METHODS.names() if METHODS.get(m).neuron == "conversion"}
+    converting = {m for m in robust_methods() if METHODS.get(m).neuron == "conversion"}
     assert converting and not methods & converting
-    assert methods == set(METHODS.names()) - converting
+    assert methods == set(robust_methods()) - converting
     assert any("conversion" in n and "resnet12" in n for n in notes)
+
+
+def test_the_ablation_suite_varies_rho_at_a_fixed_neuron_and_shares_robusts_runs():
+    from spikebench.suites.robust import build, snn_objective
+    from spikebench.suites.robust_ablation import ABLATION
+
+    ablation, _ = SUITES.get("robust-ablation").specs(SuiteOptions(progress=False))
+    robust, _ = SUITES.get("robust").specs(SuiteOptions(progress=False))
+    assert [s.method for s in ablation] == list(ABLATION)
+    assert not {s.method for s in robust} & {m for m in ABLATION if METHODS.get(m).ablation}
+    shared = {s.run_id for s in ablation} & {s.run_id for s in robust}
+    assert len(shared) == 4  # at, gauss, dlif-gauss, dlif-at: trained once for both
+    pairs = {(METHODS.get(m).neuron, METHODS.get(m).objective, METHODS.get(m).rho)
+             for m in ABLATION}
+    assert pairs == {(n, o, r) for n in ("lif", "dlif") for o in ("fgsm", "gaussian")
+                     for r in (False, True)}
+    # MS-MPPD acts on a LIF network too: rho 1 changes the gradient of the same batch
+    spec = RobustSpec(method="lif-mppd-at", arch="vgg-small", steps=2)
+    x, y = torch.rand(6, 1, 28, 28), torch.arange(6) % 10
+    grads = []
+    for method in ("at", "lif-mppd-at"):
+        torch.manual_seed(0)
+        net = build(spec, (1, 28), 10, "lif")
+        torch.manual_seed(1)
+        snn_objective(spec, METHODS.get(method)).backward(net, x, y)
+        grads.append(net.body[0].weight.grad.clone())
+    assert not torch.equal(grads[0], grads[1])

@@ -13,6 +13,7 @@ from spikebench.suites import (  # noqa: E402, F401, I001
     hybrid,
     locality,  # noqa: E402, F401, I001
     robust,
+    robust_ablation,
 )
 from spikebench.suites.base import SUITES, Suite, SuiteKind, SuiteOptions, SuiteRun, run_suite
 

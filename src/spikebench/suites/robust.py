@@ -23,7 +23,6 @@ ensemble; PGD also over ``eps_sweep``; cached under their parameters in the run 
 from __future__ import annotations
 
 import copy
-import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -68,8 +67,6 @@ from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, Sui
 from spikebench.training.conversion import convert_conv
 from spikebench.training.robust import Objective
 
-log = logging.getLogger(__name__)
-
 EVALUATION_VERSION = 3  # 3: best-iterate PGD, APGD-CE/DLR; 2: BPTR through DLIF's a[t]
 
 
@@ -81,6 +78,7 @@ class Method:
     rho: bool = False  # MS-MPPD
     fields: tuple[str, ...] = ()  # the spec fields its training reads (in the run id)
     reference: str = "–"  # the papers' figures (CIFAR-10, VGG-11 unless said)
+    ablation: bool = False  # only in robust-ablation's set (suites.robust_ablation)
 
 
 SNN_FIELDS = ("epochs", "lr", "leak")
@@ -203,10 +201,8 @@ class RobustSpec:
 
 
 def neuron_params(spec: RobustSpec, kind: str):
-    """A method's neuron parameters: ``lif`` and ``dlif`` are Ding et al.'s (DLIF without
-    and with its a[t] scaling, hard reset, leak ``spec.leak``), ``conversion`` the
-    converted IF SNN's; any other registered neuron (``neurons.NEURONS``) with its own
-    defaults."""
+    """``lif``/``dlif``: Ding et al.'s (a[t] off/on, hard reset, ``spec.leak``);
+    ``conversion``: the converted IF SNN's; another registered neuron: its defaults."""
     if kind == "conversion":  # IF, hard reset, learnable per-layer thresholds
         return DLIFParams(leak=1.0, reset="zero", dynamic=False, learn_threshold=True,
                           steps=spec.steps)
@@ -335,17 +331,19 @@ def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> d
 class RobustKind(ImageKind):
     """Every defence trained and attacked: ``robust.csv`` (a row per model), tidy
     ``results.csv`` (a row per stage run, epoch and metric), ``timings.csv``,
-    ``report.md``, ``robust_eps.png`` (DLIF's gains: ``dlif_gains.csv`` and PNG)."""
+    ``report.md``, ``robust_eps.png`` (DLIF's gains: ``dlif_gains.csv`` and PNG) of
+    ``methods`` (None: every registered one but the ablations')."""
+
+    methods: tuple[str, ...] | None = None
 
     options = ROBUST_OPTIONS
     files = {"robust": "robust.csv", "tidy": "results.csv", "timings": "timings.csv"}
     refuses = {"neuron": "each defence is defined by its neuron (vanilla, at: LIF; gauss, "
-               "dlif-gauss, dlif-at: DLIF, whose a[t] scaling MS-MPPD uses; conversion: IF "
-               "from an ANN); to train another neuron, register a method in "
-               "spikebench.suites.robust.METHODS"}
+               "dlif-gauss, dlif-at: DLIF; conversion: IF from an ANN); to train another "
+               "neuron, register a method in spikebench.suites.robust.METHODS"}
 
     def specs(self, suite, opts) -> tuple[list, list[str]]:
-        return robust_specs(suite.name, opts)
+        return robust_specs(suite.name, opts, self.methods)
 
     def stages(self, spec: RobustSpec, train, test, run_dir: Path, runs_dir: Path, say,
                progress: bool) -> RunResult:
@@ -408,8 +406,15 @@ PAPER = dict(arch="vgg11-ref", steps=8, n_train=None, n_test=None, epochs=100, l
              pgd_restarts=5, apgd_steps=100, apgd_targets=9)
 
 
-def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
-    """Every method x seed from the command line's options (``SuiteOptions``)."""
+def robust_methods() -> list[str]:
+    """The robust suite's methods: ``METHOD_ORDER``, then a user's own (not the ablation's)."""
+    return [m for m in METHOD_ORDER if m in METHODS] + [
+        m for m in METHODS.names() if m not in METHOD_ORDER and not METHODS.get(m).ablation]
+
+
+def robust_specs(name: str, opts, methods=None) -> tuple[list[RobustSpec], list[str]]:
+    """Every method (``methods``; None: all but the ablations') x seed from the command
+    line's options (``SuiteOptions``)."""
     dataset, notes = default_image_dataset(opts, "cifar10" if opts.paper else "fashion-mnist")
     base = RobustSpec(dataset=dataset, suite=name, data_dir=opts.data_dir)
     if opts.paper:
@@ -422,8 +427,7 @@ def robust_specs(name: str, opts) -> tuple[list[RobustSpec], list[str]]:
     if opts.epochs is not None:
         changes.update(epochs=opts.epochs, ann_epochs=opts.epochs,
                        finetune_epochs=max(1, opts.epochs // 2))
-    methods = [m for m in METHOD_ORDER if m in METHODS] + [
-        m for m in METHODS.names() if m not in METHOD_ORDER]  # a user's own last
+    methods = list(methods or robust_methods())
     if is_residual(base.arch):
         skipped = [m for m in methods if METHODS.get(m).neuron == "conversion"]
         methods = [m for m in methods if m not in skipped]

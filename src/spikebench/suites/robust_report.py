@@ -72,6 +72,13 @@ def _plot_gains(df: pd.DataFrame, path: Path) -> None:
     save_figure(fig, path)
 
 
+# (rho 0, rho 1, what stays fixed): the MS-MPPD ablation's pairs
+RHO_PAIRS = (("at", "lif-mppd-at", "LIF, adversarial training"),
+             ("lif-gauss", "lif-mppd-gauss", "LIF, Gaussian noise"),
+             ("dlif-at0", "dlif-at", "DLIF, adversarial training; Ding: PGD-10 29.06 -> 37.55"),
+             ("gauss", "dlif-gauss", "DLIF, Gaussian noise"))
+
+
 def findings(df: pd.DataFrame, n: int) -> list[str]:
     """What the numbers say about the studies' questions, with a two-standard-error rule
     (binomial, n attacked images) for calling a difference."""
@@ -90,6 +97,17 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
             f"{pct(a.clean)} -> {pct(c.clean)} -> {pct(f.clean)} %. Against the ensemble "
             f"of gradient routes the SNNs keep {pct(c.ensemble)} and {pct(f.ensemble)} % "
             f"(the ANN {pct(a.ensemble)} %).")
+    ablation = any(METHODS.get(k).ablation for k in m.index if k in METHODS)
+    for rho0, rho1, what in RHO_PAIRS if ablation else ():  # the robust-ablation suite
+        if {rho0, rho1} <= set(m.index):
+            a, b = m.loc[rho0], m.loc[rho1]
+            verdict = ("raises" if b.ensemble > a.ensemble and differ(a.ensemble, b.ensemble)
+                       else "lowers" if differ(a.ensemble, b.ensemble) else
+                       "does not change (beyond two standard errors)")
+            out.append(f"rho 0 -> 1 at fixed neuron ({what}) {verdict} the ensemble "
+                       f"accuracy: {pct(a.ensemble)} -> {pct(b.ensemble)} % (PGD "
+                       f"{pct(a.pgd)} -> {pct(b.pgd)} %, clean {pct(a.clean)} -> "
+                       f"{pct(b.clean)} %).")
     if {"gauss", "dlif-gauss"} <= set(m.index):
         g, d = m.loc["gauss"], m.loc["dlif-gauss"]
         verdict = ("helps" if d.ensemble > g.ensemble and differ(d.ensemble, g.ensemble) else
