@@ -148,3 +148,11 @@ def test_the_ablation_suite_varies_rho_at_a_fixed_neuron_and_shares_robusts_runs
         snn_objective(spec, METHODS.get(method)).backward(net, x, y)
         grads.append(net.body[0].weight.grad.clone())
     assert not torch.equal(grads[0], grads[1])
+
+
+def test_augmentation_is_in_the_id_only_where_on():
+    assert RobustSpec(augment=True).run_id != RobustSpec().run_id
+    assert "augment" not in RobustSpec().identity() and RobustSpec(augment=True).identity()[
+        "augment"] is True
+    paper, _ = robust_specs("robust", SuiteOptions(paper=True, progress=False))
+    assert all(s.augment for s in paper)

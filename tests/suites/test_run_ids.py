@@ -32,9 +32,10 @@ SALTS = {"agc_version": "compress-robust's AGC runs, 2026-12-03: CE saliency in 
 
 # suite/options -> the spec fields whose default changed since (with why): the pinned id
 # is the spec's with those fields as they were, so nothing else may have changed
-CHANGED = {"robust/paper": ({"arch": "vgg11"}, "--paper's net: the references' VGG-11 "
-                            "(vgg11-ref), not torchvision's (issue 26)"),
-           "compress-robust/paper": ({"arch": "vgg11"}, "the same")}
+CHANGED = {"robust/paper": ({"arch": "vgg11", "augment": False},
+                            "--paper's net: the references' VGG-11 (vgg11-ref), not "
+                            "torchvision's, and their crop-and-flip augmentation (issue 26)"),
+           "compress-robust/paper": ({"arch": "vgg11", "augment": False}, "the same")}
 
 
 def unsalted_id(spec) -> str:

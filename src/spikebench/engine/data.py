@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 import torch
 
 from spikebench.datasets import DATASETS, DataNotFoundError, SampleData
+from spikebench.datasets.augment import augment
 from spikebench.datasets.encoders import to_unit
 from spikebench.datasets.poison import Backdoor, poison
 from spikebench.errors import ConfigError
@@ -115,13 +116,18 @@ def image_run(spec, runs_dir, progress: bool):
 
 def epoch_batches(spec, x, y):
     """Batches of ``spec.batch_size``, shuffled per ``spec.seed`` and epoch, so that a
-    resumed run sees the same order: epoch -> iterator of (x, y), on ``spec.device``."""
+    resumed run sees the same order: epoch -> iterator of (x, y), on ``spec.device``;
+    with ``spec.augment`` each batch is cropped and flipped (``datasets.augment``) from
+    a generator of its own per seed and epoch, so the order is the same as without."""
     device = torch.device(getattr(spec, "device", "cpu"))
 
     def batches(epoch: int):
         g = torch.Generator().manual_seed(spec.seed * 1000 + epoch)
-        return ((x[idx].to(device), y[idx].to(device))
-                for idx in torch.randperm(len(x), generator=g).split(spec.batch_size))
+        order = torch.randperm(len(x), generator=g).split(spec.batch_size)
+        if not getattr(spec, "augment", False):
+            return ((x[idx].to(device), y[idx].to(device)) for idx in order)
+        a = torch.Generator().manual_seed(spec.seed * 1000 + epoch + 7_919)
+        return ((augment(x[idx], a).to(device), y[idx].to(device)) for idx in order)
 
     return batches
 

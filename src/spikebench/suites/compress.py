@@ -121,6 +121,7 @@ class CompressSpec:
     routes: tuple[str, ...] = ("surrogate", "triangle:0.5", "bptr")
     square_queries: int = 50
     eot: int = 4
+    augment: bool = False  # random crop (4 px) and flip of training batches (--paper)
     suite: str = "compress-robust"
     data_dir: str | None = None
     data_fingerprint: str | None = None
@@ -345,7 +346,7 @@ CODINGS = ("direct", "bernoulli")
 PAPER = dict(arch="vgg11-ref", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
              hire_eps=8 / 255, sigma=8 / 255, finetune_epochs=30, n_attack=1000,
              pgd_steps=7, square_queries=5000, routes=REFERENCE_ROUTES,
-             pgd_restarts=5, apgd_steps=100, apgd_targets=9)
+             pgd_restarts=5, apgd_steps=100, apgd_targets=9, augment=True)
 
 
 def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:

@@ -157,6 +157,7 @@ class RobustSpec:
     square_queries: int = 100
     routes: tuple[str, ...] = DEFAULT_ROUTES
     eot: int = 4  # encodings per gradient for a stochastic input coding
+    augment: bool = False  # random crop (4 px) and flip of training batches (--paper)
     suite: str = "robust"
     data_dir: str | None = None
     data_fingerprint: str | None = None
@@ -326,7 +327,6 @@ def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> d
                   EVALUATION_VERSION)
 
 
-# -- the suite -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RobustKind(ImageKind):
     """Every defence trained and attacked: ``robust.csv`` (a row per model), tidy
@@ -403,7 +403,7 @@ PAPER = dict(arch="vgg11-ref", steps=8, n_train=None, n_test=None, epochs=100, l
              finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
              eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
              square_queries=5000, routes=REFERENCE_ROUTES,
-             pgd_restarts=5, apgd_steps=100, apgd_targets=9)
+             pgd_restarts=5, apgd_steps=100, apgd_targets=9, augment=True)
 
 
 def robust_methods() -> list[str]:

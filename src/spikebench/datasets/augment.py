@@ -1,0 +1,39 @@
+"""Training-time augmentation of image batches (the CIFAR family in the robust-SNN
+references): a random crop of the image padded by ``PAD`` zero pixels on every side (so
+the image shifts by up to ``PAD`` pixels) and a horizontal flip with probability 1/2,
+drawn per sample from a generator, so that a run's batches are the same after a resume.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+PAD = 4
+
+
+def draw(n: int, generator: torch.Generator, pad: int = PAD) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: the crop's offsets (dy, dx) in [0, 2 pad] [n, 2] and whether it flips [n]."""
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    return offsets, flips
+
+
+def crop_flip(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
+              pad: int = PAD) -> torch.Tensor:
+    """Images [B, C, H, W] shifted by ``offsets`` - pad (zeros brought in) and flipped
+    left-right where ``flips``."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = offsets[:, 0, None] + torch.arange(h)  # [B, H]
+    cols = offsets[:, 1, None] + torch.arange(w)  # [B, W]
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    b = torch.arange(len(x))[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None].to(x.device), cols[:, None, :].to(
+        x.device)]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``crop_flip`` with offsets and flips drawn from ``generator``."""
+    return crop_flip(x, *draw(len(x), generator))
