@@ -40,7 +40,7 @@ def test_compress_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr(compress_mod, "robust_evaluation", boom)
+    monkeypatch.setattr(compress_mod, "evaluate_protocol", boom)
     monkeypatch.setattr(compress_mod, "Hire", boom)
     again = run_suite("compress-robust", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
     assert all(r.skipped for r in again.runs)

@@ -53,6 +53,7 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
         raise AssertionError("recomputed")
 
     monkeypatch.setattr(robust_mod, "robust_evaluation", boom)
+    monkeypatch.setattr(robust_mod, "evaluate_protocol", boom)
     monkeypatch.setattr(robust_mod, "learner_step", boom)
     again = run_suite("robust", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
     assert all(r.skipped for r in again.runs)

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from spikebench.attacks.ensemble import Routed, is_stochastic
+from spikebench.attacks.ensemble import Routed, is_stochastic, robust_evaluation
 from spikebench.attacks.perturb import input_gradient, mode, pgd
 from spikebench.models import device_of
 
@@ -54,6 +54,18 @@ def masking_checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
     return {"vanishing": float(torch.cat(zero).mean()),
             "pgd_large_eps": float(torch.cat(large).mean()),
             "pgd_more_steps": float(torch.cat(more).mean())}
+
+
+def evaluate_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec) -> dict:
+    """``robust_evaluation`` at a robust suite's spec's budgets (eps, routes, PGD steps and
+    restarts, APGD, Square, sigma, EOT, seed; ``ensemble.protocol`` says them in words),
+    then the ``masking_checks`` of the same model."""
+    out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
+                            spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
+                            pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps,
+                            apgd_targets=spec.apgd_targets)
+    out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
+    return out
 
 
 def exceeds(a: float, b: float, n: int) -> bool:

@@ -155,8 +155,10 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     ensemble = ok["clean"] & ok["fgsm"]
     for r in routes:
         ensemble = ensemble & ok[f"pgd[{r}]"]
-    with torch.no_grad(), mode(model, False):
-        classes = int(model(x[:1]).shape[-1])
+    classes = 0
+    if apgd_steps:
+        with torch.no_grad(), mode(model, False):
+            classes = int(model(x[:1]).shape[-1])
     # DLR takes the three largest logits: with two classes only APGD-CE runs
     for loss in (("ce", "dlr") if classes > 2 else ("ce",)) if apgd_steps else ():
         with mode(model, False):

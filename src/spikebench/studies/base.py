@@ -223,3 +223,10 @@ def variant(columns: dict) -> str:
     stage = columns["stage"]
     return columns["method"] if stage in ("train", columns["method"]) else \
         f"{columns['method']}/{stage}"
+
+
+def layer_order(values) -> list[str]:
+    """Layer names once each in running order (as the models probe them), the readout
+    ``out`` last."""
+    layers = list(dict.fromkeys(values))
+    return [la for la in layers if la != "out"] + (["out"] if "out" in layers else [])

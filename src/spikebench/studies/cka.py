@@ -39,6 +39,7 @@ from spikebench.studies.base import (
     _save,
     counterpart,
     eval_samples,
+    layer_order,
     load_model,
     models_of,
     per_model,
@@ -67,16 +68,15 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
              if isinstance(r.spec, ExperimentSpec)}
     mlp = len(specs) == len(ctx.done)
     notes = _conversion_baseline(ctx, specs, trained) if mlp else []
-    # model (architecture) -> variant (method, stage) -> seed -> (representations, names)
-    groups: dict[str, dict[str, dict[int, tuple]]] = {}
+    # (data set, model) -> variant (method, stage) -> seed -> (representations, names)
+    groups: dict[tuple[str, str], dict[str, dict[int, tuple]]] = {}
     for m in progress_bar(trained, "cka: representations", ctx.progress):
         c = m.columns
         reps = representations(m.model, m.x, m.inputs)
-        groups.setdefault(c["model"], {}).setdefault(variant(c), {})[c["seed"]] = (
-            reps, [*m.model.layer_names(), "out"])
-    base = {k: trained[0].columns[k] for k in ("dataset",)}
+        groups.setdefault((c["dataset"], c["model"]), {}).setdefault(variant(c), {})[
+            c["seed"]] = (reps, [*m.model.layer_names(), "out"])
     rows, undefined = [], []
-    for model, methods in groups.items():
+    for (dataset, model), methods in groups.items():
         names = ordered(methods, (*RULE_ORDER, *methods))  # the rules', then run order
         for i, a in enumerate(names):
             for b in names[i:]:
@@ -87,7 +87,8 @@ def cka_study(ctx: StudyContext) -> StudyOutput:
                     pairs = list(zip(ss, ss[1:], strict=False))
                 for s, t in pairs:
                     (ra, la), (rb, lb) = methods[a][s], methods[b][t]
-                    rows += [{"suite": ctx.suite, **base, "model": model, "a": a, "b": b,
+                    rows += [{"suite": ctx.suite, "dataset": dataset, "model": model,
+                              "a": a, "b": b,
                               "seed_a": s, "seed_b": t, "layer_a": la[p], "layer_b": lb[q],
                               "cka": _cka_or_nan(ra[p], rb[q], undefined,
                                                  f"{model} {a}/{b} {la[p]}/{lb[q]}")}
@@ -230,12 +231,6 @@ def _adversarial_cka(ctx, specs, n: int, undefined) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _layers(values) -> list[str]:
-    """Layers in running order (as the models probe them), the readout last."""
-    layers = list(dict.fromkeys(values))
-    return [la for la in layers if la != "out"] + (["out"] if "out" in layers else [])
-
-
 def _cell(v: float) -> str:
     return f"{v:.3f}" if v == v else "–"  # undefined: said in the notes
 
@@ -254,7 +249,7 @@ def _cka_table(df: pd.DataFrame) -> str:
     out = []
     for model in ordered(df.model, ARCH_ORDER):  # one table per layer layout
         sub = df[df.model == model]
-        layers = _layers(sub.layer_a)
+        layers = layer_order(sub.layer_a)
         rows = [[model.upper(), f"{a} / {b}"]
                 + [_cell(mean.get((model, a, b, la), float("nan"))) for la in layers]
                 for (a, b), _ in sub.groupby(["a", "b"], sort=False)]
@@ -271,7 +266,7 @@ def _plot_cka(df: pd.DataFrame, path: Path) -> None:
         return
     mean = _cka_mean(df)
     archs = ordered(df.model, ARCH_ORDER)
-    width = max(len(_layers(df[df.model == a].layer_a)) for a in archs)
+    width = max(len(layer_order(df[df.model == a].layer_a)) for a in archs)
     fig, axes = subplots(len(archs), width, squeeze=False,
                          figsize=(3.6 * width, 3.3 * len(archs)))
     for ax in axes.flat:
@@ -279,7 +274,7 @@ def _plot_cka(df: pd.DataFrame, path: Path) -> None:
     for r, arch in enumerate(archs):
         sub = df[df.model == arch]
         names = ordered([*sub.a, *sub.b], (*RULE_ORDER, *sub.a, *sub.b))
-        for c, layer in enumerate(_layers(df[df.model == arch].layer_a)):
+        for c, layer in enumerate(layer_order(df[df.model == arch].layer_a)):
             m = np.full((len(names), len(names)), np.nan)
             for i, a in enumerate(names):
                 for j, b in enumerate(names):

@@ -21,6 +21,7 @@ from spikebench.studies.base import (
     _ordered_rules,
     _pct,
     _save,
+    layer_order,
     models_of,
     per_model,
     schema_columns,
@@ -74,7 +75,7 @@ def fisher_study(ctx: StudyContext) -> StudyOutput:
     _plot_fisher(df, ctx.out_dir / "fisher.png")
     _plot_fisher_time(dt, ctx.out_dir / "fisher_time.png")
     groups = [g for g in ("LW", "RW") if g in set(df.kind)]
-    layers = _layers(df)
+    layers = layer_order(df.layer)
     cols = [(layer, kind) for kind in groups for layer in layers
             if ((df.layer == layer) & (df.kind == kind)).any()]
     table_rows = []
@@ -113,12 +114,6 @@ def fisher_study(ctx: StudyContext) -> StudyOutput:
     return StudyOutput(sections, {"fisher": df, "fisher_time": dt})
 
 
-def _layers(df: pd.DataFrame) -> list[str]:
-    """Layers in running order (as the models list their weight groups), the readout last."""
-    layers = list(dict.fromkeys(df.layer))
-    return [la for la in layers if la != "out"] + (["out"] if "out" in layers else [])
-
-
 def _plot_fisher(df: pd.DataFrame, path: Path) -> None:
     """One panel per (weight kind, model): LW-FF, LW-REC, RW-REC for the paper's MLPs."""
     panels = [(kind, model) for model in ordered(df.model, ARCH_ORDER) for kind in ("LW", "RW")
@@ -127,7 +122,7 @@ def _plot_fisher(df: pd.DataFrame, path: Path) -> None:
     fig, axes = subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     for ax, (kind, model) in zip(axes[0], panels, strict=True):
         sub = df[(df.kind == kind) & (df.model == model)]
-        layers = _layers(sub)
+        layers = layer_order(sub.layer)
         names = ordered(sub.variant, RULE_ORDER)
         width = 0.8 / max(len(names), 1)
         for i, name in enumerate(names):

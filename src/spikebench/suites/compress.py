@@ -30,12 +30,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from spikebench.attacks.diagnostics import masking_checks
+from spikebench.attacks.diagnostics import evaluate_protocol
 from spikebench.attacks.ensemble import (
     REFERENCE_ROUTES,
     accuracy,
     parse_route,
-    robust_evaluation,
 )
 from spikebench.datasets.encoders import INPUT_CODINGS
 from spikebench.engine.data import (
@@ -245,11 +244,7 @@ def evaluate_spec(spec: CompressSpec, run_dir: Path, train, test) -> dict:
     def compute() -> dict:
         model = load_trained(run_dir / CHECKPOINT, "model",
                              build(spec, image_shape(train), train[2]))
-        out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
-                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
-                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps,
-                                apgd_targets=spec.apgd_targets)
-        out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
+        out = evaluate_protocol(model, x, y, spec)
         workload = conv_workload(model, x)
         out["spikes_per_image"] = workload.pop("spikes")  # the same pass as the SynOps
         out.update({f"eff_{k}": v for k, v in workload.items()})

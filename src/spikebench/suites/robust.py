@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from spikebench.attacks.diagnostics import masking_checks
+from spikebench.attacks.diagnostics import evaluate_protocol
 from spikebench.attacks.ensemble import (
     DEFAULT_ROUTES,
     REFERENCE_ROUTES,
@@ -309,16 +309,12 @@ def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> d
 
     def compute() -> dict:
         torch.manual_seed(spec.seed)
-        out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
-                                spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
-                                pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps,
-                                apgd_targets=spec.apgd_targets)
+        out = evaluate_protocol(model, x, y, spec)
         for e in spec.eps_sweep:
             sweep = robust_evaluation(model, x, y, e, ("surrogate",), spec.pgd_steps, 0,
                                       spec.sigma, spec.eot, seed=spec.seed)
             out[f"pgd@{e:g}"] = sweep["pgd"]
             out[f"fgsm@{e:g}"] = sweep["fgsm"]
-        out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
         out["spikes_per_image"] = conv_workload(model, x)["spikes"]
         out["n"] = len(x)
         return out
