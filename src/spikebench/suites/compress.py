@@ -268,7 +268,7 @@ class CompressKind(ImageKind):
                "HIRE-SNN's period-wise training carries the membranes from one period to "
                "the next, which only neurons with a ``window`` (DLIF's layer, LIF as its "
                "special case) do; other neurons train on conv nets in the robust suites' "
-               "methods (spikebench.suites.robust.METHODS)"}
+               "methods (spikebench.suites.robust_methods.METHODS)"}
     files = {"compress": "compress.csv", "tidy": "results.csv", "timings": "timings.csv"}
 
     def specs(self, suite, opts) -> tuple[list, list[str]]:
