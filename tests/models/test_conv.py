@@ -72,12 +72,35 @@ def test_conversion_balances_thresholds_layer_by_layer():
         peaks = [np.percentile(np.tile(bn(conv(xb)).numpy(), (16, 1, 1, 1)), 99.7)
                  for xb in x.split(32)]  # over the T steps (16 copies)
     assert snn.neurons()[0].threshold().item() == pytest.approx(0.5 * max(peaks), rel=1e-9)
-    # the weight layer after each neuron carries its threshold
+    # the weight layer after each neuron carries its threshold before the scaling
     theta_last = float(snn.neurons()[-1].threshold())
-    torch.testing.assert_close(snn.readout.weight, ann.readout.weight * theta_last)
+    torch.testing.assert_close(snn.readout.weight, ann.readout.weight * theta_last / 0.5)
     assert not snn.training and all(float(n.threshold()) > 0 for n in snn.neurons())
     agree = (snn(x).argmax(-1) == ann(x).argmax(-1)).double().mean()
     assert agree >= 0.5  # rates approximate the ANN (loosely at 16 steps)
+
+
+def test_conversion_scales_thresholds_after_calibrating_at_its_own_steps():
+    """The reference calibrates every layer at unscaled thresholds (T = 100) and scales
+    them all afterwards: thresholds at scale s are s x those at scale 1, layer by layer,
+    and calibrating at 24 steps gives the thresholds of a 24-step conversion."""
+    torch.manual_seed(1)
+    ann = ConvNet("vgg-small", 1, 12, 4).double().eval()
+    x = torch.rand(48, 1, 12, 12, dtype=torch.float64)
+    params = DLIFParams(leak=1.0, reset="zero", dynamic=False, learn_threshold=True, steps=1)
+
+    def thresholds(**kw):
+        snn = convert_conv(ann, x, params, percentile=99.7, batch_size=16, **kw)
+        return snn, [float(n.threshold()) for n in snn.neurons()]
+
+    _, unscaled = thresholds(steps=6, scale=1.0)
+    snn, scaled = thresholds(steps=6, scale=0.3)
+    assert scaled == pytest.approx([0.3 * t for t in unscaled], rel=1e-9)
+    long, at_24 = thresholds(steps=24, scale=0.3)
+    snn, calibrated = thresholds(steps=6, scale=0.3, calib_steps=24)
+    assert calibrated == pytest.approx(at_24, rel=1e-12) and snn.steps == 6
+    assert calibrated != pytest.approx(scaled, rel=1e-6)  # T matters past the first layer
+    torch.testing.assert_close(snn.readout.weight, long.readout.weight)
 
 
 def test_windows_from_carried_membranes_equal_one_run():

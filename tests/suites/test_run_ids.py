@@ -27,7 +27,10 @@ def test_every_suite_is_pinned():
 
 # identity key -> why it was added (the runs it salts trained differently from then on)
 SALTS = {"agc_version": "compress-robust's AGC runs, 2026-12-03: CE saliency in eval mode, "
-                        "the HIRE periods' own attention maps (issue 26, bugs 2-3)"}
+                        "the HIRE periods' own attention maps (issue 26, bugs 2-3)",
+         "calib_steps": "robust's conversion runs, 2026-12-03: thresholds calibrated at "
+                        "T = 100 and scaled by 0.3 after the layer loop, as the reference "
+                        "does (issue 26, item 6)"}
 
 
 # suite/options -> the spec fields whose default changed since (with why): the pinned id

@@ -108,6 +108,7 @@ class RobustSpec:
     threshold_scale: float = 0.3  # the conversion code's factor on balanced thresholds
     percentile: float = 99.7
     n_calib: int = 640  # training images for threshold balancing
+    calib_steps: int = 100  # T of the calibration (the reference's; the SNN then runs steps)
     finetune_epochs: int = 2  # the paper: 60
     finetune_lr: float = 5e-3  # the paper: 1e-3 for 60 epochs
     finetune_beta: float = 2.0
@@ -146,7 +147,7 @@ class RobustSpec:
             raise ConfigError(f"apgd_steps and apgd_targets must be >= 0, got "
                               f"{self.apgd_steps}, {self.apgd_targets}")
         for name in ("steps", "epochs", "batch_size", "n_attack", "ann_epochs", "n_calib",
-                     "pgd_restarts"):
+                     "pgd_restarts", "calib_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and self.finetune_lr > 0):
@@ -251,7 +252,8 @@ def trained_ann(spec: RobustSpec, run_dir: Path, shape, classes: int) -> ConvNet
 def converted(spec: RobustSpec, ann: ConvNet, train) -> ConvNet:
     """The trained ANN converted (deterministic: the first ``n_calib`` training images)."""
     return convert_conv(ann, train[0][:spec.n_calib], neuron_params(spec, "conversion"),
-                        spec.steps, spec.percentile, spec.threshold_scale)
+                        spec.steps, spec.percentile, spec.threshold_scale,
+                        calib_steps=spec.calib_steps)
 
 
 def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]:

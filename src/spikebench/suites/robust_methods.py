@@ -46,8 +46,8 @@ METHODS.register("conversion", Method(
     "adversarially trained ANN -> IF SNN (threshold balancing) -> robust fine-tuning",
     "conversion", "none",
     fields=("lr", "ann_epochs", "ann_objective", "ann_steps", "trades_beta", "eps_train",
-            "threshold_scale", "percentile", "n_calib", "finetune_epochs", "finetune_lr",
-            "finetune_beta"),
+            "threshold_scale", "percentile", "n_calib", "calib_steps", "finetune_epochs",
+            "finetune_lr", "finetune_beta"),
     reference="tables not recovered offline (Özdenizci & Legenstein, TMLR 2024)"))
 
 METHOD_ORDER = ("vanilla", "at", "gauss", "dlif-gauss", "dlif-at", "conversion")

@@ -82,16 +82,20 @@ def _bn_batch_stats(model: nn.Module, train: bool) -> None:
 
 @torch.no_grad()
 def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: float = 99.7,
-                 scale: float = 1.0, batch_size: int = 128):
+                 scale: float = 1.0, batch_size: int = 128, calib_steps: int | None = None):
     """The SNN of a trained ``models.ConvNet`` ANN (``params``: its neurons' ``DLIFParams``,
     IF with hard reset in the paper), by threshold balancing on calibration images:
 
     1. weights, biases and BatchNorm affines copied (the same module names);
-    2. layer by layer, earlier layers already spiking: theta_l = ``scale`` x the largest
-       over calibration batches of the ``percentile`` of layer l's input current (BN on
-       batch statistics); the next weight layer's weights are multiplied by theta_l, so
-       that 0/1 spikes carry the ANN's activation scale (a ~ theta rate);
-    3. BatchNorm's running statistics re-estimated on the SNN's own currents.
+    2. layer by layer, earlier layers already spiking at their balanced thresholds, the
+       SNN simulated for ``calib_steps`` steps (None: ``steps``; the reference: 100):
+       theta_l = the largest over calibration batches of the ``percentile`` of layer l's
+       input current (BN on batch statistics); the next weight layer's weights are
+       multiplied by theta_l, so that 0/1 spikes carry the ANN's activation scale;
+    3. after the loop, as the reference does, every threshold multiplied by ``scale``
+       (scaling inside the loop would calibrate later layers on denser spikes); the
+       folded weights keep theta_l, which changes only the readout's scale, not a spike;
+    4. BatchNorm's running statistics re-estimated on the SNN's own currents (T = ``steps``).
     """
     from spikebench.errors import ConfigError
     from spikebench.models.conv import ConvNet, is_residual
@@ -106,11 +110,12 @@ def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: flo
     device = device_of(ann)  # the SNN is made and calibrated where the ANN is (its weights
     with device:  # are the ANN's, its thresholds constants: nothing drawn at random)
         snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes, neuron=params,
-                      steps=steps, coding="direct").to(x_calib.dtype)
+                      steps=calib_steps or steps, coding="direct").to(x_calib.dtype)
     missing, unexpected = snn.load_state_dict(ann.state_dict(), strict=False)
     assert not unexpected and all(k.endswith(("theta", "gain")) for k in missing), missing
     batches = x_calib.to(device).split(batch_size)
     layers = list(snn.body) + [snn.readout]
+    peaks = []
     for neuron in snn.neurons():
         neuron.record = True
         peak = 0.0
@@ -120,11 +125,15 @@ def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: flo
             q = np.percentile(neuron.last_current.detach().flatten().cpu().numpy(), percentile)
             peak = max(peak, float(q))
         neuron.record, neuron.last_current = False, None
-        theta = scale * peak if peak > 0 else 1.0
+        theta = peak if peak > 0 else 1.0
         neuron.set_threshold(theta)
+        peaks.append(theta)
         after = layers[next(i for i, m in enumerate(layers) if m is neuron) + 1:]
         nxt = next(m for m in after if isinstance(m, nn.Conv2d | nn.Linear))
         nxt.weight.mul_(theta)
+    for neuron, theta in zip(snn.neurons(), peaks, strict=True):
+        neuron.set_threshold(scale * theta)
+    snn.steps = steps
     for m in snn.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
