@@ -183,3 +183,20 @@ def test_the_references_vgg_layouts_flatten_8192_cifar_features(arch, widths, po
     assert [(m.in_features, m.out_features) for m in linears] == [(8192, 4096), (4096, 4096),
                                                                  (4096, 10)]
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("arch, convs3x3, params", [("resnet20", 19, 0.27e6),
+                                                    ("wrn16-4", 13, 2.7e6)])
+def test_cifar_resnets_have_the_published_depth_and_size(arch, convs3x3, params):
+    """ResNet-20: 19 3x3 convs + the readout, 0.27M parameters (He et al. 2016, Table 6);
+    WRN-16-4: 13 3x3 convs + the readout, 2.7M (Zagoruyko & Komodakis 2016, Table 4);
+    our 1x1-conv shortcuts and BN add a few percent."""
+    ann = ConvNet(arch, 3, 32, 10)
+    convs = [m for m in ann.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(c.kernel_size == (3, 3) for c in convs) == convs3x3
+    n = sum(p.numel() for p in ann.parameters())
+    assert params <= n <= 1.05 * params
+    snn = ConvNet(arch, 3, 32, 10, DLIFParams(steps=2), steps=2)
+    assert snn.readout.in_features == convs[-1].out_channels  # pooled to one pixel
+    assert snn(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert len(snn.neurons()) == 1 + 2 * (convs3x3 - 1) // 2

@@ -6,6 +6,7 @@ the ANN's weights into the SNN one to one.
 
     conv 3x3 (no bias) - BatchNorm - activation   per number in the config
     average pooling 2x2                           per "A"
+    global average pooling                        per "G"
     a basic residual block (``Residual``)         per ("res", width, stride)
     flatten - [Linear - activation - dropout] per hidden width - Linear (the readout)
 
@@ -28,7 +29,15 @@ not); and
 ``resnet12`` (HIRE-SNN's ResNet12 in the layout of the same group's DIET-SNN code, on which
 HIRE-SNN's builds: three 64-channel convs, a pool, four basic blocks of 64/128/256/512
 channels with strides 1/2/2/2, dropout 0.2 inside each block, a linear readout; with
-BatchNorm like our other nets, where DIET-SNN's has none).
+BatchNorm like our other nets, where DIET-SNN's has none); the robust-conversion and
+stable-SNN references' residual nets for CIFAR: ``resnet20`` (He et al. 2016: a 16-channel
+conv, three stages of three basic blocks of 16/32/64 channels, strides 1/2/2, global
+average pooling, a linear readout; 1x1-conv shortcuts where the shape changes) and
+``wrn16-4`` (Zagoruyko & Komodakis 2016, depth 16, widen 4: a 16-channel conv, three
+groups of two blocks of 64/128/256 channels, strides 1/2/2, global average pooling, no
+dropout). Their blocks are ``Residual``'s conv-BN-activation order, where WRN's paper
+puts BN and ReLU before each conv (pre-activation): a spiking neuron needs its input
+current before it, so the SNN variants in the references use this order too.
 """
 
 from __future__ import annotations
@@ -56,6 +65,10 @@ CONV_ARCHS.register("vgg16", ((64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 5
 CONV_ARCHS.register("vgg5-ref", ((64, "A", 128, 128, "A"), (4096, 4096), 0.0))
 CONV_ARCHS.register("vgg11-ref", ((64, "A", 128, 256, "A", 512, 512, 512, "A", 512, 512),
                                   (4096, 4096), 0.2))
+CONV_ARCHS.register("resnet20", ((16, *[("res", w, s) for w in (16, 32, 64)
+                                        for s in (1 if w == 16 else 2, 1, 1)], "G"), (), 0.0))
+CONV_ARCHS.register("wrn16-4", ((16, *[("res", w, s) for w in (64, 128, 256)
+                                       for s in (1 if w == 64 else 2, 1)], "G"), (), 0.0))
 
 
 def is_residual(arch: str) -> bool:
@@ -111,6 +124,9 @@ class ConvNet(nn.Module):
                 layers.append(Residual(channels, width, stride, dropout,
                                        lambda w=width: self._act(w)))
                 channels, size = width, (size - 1) // stride + 1
+            elif c == "G":
+                layers.append(nn.AdaptiveAvgPool2d(1))
+                size = 1
             elif c == "A":
                 if size < 2:
                     raise ConfigError(f"{arch} pools {image_size}-px images below 1 px; choose "
