@@ -4,13 +4,20 @@ objective's gradients."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from spikebench.attacks.perturb import fgsm, gaussian, pgd, rfgsm_kl
 from spikebench.models import ConvNet
 from spikebench.neurons import DLIFParams, dlif_scan
-from spikebench.training.robust import Objective, mppd_trace, objective_loss
+from spikebench.training.robust import (
+    Objective,
+    mart_loss,
+    mppd_trace,
+    objective_loss,
+    orthogonal_retraction,
+)
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
@@ -103,9 +110,10 @@ def test_perturbations_stay_in_their_balls_and_leave_the_model_as_it_was():
 @pytest.mark.parametrize("obj", [
     Objective("mix"), Objective("mix", "gaussian", rho=1.0), Objective("mix", "fgsm", rho=1.0),
     Objective("pgd-at", steps=2), Objective("trades", steps=2), Objective("finetune", beta=2.0),
+    Objective("mart", steps=2, beta=4.0),
 ], ids=lambda o: f"{o.kind}-{o.perturbation}-rho{o.rho}")
 def test_every_objective_gives_a_finite_loss_and_gradients(obj):
-    m = tiny(spiking=obj.kind != "pgd-at")
+    m = tiny(spiking=obj.kind not in ("pgd-at", "mart"))
     m.train()
     x = torch.rand(4, 1, 8, 8, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0])
@@ -137,3 +145,83 @@ def test_bad_objectives_are_refused():
     with pytest.raises(ConfigError, match="spiking"):
         objective_loss(tiny(spiking=False), torch.rand(2, 1, 8, 8, dtype=torch.float64),
                        torch.tensor([0, 1]), Objective("mix", "gaussian", rho=1.0))
+
+
+def test_mart_loss_equals_its_formula_in_numpy():
+    """MART (Wang et al. 2020) written out in float64 numpy from probabilities, on
+    moderate logits; on saturated logits ours stays finite (log-softmax, log1p), where the
+    reference needs its 1e-12 and 1.0001 guards."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    adv = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+
+    def reference(logits, adv, y, beta):
+        def softmax(z):
+            e = np.exp(z - z.max(1, keepdims=True))
+            return e / e.sum(1, keepdims=True)
+        p_adv, p_nat = softmax(adv), softmax(logits)
+        rows = np.arange(len(y))
+        masked = p_adv.copy()
+        masked[rows, y] = -1
+        bce = -np.log(p_adv[rows, y]) - np.log(1 - masked.max(1))
+        kl = (p_nat * (np.log(p_nat) - np.log(p_adv))).sum(1)
+        return float(np.mean(bce + beta * kl * (1 - p_nat[rows, y])))
+
+    ours = float(mart_loss(logits, adv, y, 4.0))
+    assert ours == pytest.approx(reference(logits.numpy(), adv.numpy(), y.numpy(), 4.0),
+                                 rel=1e-12)
+    assert torch.isfinite(mart_loss(logits * 500, adv * 500, y, 4.0))
+
+
+def test_orthogonal_retraction_is_one_step_on_the_orthogonality_loss():
+    """W <- (1 + b) W - b W W^T W equals one gradient step of size b on ||W W^T - I||^2 / 4
+    (autograd), for a conv (rows = output channels) and a narrow Linear; a wide Linear
+    moves only a share of its rows, each as that step on the chosen rows; orthonormal rows
+    are a fixed point."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Linear(6, 5),
+                              torch.nn.Linear(3, 300)).double()
+    before = [m.weight.detach().clone() for m in net]
+
+    def step(w, beta):
+        w = w.reshape(w.shape[0], -1).clone().requires_grad_(True)
+        ((w @ w.T - torch.eye(len(w), dtype=w.dtype)).pow(2).sum() / 4).backward()
+        return (w - beta * w.grad).detach()
+
+    orthogonal_retraction(net, 0.01)
+    for k in (0, 1):
+        torch.testing.assert_close(net[k].weight.reshape(len(before[k]), -1),
+                                   step(before[k], 0.01), rtol=0, atol=1e-12)
+    moved = (net[2].weight != before[2]).any(1)
+    assert int(moved.sum()) == 90  # 30 % of 300 rows
+    torch.testing.assert_close(net[2].weight[moved], step(before[2][moved], 0.01),
+                               rtol=0, atol=1e-12)
+    q = torch.linalg.qr(torch.randn(6, 4, dtype=torch.float64))[0].T  # 4 orthonormal rows
+    lin = torch.nn.Linear(6, 4, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(q)
+    orthogonal_retraction(lin, 0.5)
+    torch.testing.assert_close(lin.weight, q, rtol=0, atol=1e-12)
+
+
+def test_the_regulariser_acts_after_the_optimiser_step():
+    """Objective(ortho_beta) = the plain objective's SGD step, then the retraction."""
+    a, b = tiny(), tiny()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(4, 1, 8, 8, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+    torch.manual_seed(3)
+    out = Objective("mix", "gaussian", ortho_beta=0.01).backward(a, x, y, opt_a.step)
+    torch.manual_seed(3)
+    Objective("mix", "gaussian").backward(b, x, y)
+    opt_b.step()
+    orthogonal_retraction(b, 0.01)
+    assert out.updated
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="update"):
+        Objective("mix", ortho_beta=0.01).backward(a, x, y)
+    assert "ortho_beta" not in Objective().config()
