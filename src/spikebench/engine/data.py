@@ -117,17 +117,20 @@ def image_run(spec, runs_dir, progress: bool):
 def epoch_batches(spec, x, y):
     """Batches of ``spec.batch_size``, shuffled per ``spec.seed`` and epoch, so that a
     resumed run sees the same order: epoch -> iterator of (x, y), on ``spec.device``;
-    with ``spec.augment`` each batch is cropped and flipped (``datasets.augment``) from
-    a generator of its own per seed and epoch, so the order is the same as without."""
+    with ``spec.augment`` each batch is cropped and flipped, with ``spec.cutout`` > 0 cut
+    out (``datasets.augment``), from a generator of its own per seed and epoch, so the
+    order is the same as without."""
     device = torch.device(getattr(spec, "device", "cpu"))
+    flip, cut = getattr(spec, "augment", False), getattr(spec, "cutout", 0)
 
     def batches(epoch: int):
         g = torch.Generator().manual_seed(spec.seed * 1000 + epoch)
         order = torch.randperm(len(x), generator=g).split(spec.batch_size)
-        if not getattr(spec, "augment", False):
+        if not (flip or cut):
             return ((x[idx].to(device), y[idx].to(device)) for idx in order)
         a = torch.Generator().manual_seed(spec.seed * 1000 + epoch + 7_919)
-        return ((augment(x[idx], a).to(device), y[idx].to(device)) for idx in order)
+        return ((augment(x[idx], a, flip, cut).to(device), y[idx].to(device))
+                for idx in order)
 
     return batches
 

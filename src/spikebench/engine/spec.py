@@ -277,12 +277,14 @@ def check_device(name: str) -> None:
 
 def identity_core(spec, keys) -> dict:
     """What a conv or hybrid spec's run id hashes: ``keys``, training-time augmentation
-    where on, then its data folder and fingerprint where set and its device where it is
-    not the CPU (so that CPU runs keep
-    the ids they had before specs had a device; float outcomes differ between devices)."""
+    (crop and flip, cutout) where on, then its data folder and fingerprint where set and
+    its device where it is not the CPU (so that CPU runs keep the ids they had before
+    specs had a device; float outcomes differ between devices)."""
     core = {k: getattr(spec, k) for k in keys}
     if getattr(spec, "augment", False):  # added later: runs without it keep their ids
         core["augment"] = True
+    if getattr(spec, "cutout", 0):
+        core["cutout"] = spec.cutout
     for key in ("data_dir", "data_fingerprint"):
         if getattr(spec, key) is not None:
             core[key] = getattr(spec, key)
