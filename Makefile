@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.spikebench-installed
 
 .PHONY: setup run test bench lint docs clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the CPU build on this machine; any other torch pulls gigabytes of CUDA packages
 	$(PY) -m pip install --quiet torch==2.13.0
@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# NeuroBench's metric code, for the tests' cross-check only: without its dependencies,
 	# which would add torchaudio 2.11.1 (its library does not load with torch 2.13.0)
 	$(PY) -m pip install --quiet --no-deps neurobench==2.3.0 snntorch==1.0.0
+	# FAB-T (the robust suites' attacks): its metadata asks for torchvision, which it never imports
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
 	# real Fashion-MNIST from Debian where apt is at hand (optional: skipped otherwise)
 	-test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && \
 		command -v apt-get >/dev/null && apt-get install -y -qq dataset-fashion-mnist \

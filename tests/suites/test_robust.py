@@ -60,6 +60,43 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "robust.csv"), table)
 
 
+def test_the_baselines_train_at_reg_and_a_mart_conversion_end_to_end(tmp_path):
+    """AT+Reg and the conversion from a MART ANN (robust-baselines' own methods, in a
+    two-method suite of the same kind to keep the test short), the conversion's three
+    models under their own names, every one attacked and reported."""
+    from spikebench.suites.base import Suite
+    from spikebench.suites.robust import RobustKind
+
+    baselines, _ = SUITES.get("robust-baselines").specs(SuiteOptions(progress=False))
+    assert [s.method for s in baselines] == ["dlif-at", "dlif-at-reg", "conversion",
+                                             "conversion-trades", "conversion-mart"]
+    assert [s.ann_objective for s in baselines[2:]] == ["pgd-at", "trades", "mart"]
+    SUITES.register("test-baselines", Suite("test-baselines", "AT+Reg and MART conversion",
+                                            RobustKind(methods=("dlif-at-reg",
+                                                                "conversion-mart"))))
+    try:
+        opts = SuiteOptions(n_train=96, n_test=20, epochs=1, n_eval=6, n_steps=2,
+                            progress=False)
+        result = run_suite("test-baselines", tmp_path / "out", opts,
+                           runs_dir=tmp_path / "runs")
+    finally:
+        SUITES.unregister("test-baselines")
+    assert [r.status for r in result.runs] == ["done"] * 2
+    table = pd.read_csv(tmp_path / "out" / "robust.csv")
+    assert list(table.model) == ["dlif-at-reg", "conversion-mart-ann",
+                                 "conversion-mart-converted", "conversion-mart"]
+    assert table.ensemble.notna().all() and (table.ensemble <= table.clean + 1e-12).all()
+    tidy = pd.read_csv(tmp_path / "out" / "results.csv")
+    mart = tidy[tidy.method == "conversion-mart"]
+    assert set(mart.stage) == {"ann", "converted", "conversion"}
+    assert set(mart[mart.stage == "ann"].neuron) == {"none"}
+    by = {r.spec.method: r.spec for r in result.runs}
+    assert by["dlif-at-reg"].weight_decay == 0 and by["conversion-mart"].ann_objective == "mart"
+    report = (tmp_path / "out" / "report.md").read_text()
+    for needle in ("Conversion (conversion-mart)", "MART ANN (beta 4)", "AT+Reg"):
+        assert needle in report, needle
+
+
 def test_run_ids_cover_what_trains_and_nothing_else():
     base = RobustSpec(method="vanilla")
     assert replace(base, eps=0.2, n_attack=7, routes=("bptr",)).run_id == base.run_id
@@ -157,3 +194,17 @@ def test_augmentation_is_in_the_id_only_where_on():
         "augment"] is True
     paper, _ = robust_specs("robust", SuiteOptions(paper=True, progress=False))
     assert all(s.augment for s in paper)
+
+
+def test_the_at_reg_finding_calls_a_difference_by_two_standard_errors():
+    from spikebench.suites.robust_report import findings
+
+    def frame(reg_ensemble):
+        rows = [{"model": m, "method": m, "clean": 0.8, "fgsm": 0.5, "pgd": 0.4,
+                 "ensemble": e, "square": 0.6} for m, e in
+                (("dlif-at", 0.30), ("dlif-at-reg", reg_ensemble))]
+        return pd.DataFrame(rows)
+
+    [up] = [f for f in findings(frame(0.45), 300) if "AT+Reg" in f]
+    [same] = [f for f in findings(frame(0.32), 300) if "AT+Reg" in f]
+    assert "raises" in up and "30.0 -> 45.0" in up and "does not change" in same

@@ -2,7 +2,8 @@
 would orphan users' trained runs fails here. The ids were written by spikebench at
 415a55d (before the one-harness redesign) for each suite's default options and for
 ``--paper``, without the data identity (which depends on the machine's data folders);
-suites added since (``robust-ablation``, 2026-12-03) are pinned as they were added.
+suites added since (``robust-ablation``, ``robust-baselines``, 2026-12-03) are pinned as
+they were added.
 
 Deliberate changes since then are salts in the identity, each named in ``SALTS`` with
 why: the id without the salt must still be the pinned one, and the salted id differs
@@ -30,14 +31,18 @@ SALTS = {"agc_version": "compress-robust's AGC runs, 2026-12-03: CE saliency in 
                         "the HIRE periods' own attention maps (issue 26, bugs 2-3)",
          "calib_steps": "robust's conversion runs, 2026-12-03: thresholds calibrated at "
                         "T = 100 and scaled by 0.3 after the layer loop, as the reference "
-                        "does (issue 26, item 6)"}
+                        "does (issue 26, item 6)",
+         "finetune_weight_decay": "robust's conversion runs, 2026-12-03: the fine-tuning's "
+                                  "own weight decay (the reference's 1e-3 with --paper)"}
 
 
 # suite/options -> the spec fields whose default changed since (with why): the pinned id
 # is the spec's with those fields as they were, so nothing else may have changed
-CHANGED = {"robust/paper": ({"arch": "vgg11", "augment": False},
+CHANGED = {"robust/paper": ({"arch": "vgg11", "augment": False, "eps_train": 4 / 255,
+                             "cutout": 0},
                             "--paper's net: the references' VGG-11 (vgg11-ref), not "
-                            "torchvision's, and their crop-and-flip augmentation (issue 26)"),
+                            "torchvision's, and their crop-and-flip augmentation; the "
+                            "conversion's own eps 2/255 and cutout (issue 26)"),
            "compress-robust/paper": ({"arch": "vgg11", "augment": False}, "the same")}
 
 

@@ -63,7 +63,8 @@ def evaluate_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec) 
     out = robust_evaluation(model, x, y, spec.eps, spec.routes, spec.pgd_steps,
                             spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
                             pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps,
-                            apgd_targets=spec.apgd_targets)
+                            apgd_targets=spec.apgd_targets,
+                            fab_targets=getattr(spec, "fab_targets", 0))
     out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
     return out
 
@@ -85,7 +86,8 @@ def flags(result: dict, n: int) -> list[str]:
         out.append(f"PGD at eps {LARGE_EPS:g} leaves {100 * result['pgd_large_eps']:.0f} %")
     if "pgd_more_steps" in result and exceeds(result["pgd_more_steps"], result["pgd"], n):
         out.append("more PGD steps raise accuracy")
-    gradient = [result[k] for k in ("fgsm", "pgd", "apgd-ce", "apgd-dlr") if k in result]
+    gradient = [result[k] for k in ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "fab-t")
+                if k in result]
     if "square" in result and gradient and exceeds(min(gradient), result["square"], n):
         out.append("Square beats the gradient attacks")
     return out

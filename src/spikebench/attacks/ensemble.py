@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from spikebench.attacks.art import ARTAttack, predict
+from spikebench.attacks.fab import fab_targeted
 from spikebench.attacks.perturb import fgsm, gaussian, mode, pgd
 from spikebench.errors import ConfigError
 from spikebench.models import device_of
@@ -117,17 +118,19 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
                       routes=DEFAULT_ROUTES, pgd_steps: int = 10, square_queries: int = 100,
                       sigma: float = 0.1, eot: int = 4,
                       clip=(0.0, 1.0), batch_size: int = 128, seed: int = 0,
-                      pgd_restarts: int = 1, apgd_steps: int = 0, apgd_targets: int = 0
-                      ) -> dict[str, float]:
+                      pgd_restarts: int = 1, apgd_steps: int = 0, apgd_targets: int = 0,
+                      fab_targets: int = 0) -> dict[str, float]:
     """Accuracies on (x, y) at L-inf ``eps``: ``clean``, ``fgsm`` and ``pgd`` (the model's
     own surrogate), ``pgd[ROUTE]`` per route (best iterate over ``pgd_restarts`` random
     starts), ``apgd-ce`` and ``apgd-dlr`` (ART's APGD with the cross-entropy and the
     difference-of-logits-ratio loss, ``apgd_steps`` iterations through the model's own
     surrogate; 0: none), ``apgd-t`` (targeted APGD-DLR towards each of the
     ``apgd_targets`` classes the clean logits rank next after the top one, AutoAttack's
-    APGD-T; 0: none), ``square`` (``square_queries`` iterations; 0: none),
+    APGD-T; 0: none), ``fab-t`` (torchattacks' targeted FAB, ``apgd_steps`` iterations
+    towards each of ``fab_targets`` classes; 0: none), ``square`` (``square_queries``
+    iterations; 0: none),
     ``gaussian`` (sigma, clipped) and ``ensemble``: the share of samples correct under
-    every one of these attacks (clean, FGSM, each route's PGD, APGD, Square), so never
+    every one of these attacks (clean, FGSM, each route's PGD, APGD, FAB, Square), so never
     above any of them. An ANN, and a model whose neurons have no gradient routes (only
     DLIF's ``SpikingActivation`` has them), has one route. Computed on the model's device."""
     neurons = [m for m in model.modules() if isinstance(m, NeuronDynamics)]
@@ -156,7 +159,7 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     for r in routes:
         ensemble = ensemble & ok[f"pgd[{r}]"]
     classes = 0
-    if apgd_steps:
+    if apgd_steps or fab_targets:
         with torch.no_grad(), mode(model, False):
             classes = int(model(x[:1]).shape[-1])
     # DLR takes the three largest logits: with two classes only APGD-CE runs
@@ -172,6 +175,14 @@ def robust_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         ok["apgd-t"] = _targeted_apgd(model, x, y, eps, apgd_steps, apgd_targets, k, clip,
                                       batch_size)
         ensemble = ensemble & ok["apgd-t"]
+    if fab_targets and classes > 1:
+        with mode(model, False):
+            adv = torch.cat([fab_targeted(Routed(model, "surrogate", k), x[i:i + batch_size],
+                                          y[i:i + batch_size], eps, max(apgd_steps, 10),
+                                          fab_targets, classes, seed)
+                             for i in range(0, len(x), batch_size)])
+        ok["fab-t"] = correct(model, adv.clamp(*clip), y)
+        ensemble = ensemble & ok["fab-t"]
     out = {name: float(v.float().mean()) for name, v in ok.items()}
     if square_queries:
         with mode(model, False):
@@ -207,9 +218,12 @@ def _targeted_apgd(model, x, y, eps, steps, targets, eot, clip, batch_size) -> t
 
 def protocol(spec) -> str:
     """The ensemble a robust suite's spec runs, in words (its budgets), for its report."""
-    targets = getattr(spec, "apgd_targets", 0)
+    targets, fab = getattr(spec, "apgd_targets", 0), getattr(spec, "fab_targets", 0)
     apgd = (f", APGD-CE, APGD-DLR{f' and APGD-T ({targets} target classes)' if targets else ''}"
             f" ({spec.apgd_steps} iterations, ART)" if spec.apgd_steps else "")
+    if fab:
+        apgd += (f", FAB-T ({fab} target classes, {max(spec.apgd_steps, 10)} iterations, "
+                 "torchattacks)")
     return (f"*ensemble*: correct under FGSM, PGD-{spec.pgd_steps} through every gradient route "
             f"({', '.join(f'`{r}`' for r in spec.routes)}; best iterate per sample over "
             f"{spec.pgd_restarts} random start(s)){apgd} and Square ({spec.square_queries} "

@@ -14,6 +14,7 @@ from spikebench.suites import (  # noqa: E402, F401, I001
     locality,  # noqa: E402, F401, I001
     robust,
     robust_ablation,
+    robust_baselines,
 )
 from spikebench.suites.base import SUITES, Suite, SuiteKind, SuiteOptions, SuiteRun, run_suite
 

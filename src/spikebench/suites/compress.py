@@ -117,6 +117,7 @@ class CompressSpec:
     pgd_restarts: int = 1  # PGD's random starts (best iterate kept per sample)
     apgd_steps: int = 10  # APGD-CE and APGD-DLR iterations (0: none)
     apgd_targets: int = 0  # APGD-T's target classes (0: none; 9 with --paper)
+    fab_targets: int = 0  # FAB-T's target classes (0: none; 9 with --paper)
     routes: tuple[str, ...] = ("surrogate", "triangle:0.5", "bptr")
     square_queries: int = 50
     eot: int = 4
@@ -139,9 +140,9 @@ class CompressSpec:
             parse_route(r)
         if not 0 < self.density <= 1:
             raise ConfigError(f"density must lie in (0, 1], got {self.density}")
-        if self.apgd_steps < 0 or self.apgd_targets < 0:
-            raise ConfigError(f"apgd_steps and apgd_targets must be >= 0, got "
-                              f"{self.apgd_steps}, {self.apgd_targets}")
+        if self.apgd_steps < 0 or self.apgd_targets < 0 or self.fab_targets < 0:
+            raise ConfigError(f"apgd_steps, apgd_targets and fab_targets must be >= 0, got "
+                              f"{self.apgd_steps}, {self.apgd_targets}, {self.fab_targets}")
         for name in ("steps", "epochs", "batch_size", "n_attack", "finetune_epochs",
                      "pgd_restarts"):
             if getattr(self, name) < 1:
@@ -240,6 +241,8 @@ def evaluate_spec(spec: CompressSpec, run_dir: Path, train, test) -> dict:
     xt, yt, _ = test
     x, y = xt[:spec.n_attack], yt[:spec.n_attack]
     params = {k: getattr(spec, k) for k in EVAL_FIELDS}
+    if spec.fab_targets:  # only where on: evaluations made before FAB-T are reused
+        params["fab_targets"] = spec.fab_targets
 
     def compute() -> dict:
         model = load_trained(run_dir / CHECKPOINT, "model",
@@ -341,7 +344,7 @@ CODINGS = ("direct", "bernoulli")
 PAPER = dict(arch="vgg11-ref", n_train=None, n_test=None, epochs=100, lr=0.1, eps=8 / 255,
              hire_eps=8 / 255, sigma=8 / 255, finetune_epochs=30, n_attack=1000,
              pgd_steps=7, square_queries=5000, routes=REFERENCE_ROUTES,
-             pgd_restarts=5, apgd_steps=100, apgd_targets=9, augment=True)
+             pgd_restarts=5, apgd_steps=100, apgd_targets=9, fab_targets=9, augment=True)
 
 
 def compress_specs(name: str, opts) -> tuple[list[CompressSpec], list[str]]:

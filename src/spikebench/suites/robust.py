@@ -69,10 +69,12 @@ from spikebench.suites.robust_methods import (  # noqa: F401 (re-exported: the s
     MODEL_ORDER,
     SNN_FIELDS,
     Method,
+    model_names,
 )
 from spikebench.training.conversion import convert_conv
 from spikebench.training.robust import Objective
 
+ANN_OBJECTIVES = ("pgd-at", "trades", "mart")  # the conversion's base ANN
 EVALUATION_VERSION = 3  # 3: best-iterate PGD, APGD-CE/DLR; 2: BPTR through DLIF's a[t]
 
 
@@ -105,6 +107,7 @@ class RobustSpec:
     ann_objective: str = "pgd-at"  # or "trades"
     ann_steps: int = 3  # PGD steps of the ANN's adversarial training
     trades_beta: float = 6.0
+    mart_beta: float = 4.0  # MART's KL weight (the conversion reference's)
     threshold_scale: float = 0.3  # the conversion code's factor on balanced thresholds
     percentile: float = 99.7
     n_calib: int = 640  # training images for threshold balancing
@@ -112,6 +115,9 @@ class RobustSpec:
     finetune_epochs: int = 2  # the paper: 60
     finetune_lr: float = 5e-3  # the paper: 1e-3 for 60 epochs
     finetune_beta: float = 2.0
+    finetune_weight_decay: float = 5e-4  # the reference: 1e-3 (with --paper)
+    ortho_beta: float | None = None  # AT+Reg's step (None: Ding's 0.004 for WRN, else 0.001)
+    cutout: int = 0  # side of the cutout square on training images (0: none)
     eps: float = 0.1  # the attacks' L-inf radius (pixels in [0, 1])
     eps_sweep: tuple[float, ...] = (0.025, 0.05, 0.1, 0.15)
     n_attack: int = 300  # test images attacked
@@ -119,6 +125,7 @@ class RobustSpec:
     pgd_restarts: int = 1  # PGD's random starts (best iterate kept per sample)
     apgd_steps: int = 10  # APGD-CE and APGD-DLR iterations (0: none)
     apgd_targets: int = 0  # APGD-T's target classes (0: none; 9 with --paper)
+    fab_targets: int = 0  # FAB-T's target classes (0: none; 9 with --paper)
     square_queries: int = 100
     routes: tuple[str, ...] = DEFAULT_ROUTES
     eot: int = 4  # encodings per gradient for a stochastic input coding
@@ -140,12 +147,15 @@ class RobustSpec:
                               "which a residual identity path does not have; choose a VGG")
         for r in self.routes:
             parse_route(r)
-        if self.ann_objective not in ("pgd-at", "trades"):
-            raise ConfigError(f"ann_objective is 'pgd-at' or 'trades', got "
+        if self.ann_objective not in ANN_OBJECTIVES:
+            raise ConfigError(f"ann_objective is one of {', '.join(ANN_OBJECTIVES)}, got "
                               f"{self.ann_objective!r}")
-        if self.apgd_steps < 0 or self.apgd_targets < 0:
-            raise ConfigError(f"apgd_steps and apgd_targets must be >= 0, got "
-                              f"{self.apgd_steps}, {self.apgd_targets}")
+        if self.cutout < 0 or (self.ortho_beta is not None and self.ortho_beta < 0):
+            raise ConfigError(f"cutout and ortho_beta must be >= 0, got {self.cutout}, "
+                              f"{self.ortho_beta}")
+        if self.apgd_steps < 0 or self.apgd_targets < 0 or self.fab_targets < 0:
+            raise ConfigError(f"apgd_steps, apgd_targets and fab_targets must be >= 0, got "
+                              f"{self.apgd_steps}, {self.apgd_targets}, {self.fab_targets}")
         for name in ("steps", "epochs", "batch_size", "n_attack", "ann_epochs", "n_calib",
                      "pgd_restarts", "calib_steps"):
             if getattr(self, name) < 1:
@@ -163,7 +173,10 @@ class RobustSpec:
         return f"{self.dataset}-{self.method}-s{self.seed}-{digest(self.identity())}"
 
     def evaluation(self) -> dict:
-        return {k: getattr(self, k) for k in EVAL_FIELDS}
+        """The attacks' parameters (the evaluation cache's key; FAB-T only where on, so
+        that evaluations made before it are reused)."""
+        out = {k: getattr(self, k) for k in EVAL_FIELDS}
+        return {**out, "fab_targets": self.fab_targets} if self.fab_targets else out
 
 
 def neuron_params(spec: RobustSpec, kind: str):
@@ -186,25 +199,34 @@ def build(spec: RobustSpec, shape, classes: int, kind: str | None) -> ConvNet:
         resolve_device(spec.device))
 
 
-def _sgd(params, lr: float, spec: RobustSpec, epochs: int):
-    opt = torch.optim.SGD(params, lr=lr, momentum=spec.momentum,
-                          weight_decay=spec.weight_decay)
+def _sgd(params, lr: float, spec: RobustSpec, epochs: int, decay: float):
+    opt = torch.optim.SGD(params, lr=lr, momentum=spec.momentum, weight_decay=decay)
     return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
 
 
-def _training(spec, model, objective, epochs, lr, train, test, label) -> Training:
+def _training(spec, model, objective, epochs, lr, train, test, label,
+              decay: float | None = None) -> Training:
     (x, y, _), (xt, yt, _) = train, test
-    opt, schedule = _sgd(model.parameters(), lr, spec, epochs)
+    opt, schedule = _sgd(model.parameters(), lr, spec, epochs,
+                         spec.weight_decay if decay is None else decay)
     return Training(model, opt, epochs, epoch_batches(spec, x, y),
                     learner_step(objective, model, opt.step),
                     evaluate=lambda: {"acc": accuracy(model, xt, yt)}, scheduler=schedule,
                     label=label, note=f"lr={lr}")
 
 
+def ortho_beta(spec: RobustSpec) -> float:
+    """AT+Reg's orthogonality step: ``spec.ortho_beta``, else Ding et al.'s per net."""
+    if spec.ortho_beta is not None:
+        return spec.ortho_beta
+    return 0.004 if spec.arch.startswith("wrn") else 0.001
+
+
 def snn_objective(spec: RobustSpec, method: Method) -> Objective:
     return Objective("mix", method.objective, eps=spec.eps_train, sigma=spec.sigma,
                      chi=spec.chi if method.objective != "none" else 1.0,
-                     rho=spec.rho if method.rho else 0.0)
+                     rho=spec.rho if method.rho else 0.0,
+                     ortho_beta=ortho_beta(spec) if method.ortho else 0.0)
 
 
 def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
@@ -224,7 +246,8 @@ def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
     def make_ann() -> Training:
         seed_everything(spec.seed)
         obj = Objective(spec.ann_objective, eps=spec.eps_train, steps=spec.ann_steps,
-                        beta=spec.trades_beta)
+                        beta=spec.mart_beta if spec.ann_objective == "mart" else
+                        spec.trades_beta)
         return _training(spec, build(spec, shape, classes, None), obj, spec.ann_epochs,
                          spec.lr, train, test, f"ANN ({spec.ann_objective})")
 
@@ -238,7 +261,7 @@ def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
         seed_everything(spec.seed)
         obj = Objective("finetune", eps=spec.eps_train, beta=spec.finetune_beta)
         return _training(spec, snn, obj, spec.finetune_epochs, spec.finetune_lr, train, test,
-                         "converted SNN fine-tuning")
+                         "converted SNN fine-tuning", spec.finetune_weight_decay)
 
     stages["conversion"] = fit(run_dir / "finetune", spec, {**asdict(spec), "stage": "finetune"},
                                make_finetune, progress)
@@ -265,7 +288,8 @@ def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]
     ann = trained_ann(spec, run_dir, shape, classes)
     conv = converted(spec, ann, train)  # once: the fine-tuned model starts as its copy
     tuned = load_trained(run_dir / "finetune" / CHECKPOINT, "fine-tuned SNN", copy.deepcopy(conv))
-    return {"ann": ann, "converted": conv, "conversion": tuned}
+    names = model_names(spec.method)
+    return {names["ann"]: ann, names["converted"]: conv, names["conversion"]: tuned}
 
 
 def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> dict:
@@ -365,7 +389,7 @@ PAPER = dict(arch="vgg11-ref", steps=8, n_train=None, n_test=None, epochs=100, l
              finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
              eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
              square_queries=5000, routes=REFERENCE_ROUTES,
-             pgd_restarts=5, apgd_steps=100, apgd_targets=9, augment=True)
+             pgd_restarts=5, apgd_steps=100, apgd_targets=9, fab_targets=9, augment=True)
 
 
 def robust_methods() -> list[str]:
@@ -395,7 +419,11 @@ def robust_specs(name: str, opts, methods=None) -> tuple[list[RobustSpec], list[
         methods = [m for m in methods if m not in skipped]
         notes = notes + [f"{', '.join(skipped)} not run: {base.arch} is residual, and "
                          "threshold balancing needs a weight layer after every neuron"]
-    specs = [replace(base, method=m, seed=s, **changes)
+    def own(m: str) -> dict:  # the method's fixed fields, with --paper its paper's own
+        method = METHODS.get(m)
+        return {**dict(method.fixed), **(dict(method.paper) if opts.paper else {})}
+
+    specs = [replace(base, method=m, seed=s, **{**own(m), **changes})
              for m in methods for s in (opts.seeds or [0])]
     return specs, notes
 

@@ -15,6 +15,7 @@ from spikebench.engine.results import identity, split_rows, timings_frame, to_fr
 from spikebench.io import atomic_write, save_figure, subplots
 from spikebench.report.markdown import markdown_table, pct, resolvable
 from spikebench.suites.robust import METHODS, MODEL_ORDER, RobustSpec
+from spikebench.suites.robust_methods import model_names, model_role
 
 
 def strongest_route(g: pd.DataFrame) -> str:
@@ -88,11 +89,16 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
     def differ(a: float, b: float) -> bool:
         return resolvable(a, b, n)
 
-    if {"ann", "converted", "conversion"} <= set(m.index):
-        a, c, f = (m.loc[k] for k in ("ann", "converted", "conversion"))
+    conversions = [k for k in dict.fromkeys(df.method) if METHODS.get(k).neuron == "conversion"]
+    for method in conversions:
+        names = model_names(method)
+        if not set(names.values()) <= set(m.index):
+            continue
+        a, c, f = (m.loc[names[k]] for k in ("ann", "converted", "conversion"))
         kept = ("keeps" if not differ(a.pgd, c.pgd) or c.pgd > a.pgd else "does not keep")
         out.append(
-            f"Conversion {kept} the ANN's robustness: PGD accuracy {pct(a.pgd)} % (AT ANN) "
+            f"Conversion ({method}) {kept} the ANN's robustness: PGD accuracy "
+            f"{pct(a.pgd)} % (AT ANN) "
             f"-> {pct(c.pgd)} % (converted) -> {pct(f.pgd)} % (fine-tuned); clean "
             f"{pct(a.clean)} -> {pct(c.clean)} -> {pct(f.clean)} %. Against the ensemble "
             f"of gradient routes the SNNs keep {pct(c.ensemble)} and {pct(f.ensemble)} % "
@@ -118,6 +124,15 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
             f"(Gaussian, rho 0) vs {pct(d.ensemble)} % (rho 1); PGD {pct(g.pgd)} vs "
             f"{pct(d.pgd)} %, clean {pct(g.clean)} vs {pct(d.clean)} %, Gaussian noise "
             f"{pct(g.gaussian)} vs {pct(d.gaussian)} %.")
+    if {"dlif-at", "dlif-at-reg"} <= set(m.index):
+        a, r = m.loc["dlif-at"], m.loc["dlif-at-reg"]
+        verdict = ("raises" if r.ensemble > a.ensemble and differ(a.ensemble, r.ensemble)
+                   else "lowers" if differ(a.ensemble, r.ensemble) else
+                   "does not change (beyond two standard errors)")
+        out.append(f"SNN-RAT's orthogonality update on DLIF + MS-MPPD AT (AT+Reg; Ding: PGD-7 "
+                   f"49.02 with it on VGG-11) {verdict} the ensemble accuracy: "
+                   f"{pct(a.ensemble)} -> {pct(r.ensemble)} % (PGD {pct(a.pgd)} -> "
+                   f"{pct(r.pgd)} %, clean {pct(a.clean)} -> {pct(r.clean)} %).")
     if {"at", "dlif-at"} <= set(m.index):
         a, d = m.loc["at"], m.loc["dlif-at"]
         out.append(f"DLIF + MS-MPPD with adversarial training vs LIF adversarial training: "
@@ -157,10 +172,11 @@ def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> P
         for model in _ordered_models(df):
             g = df[df.model == model]
             method = METHODS.get(g.method.iloc[0])
-            what = (method.description if model == g.method.iloc[0] or model == "conversion"
+            role = model_role(g.method.iloc[0], model)
+            what = (method.description if role in (None, "conversion")
                     else {"ann": "the adversarially trained ANN (base of conversion)",
-                          "converted": "the converted SNN before fine-tuning"}[model])
-            ref = method.reference if model in (g.method.iloc[0], "conversion") else "–"
+                          "converted": "the converted SNN before fine-tuning"}[role])
+            ref = method.reference if role in (None, "conversion") else "–"
             rows.append([model, what] + [pct(g[c].mean()) for c in
                                          ("clean", "fgsm", "pgd", "ensemble", "square",
                                           "gaussian")]
@@ -219,15 +235,17 @@ MODEL_STAGE = {"ann": "ann", "converted": "conversion", "conversion": "conversio
 
 def _model_run_id(spec, model: str) -> str:
     """The run id of the stage that trained ``model`` (conversion: ``<id>/ann``, ...)."""
-    return spec.run_id + (f"/{STAGE_NAMES[MODEL_STAGE[model]]}" if model in MODEL_STAGE else "")
+    role = model_role(spec.method, model)
+    return spec.run_id + (f"/{STAGE_NAMES[MODEL_STAGE[role]]}" if role else "")
 
 
 def _row_base(name: str, spec, model: str, run_id: str, status: str) -> dict:
-    """A model's identifying columns: stage ``train``, or conversion's model (``ann``,
-    ``converted``, ``conversion``: neuron ``none``, then ``if``)."""
+    """A model's identifying columns: stage ``train``, or a conversion's model by its role
+    (``ann``, ``converted``, ``conversion``: neuron ``none``, then ``if``)."""
     neuron, stage = METHODS.get(spec.method).neuron, "train"
     if neuron == "conversion":
-        neuron, stage = ("none" if model == "ann" else "if"), model
+        role = model if model in MODEL_STAGE else model_role(spec.method, model)
+        neuron, stage = ("none" if role == "ann" else "if"), role
     return identity(name, run_id, stage, spec.dataset, spec.arch, neuron, spec.method,
                     spec.seed, status)
 
@@ -237,7 +255,8 @@ def _tables(name: str, results: list[RunResult]) -> dict:
     for result in results:
         spec, stages = result.spec, result.details.get("stages", {})
         for model, res in stages.items():
-            stage = STAGE_NAMES.get(model) if spec.method == "conversion" else None
+            conversion = METHODS.get(spec.method).neuron == "conversion"
+            stage = STAGE_NAMES.get(model) if conversion else None
             base = _row_base(name, spec, model, spec.run_id + (f"/{stage}" if stage else ""),
                              res.status)
             r, t = split_rows(base, res.metrics, result.sizes)
@@ -246,10 +265,11 @@ def _tables(name: str, results: list[RunResult]) -> dict:
             notes.append(f"{spec.run_id}: {result.message}")
             continue
         for model, ev in result.details.get("evaluation", {}).items():
-            trained_by = stages[MODEL_STAGE.get(model, model)]
+            role = model_role(spec.method, model)
+            trained_by = stages[MODEL_STAGE[role] if role else model]
             last = max((m["epoch"] for m in trained_by.metrics), default=0)
             base = _row_base(name, spec, model, _model_run_id(spec, model), "done")
-            tidy += [{**base, "epoch": last if model != "converted" else 0,
+            tidy += [{**base, "epoch": last if role != "converted" else 0,
                       "metric": f"robust_{k}", "value": v} for k, v in ev.items()]
             rows.append({"suite": name, "run_id": base["run_id"], "dataset": spec.dataset,
                          "method": spec.method, "model": model, "seed": spec.seed, **ev})
