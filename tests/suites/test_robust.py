@@ -117,7 +117,9 @@ def test_bad_robust_settings_are_refused():
     with pytest.raises(ConfigError, match="route"):
         RobustSpec(routes=("surrogate", "wobbly:1"))
     with pytest.raises(ConfigError, match="ann_objective"):
-        RobustSpec(ann_objective="mart")
+        RobustSpec(ann_objective="madry")
+    with pytest.raises(ConfigError, match="cutout"):
+        RobustSpec(cutout=-1)
     with pytest.raises(ConfigError, match="does not use --rules"):
         run_suite("robust", "/nonexistent", SuiteOptions(rules=["bptt"], progress=False))
 
@@ -208,3 +210,22 @@ def test_the_at_reg_finding_calls_a_difference_by_two_standard_errors():
     [up] = [f for f in findings(frame(0.45), 300) if "AT+Reg" in f]
     [same] = [f for f in findings(frame(0.32), 300) if "AT+Reg" in f]
     assert "raises" in up and "30.0 -> 45.0" in up and "does not change" in same
+
+
+def test_the_converted_snn_is_made_once_and_read_back_equal(tmp_path, monkeypatch):
+    from spikebench.models import ConvNet
+    from spikebench.suites.robust import CONVERTED, converted
+
+    spec = RobustSpec(method="conversion", n_calib=32, calib_steps=6)
+    torch.manual_seed(0)
+    ann = ConvNet("vgg-small", 1, 28, 10).eval()
+    train = (torch.rand(40, 1, 28, 28), torch.zeros(40, dtype=torch.long), 10)
+    first = converted(spec, ann, train, tmp_path)
+    assert (tmp_path / CONVERTED).is_file()
+    monkeypatch.setattr(robust_mod, "convert_conv", lambda *a, **k: 1 / 0)
+    again = converted(spec, ann, train, tmp_path)
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(first(x), again(x))
+    assert [float(n.threshold()) for n in first.neurons()] == [
+        float(n.threshold()) for n in again.neurons()]

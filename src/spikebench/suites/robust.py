@@ -50,16 +50,17 @@ from spikebench.engine.executor import (
     Training,
     fit,
     learner_step,
+    load_checkpoint,
     load_trained,
+    restore,
 )
 from spikebench.engine.results import write_atomic
 from spikebench.engine.spec import check_device, check_field_types, identity_core
 from spikebench.engine.train import resolve_device, seed_everything
 from spikebench.errors import ConfigError
-from spikebench.io import digest
+from spikebench.io import atomic_write, digest
 from spikebench.metrics.efficiency import conv_workload
 from spikebench.models import CONV_ARCHS, ConvNet, is_residual
-from spikebench.neurons import NEURONS, DLIFParams
 from spikebench.studies import cached
 from spikebench.studies.base import TrainedModel
 from spikebench.suites.base import ROBUST_OPTIONS, SUITES, ImageKind, Suite, SuiteRun
@@ -70,11 +71,14 @@ from spikebench.suites.robust_methods import (  # noqa: F401 (re-exported: the s
     SNN_FIELDS,
     Method,
     model_names,
+    neuron_params,
+    ortho_beta,
 )
 from spikebench.training.conversion import convert_conv
 from spikebench.training.robust import Objective
 
 ANN_OBJECTIVES = ("pgd-at", "trades", "mart")  # the conversion's base ANN
+CONVERTED = "converted.pt"  # a conversion run's converted SNN, before fine-tuning
 EVALUATION_VERSION = 3  # 3: best-iterate PGD, APGD-CE/DLR; 2: BPTR through DLIF's a[t]
 
 
@@ -111,7 +115,7 @@ class RobustSpec:
     threshold_scale: float = 0.3  # the conversion code's factor on balanced thresholds
     percentile: float = 99.7
     n_calib: int = 640  # training images for threshold balancing
-    calib_steps: int = 100  # T of the calibration (the reference's; the SNN then runs steps)
+    calib_steps: int = 25  # T of the calibration (the reference's 100 with --paper)
     finetune_epochs: int = 2  # the paper: 60
     finetune_lr: float = 5e-3  # the paper: 1e-3 for 60 epochs
     finetune_beta: float = 2.0
@@ -120,7 +124,7 @@ class RobustSpec:
     cutout: int = 0  # side of the cutout square on training images (0: none)
     eps: float = 0.1  # the attacks' L-inf radius (pixels in [0, 1])
     eps_sweep: tuple[float, ...] = (0.025, 0.05, 0.1, 0.15)
-    n_attack: int = 300  # test images attacked
+    n_attack: int = 200  # test images attacked
     pgd_steps: int = 7
     pgd_restarts: int = 1  # PGD's random starts (best iterate kept per sample)
     apgd_steps: int = 10  # APGD-CE and APGD-DLR iterations (0: none)
@@ -179,18 +183,6 @@ class RobustSpec:
         return {**out, "fab_targets": self.fab_targets} if self.fab_targets else out
 
 
-def neuron_params(spec: RobustSpec, kind: str):
-    """``lif``/``dlif``: Ding et al.'s (a[t] off/on, hard reset, ``spec.leak``);
-    ``conversion``: the converted IF SNN's; another registered neuron: its defaults."""
-    if kind == "conversion":  # IF, hard reset, learnable per-layer thresholds
-        return DLIFParams(leak=1.0, reset="zero", dynamic=False, learn_threshold=True,
-                          steps=spec.steps)
-    if kind in ("lif", "dlif"):
-        return DLIFParams(leak=spec.leak, reset="zero", dynamic=kind == "dlif",
-                          steps=spec.steps)
-    return NEURONS.get(kind).make_params()
-
-
 def build(spec: RobustSpec, shape, classes: int, kind: str | None) -> ConvNet:
     """The method's SNN (``kind`` lif / dlif) or, with ``kind=None``, its ANN."""
     channels, size = shape
@@ -213,13 +205,6 @@ def _training(spec, model, objective, epochs, lr, train, test, label,
                     learner_step(objective, model, opt.step),
                     evaluate=lambda: {"acc": accuracy(model, xt, yt)}, scheduler=schedule,
                     label=label, note=f"lr={lr}")
-
-
-def ortho_beta(spec: RobustSpec) -> float:
-    """AT+Reg's orthogonality step: ``spec.ortho_beta``, else Ding et al.'s per net."""
-    if spec.ortho_beta is not None:
-        return spec.ortho_beta
-    return 0.004 if spec.arch.startswith("wrn") else 0.001
 
 
 def snn_objective(spec: RobustSpec, method: Method) -> Objective:
@@ -257,7 +242,7 @@ def train_method(spec: RobustSpec, run_dir: Path, train, test, progress: bool
         return stages
 
     def make_finetune() -> Training:
-        snn = converted(spec, trained_ann(spec, run_dir, shape, classes), train)
+        snn = converted(spec, trained_ann(spec, run_dir, shape, classes), train, run_dir)
         seed_everything(spec.seed)
         obj = Objective("finetune", eps=spec.eps_train, beta=spec.finetune_beta)
         return _training(spec, snn, obj, spec.finetune_epochs, spec.finetune_lr, train, test,
@@ -272,11 +257,22 @@ def trained_ann(spec: RobustSpec, run_dir: Path, shape, classes: int) -> ConvNet
     return load_trained(run_dir / "ann" / CHECKPOINT, "ANN", build(spec, shape, classes, None))
 
 
-def converted(spec: RobustSpec, ann: ConvNet, train) -> ConvNet:
-    """The trained ANN converted (deterministic: the first ``n_calib`` training images)."""
-    return convert_conv(ann, train[0][:spec.n_calib], neuron_params(spec, "conversion"),
-                        spec.steps, spec.percentile, spec.threshold_scale,
-                        calib_steps=spec.calib_steps)
+def converted(spec: RobustSpec, ann: ConvNet, train, run_dir: Path) -> ConvNet:
+    """The trained ANN converted (deterministic: the first ``n_calib`` training images),
+    kept in the run folder (``converted.pt``) once made: calibrating at ``calib_steps``
+    costs minutes, and the fine-tuning, the attacks and the studies each need it."""
+    path = run_dir / CONVERTED
+    if path.is_file():
+        snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes,
+                      neuron_params(spec, "conversion"), steps=spec.steps).to(
+            ann.readout.weight.device)
+        restore(path, "converted SNN", snn, load_checkpoint(path, ("model",))["model"])
+        return snn.eval()
+    snn = convert_conv(ann, train[0][:spec.n_calib], neuron_params(spec, "conversion"),
+                       spec.steps, spec.percentile, spec.threshold_scale,
+                       calib_steps=spec.calib_steps)
+    atomic_write(path, lambda tmp: torch.save({"model": snn.state_dict()}, tmp))
+    return snn
 
 
 def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]:
@@ -286,7 +282,7 @@ def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]
         return {spec.method: load_trained(run_dir / CHECKPOINT, "SNN",
                                    build(spec, shape, classes, method.neuron))}
     ann = trained_ann(spec, run_dir, shape, classes)
-    conv = converted(spec, ann, train)  # once: the fine-tuned model starts as its copy
+    conv = converted(spec, ann, train, run_dir)  # the fine-tuned model starts as its copy
     tuned = load_trained(run_dir / "finetune" / CHECKPOINT, "fine-tuned SNN", copy.deepcopy(conv))
     names = model_names(spec.method)
     return {names["ann"]: ann, names["converted"]: conv, names["conversion"]: tuned}
@@ -301,6 +297,9 @@ def evaluate_model(spec: RobustSpec, run_dir: Path, name: str, model, test) -> d
         torch.manual_seed(spec.seed)
         out = evaluate_protocol(model, x, y, spec)
         for e in spec.eps_sweep:
+            if e == spec.eps:  # the ensemble's own FGSM and PGD at this eps
+                out[f"pgd@{e:g}"], out[f"fgsm@{e:g}"] = out["pgd"], out["fgsm"]
+                continue
             sweep = robust_evaluation(model, x, y, e, ("surrogate",), spec.pgd_steps, 0,
                                       spec.sigma, spec.eot, seed=spec.seed)
             out[f"pgd@{e:g}"] = sweep["pgd"]
@@ -389,7 +388,8 @@ PAPER = dict(arch="vgg11-ref", steps=8, n_train=None, n_test=None, epochs=100, l
              finetune_lr=1e-3, ann_steps=10, eps=8 / 255,
              eps_sweep=(2 / 255, 4 / 255, 8 / 255, 16 / 255), n_attack=1000, pgd_steps=10,
              square_queries=5000, routes=REFERENCE_ROUTES,
-             pgd_restarts=5, apgd_steps=100, apgd_targets=9, fab_targets=9, augment=True)
+             calib_steps=100, pgd_restarts=5, apgd_steps=100, apgd_targets=9, fab_targets=9,
+             augment=True)
 
 
 def robust_methods() -> list[str]:

@@ -2,12 +2,14 @@
 training it names (neuron, perturbation, regulariser) and the spec fields it reads (its
 run id hashes those). A user's own defence is one more ``METHODS.register`` call
 (docs/extending/suites.md); the ``robust`` suite runs it after ``METHOD_ORDER``.
+``neuron_params`` builds the neuron a method names, ``ortho_beta`` AT+Reg's step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spikebench.neurons import NEURONS, DLIFParams
 from spikebench.registry import Registry
 
 
@@ -79,3 +81,22 @@ def model_role(method: str, model: str) -> str | None:
     if METHODS.get(method).neuron != "conversion":
         return None
     return {v: k for k, v in model_names(method).items()}[model]
+
+
+def neuron_params(spec, kind: str):
+    """``lif``/``dlif``: Ding et al.'s (a[t] off/on, hard reset, ``spec.leak``);
+    ``conversion``: the converted IF SNN's; another registered neuron: its defaults."""
+    if kind == "conversion":  # IF, hard reset, learnable per-layer thresholds
+        return DLIFParams(leak=1.0, reset="zero", dynamic=False, learn_threshold=True,
+                          steps=spec.steps)
+    if kind in ("lif", "dlif"):
+        return DLIFParams(leak=spec.leak, reset="zero", dynamic=kind == "dlif",
+                          steps=spec.steps)
+    return NEURONS.get(kind).make_params()
+
+
+def ortho_beta(spec) -> float:
+    """AT+Reg's orthogonality step: ``spec.ortho_beta``, else Ding et al.'s per net."""
+    if spec.ortho_beta is not None:
+        return spec.ortho_beta
+    return 0.004 if spec.arch.startswith("wrn") else 0.001
