@@ -35,9 +35,13 @@ conv, three stages of three basic blocks of 16/32/64 channels, strides 1/2/2, gl
 average pooling, a linear readout; 1x1-conv shortcuts where the shape changes) and
 ``wrn16-4`` (Zagoruyko & Komodakis 2016, depth 16, widen 4: a 16-channel conv, three
 groups of two blocks of 64/128/256 channels, strides 1/2/2, global average pooling, no
-dropout). Their blocks are ``Residual``'s conv-BN-activation order, where WRN's paper
-puts BN and ReLU before each conv (pre-activation): a spiking neuron needs its input
-current before it, so the SNN variants in the references use this order too.
+dropout). Their blocks are ``Residual``'s conv-BN-activation order (post-activation);
+the references' WRN-16-4 is pre-activation (BN - neuron - conv in each block, one last
+BN - neuron before the pooling) and mixes the shortcut and the residual by a learnt
+convex combination: not reproduced here, so ``wrn16-4`` has the paper's depth, widths and
+size but not that block. ``vgg16-ref`` is the robust-conversion reference's VGG-16
+(torchvision's conv layout with 5 average pools, FC 512-4096-4096 on CIFAR, dropout 0.2:
+the same as ``vgg16``, named for the reference).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ CONV_ARCHS.register("vgg16", ((64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 5
 CONV_ARCHS.register("vgg5-ref", ((64, "A", 128, 128, "A"), (4096, 4096), 0.0))
 CONV_ARCHS.register("vgg11-ref", ((64, "A", 128, 256, "A", 512, 512, 512, "A", 512, 512),
                                   (4096, 4096), 0.2))
+CONV_ARCHS.register("vgg16-ref", CONV_ARCHS.get("vgg16"))
 CONV_ARCHS.register("resnet20", ((16, *[("res", w, s) for w in (16, 32, 64)
                                         for s in (1 if w == 16 else 2, 1, 1)], "G"), (), 0.0))
 CONV_ARCHS.register("wrn16-4", ((16, *[("res", w, s) for w in (64, 128, 256)
