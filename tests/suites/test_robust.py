@@ -229,3 +229,7 @@ def test_the_converted_snn_is_made_once_and_read_back_equal(tmp_path, monkeypatc
         assert torch.equal(first(x), again(x))
     assert [float(n.threshold()) for n in first.neurons()] == [
         float(n.threshold()) for n in again.neurons()]
+    with torch.no_grad():  # another ANN (retrained): made again, not read back
+        ann.readout.weight.mul_(2)
+    with pytest.raises(ZeroDivisionError):
+        converted(spec, ann, train, tmp_path)

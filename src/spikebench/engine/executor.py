@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import math
@@ -136,6 +137,14 @@ def load_checkpoint(path: str | Path, keys: Sequence[str] = ("model", "optimizer
         raise _unusable(path, f"not a spikebench checkpoint (no {', '.join(missing)})")
     return ck
 
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A digest of a model's state (names, shapes and bytes of every tensor)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 def restore(path: Path, what: str, module, state) -> None:
     """``module.load_state_dict(state)``; a state of another architecture is a

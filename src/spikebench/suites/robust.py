@@ -53,6 +53,7 @@ from spikebench.engine.executor import (
     load_checkpoint,
     load_trained,
     restore,
+    weights_digest,
 )
 from spikebench.engine.results import write_atomic
 from spikebench.engine.spec import check_device, check_field_types, identity_core
@@ -108,7 +109,7 @@ class RobustSpec:
     chi: float = 0.5  # weight of the clean CE
     rho: float = 1.0  # MS-MPPD weight (methods with the regulariser)
     ann_epochs: int = 4
-    ann_objective: str = "pgd-at"  # or "trades"
+    ann_objective: str = "pgd-at"  # or "trades", "mart"
     ann_steps: int = 3  # PGD steps of the ANN's adversarial training
     trades_beta: float = 6.0
     mart_beta: float = 4.0  # MART's KL weight (the conversion reference's)
@@ -260,19 +261,23 @@ def trained_ann(spec: RobustSpec, run_dir: Path, shape, classes: int) -> ConvNet
 def converted(spec: RobustSpec, ann: ConvNet, train, run_dir: Path) -> ConvNet:
     """The trained ANN converted (deterministic: the first ``n_calib`` training images),
     kept in the run folder (``converted.pt``) once made: calibrating at ``calib_steps``
-    costs minutes, and the fine-tuning, the attacks and the studies each need it."""
-    path = run_dir / CONVERTED
+    costs minutes, and the fine-tuning, the attacks and the studies each need it. It is
+    made again where the ANN's weights are not the ones it was made from."""
+    path, source = run_dir / CONVERTED, weights_digest(ann)
     if path.is_file():
-        snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes,
-                      neuron_params(spec, "conversion"), steps=spec.steps).to(
-            ann.readout.weight.device)
-        restore(path, "converted SNN", snn, load_checkpoint(path, ("model",))["model"])
-        return snn.eval()
+        saved = load_checkpoint(path, ("model", "ann"))
+        if saved["ann"] == source:
+            snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes,
+                          neuron_params(spec, "conversion"), steps=spec.steps).to(
+                ann.readout.weight.device)
+            restore(path, "converted SNN", snn, saved["model"])
+            return snn.eval()
     snn = convert_conv(ann, train[0][:spec.n_calib], neuron_params(spec, "conversion"),
                        spec.steps, spec.percentile, spec.threshold_scale,
                        calib_steps=spec.calib_steps)
-    atomic_write(path, lambda tmp: torch.save({"model": snn.state_dict()}, tmp))
+    atomic_write(path, lambda tmp: torch.save({"model": snn.state_dict(), "ann": source}, tmp))
     return snn
+
 
 
 def trained_models(spec: RobustSpec, run_dir: Path, train) -> dict[str, ConvNet]:
