@@ -64,7 +64,7 @@ def evaluate_protocol(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec) 
                             spec.square_queries, spec.sigma, spec.eot, seed=spec.seed,
                             pgd_restarts=spec.pgd_restarts, apgd_steps=spec.apgd_steps,
                             apgd_targets=spec.apgd_targets,
-                            fab_targets=getattr(spec, "fab_targets", 0))
+                            fab_targets=spec.fab_targets)
     out.update(masking_checks(model, x, y, spec.eps, spec.pgd_steps, eot=spec.eot))
     return out
 

@@ -267,9 +267,7 @@ def converted(spec: RobustSpec, ann: ConvNet, train, run_dir: Path) -> ConvNet:
     if path.is_file():
         saved = load_checkpoint(path, ("model", "ann"))
         if saved["ann"] == source:
-            snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes,
-                          neuron_params(spec, "conversion"), steps=spec.steps).to(
-                ann.readout.weight.device)
+            snn = build(spec, (ann.in_channels, ann.image_size), ann.classes, "conversion")
             restore(path, "converted SNN", snn, saved["model"])
             return snn.eval()
     snn = convert_conv(ann, train[0][:spec.n_calib], neuron_params(spec, "conversion"),

@@ -89,6 +89,15 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
     def differ(a: float, b: float) -> bool:
         return resolvable(a, b, n)
 
+    def change(a, b) -> str:
+        """What going from model a to model b does to the ensemble accuracy, in words."""
+        verdict = ("raises" if b.ensemble > a.ensemble and differ(a.ensemble, b.ensemble)
+                   else "lowers" if differ(a.ensemble, b.ensemble) else
+                   "does not change (beyond two standard errors)")
+        return (f"{verdict} the ensemble accuracy: {pct(a.ensemble)} -> {pct(b.ensemble)} % "
+                f"(PGD {pct(a.pgd)} -> {pct(b.pgd)} %, clean {pct(a.clean)} -> "
+                f"{pct(b.clean)} %).")
+
     conversions = [k for k in dict.fromkeys(df.method) if METHODS.get(k).neuron == "conversion"]
     for method in conversions:
         names = model_names(method)
@@ -106,14 +115,8 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
     ablation = any(METHODS.get(k).ablation for k in m.index if k in METHODS)
     for rho0, rho1, what in RHO_PAIRS if ablation else ():  # the robust-ablation suite
         if {rho0, rho1} <= set(m.index):
-            a, b = m.loc[rho0], m.loc[rho1]
-            verdict = ("raises" if b.ensemble > a.ensemble and differ(a.ensemble, b.ensemble)
-                       else "lowers" if differ(a.ensemble, b.ensemble) else
-                       "does not change (beyond two standard errors)")
-            out.append(f"rho 0 -> 1 at fixed neuron ({what}) {verdict} the ensemble "
-                       f"accuracy: {pct(a.ensemble)} -> {pct(b.ensemble)} % (PGD "
-                       f"{pct(a.pgd)} -> {pct(b.pgd)} %, clean {pct(a.clean)} -> "
-                       f"{pct(b.clean)} %).")
+            out.append(f"rho 0 -> 1 at fixed neuron ({what}) "
+                       + change(m.loc[rho0], m.loc[rho1]))
     if {"gauss", "dlif-gauss"} <= set(m.index):
         g, d = m.loc["gauss"], m.loc["dlif-gauss"]
         verdict = ("helps" if d.ensemble > g.ensemble and differ(d.ensemble, g.ensemble) else
@@ -125,14 +128,8 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
             f"{pct(d.pgd)} %, clean {pct(g.clean)} vs {pct(d.clean)} %, Gaussian noise "
             f"{pct(g.gaussian)} vs {pct(d.gaussian)} %.")
     if {"dlif-at", "dlif-at-reg"} <= set(m.index):
-        a, r = m.loc["dlif-at"], m.loc["dlif-at-reg"]
-        verdict = ("raises" if r.ensemble > a.ensemble and differ(a.ensemble, r.ensemble)
-                   else "lowers" if differ(a.ensemble, r.ensemble) else
-                   "does not change (beyond two standard errors)")
-        out.append(f"SNN-RAT's orthogonality update on DLIF + MS-MPPD AT (AT+Reg; Ding: PGD-7 "
-                   f"49.02 with it on VGG-11) {verdict} the ensemble accuracy: "
-                   f"{pct(a.ensemble)} -> {pct(r.ensemble)} % (PGD {pct(a.pgd)} -> "
-                   f"{pct(r.pgd)} %, clean {pct(a.clean)} -> {pct(r.clean)} %).")
+        out.append("SNN-RAT's orthogonality update on DLIF + MS-MPPD AT (AT+Reg; Ding: PGD-7 "
+                   "49.02 with it on VGG-11) " + change(m.loc["dlif-at"], m.loc["dlif-at-reg"]))
     if {"at", "dlif-at"} <= set(m.index):
         a, d = m.loc["at"], m.loc["dlif-at"]
         out.append(f"DLIF + MS-MPPD with adversarial training vs LIF adversarial training: "
