@@ -60,3 +60,31 @@ def test_transfer_pairs_seeds_and_the_ann_and_flags_masking(tmp_path):
     assert "## Transfer attacks" in out.sections[0]
     assert isinstance(df, pd.DataFrame) and list(df.columns[:8]) == [
         "suite", "run_id", "stage", "dataset", "model", "neuron", "method", "seed"]
+
+
+def test_models_of_one_seed_that_differ_in_another_setting_are_never_paired(tmp_path):
+    """Another T (or coding) of the same method is another model, not an independent copy
+    of it: with one seed there is no "seed" source (the report says it needs two)."""
+    x, y = torch.full((8, 1, 4, 4), 0.55), torch.zeros(8, dtype=torch.long)
+
+    class Spec:
+        def __init__(self, run_id, steps, seed):
+            self.run_id, self.steps, self.seed = run_id, steps, seed
+            self.eps, self.pgd_steps, self.eot = 0.1, 2, 1
+
+    def model(run, seed):
+        return TrainedModel({"suite": "t", "run_id": run, "stage": "a", "dataset": "d",
+                             "model": "m", "neuron": "lif", "method": "a", "seed": seed,
+                             "status": "done"}, Mean(), x, y)
+
+    specs = [Spec("T2", 2, 0), Spec("T4", 4, 0), Spec("T4s1", 4, 1)]
+    runs = {"T2": [model("T2", 0)], "T4": [model("T4", 0)], "T4s1": [model("T4s1", 1)]}
+    ctx = StudyContext("t", tmp_path, [(RunResult(s, "done", []), Path(s.run_id))
+                                       for s in specs], data=None, progress=False,
+                       trained=lambda spec, run_dir, n: runs[spec.run_id])
+    df = STUDIES.get("transfer")(ctx).tables["transfer"]
+    assert set(zip(df.run_id, df.source_seed, strict=True)) == {("T4", 1), ("T4s1", 0)}
+    one_seed = StudyContext("t", tmp_path, [(RunResult(s, "done", []), Path(s.run_id))
+                                            for s in specs[:2]], data=None, progress=False,
+                            trained=lambda spec, run_dir, n: runs[spec.run_id])
+    assert "No pairs" in "\n".join(STUDIES.get("transfer")(one_seed).sections)

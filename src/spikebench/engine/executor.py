@@ -96,6 +96,13 @@ def learner_step(learner, model: torch.nn.Module, update: Callable[[], None],
     """``Training.step`` of every run: the batch (x, y), moved to ``device`` where given,
     through ``learner.backward(model, x, y, update=update)`` (a ``learning_rules.Learner``:
     a learning rule or a training procedure); ``update`` is the optimiser's step."""
+    opt = getattr(update, "__self__", None)
+    if isinstance(opt, torch.optim.Optimizer) and getattr(update, "__name__", "") == "step":
+        # looked up at each call: an LR scheduler made after this step wraps optimizer.step
+        # to count its calls, and a captured bound method would bypass that (torch then
+        # warns "lr_scheduler.step() before optimizer.step()" although the order is right)
+        def update() -> None:
+            opt.step()
 
     def step(batch) -> StepResult:
         x, y = batch

@@ -13,12 +13,15 @@ heads on features) are left out, said in the report.
 
 from __future__ import annotations
 
+from dataclasses import asdict, is_dataclass
+
 import pandas as pd
 import torch
 
 from spikebench.attacks.diagnostics import exceeds
 from spikebench.attacks.ensemble import Routed, correct, is_stochastic
 from spikebench.attacks.perturb import pgd
+from spikebench.io import digest
 from spikebench.report.markdown import markdown_table, pct
 from spikebench.studies.base import (
     StudyContext,
@@ -30,12 +33,22 @@ from spikebench.studies.base import (
 )
 
 
-def _sources(models: list[TrainedModel]) -> list[tuple[TrainedModel, TrainedModel, str]]:
-    """(target, source, kind) pairs."""
+def _all_but_the_seed(spec) -> str:
+    """What makes a run apart from its seed: two runs that differ only in it are
+    independently trained copies of one model (another T or coding is another model)."""
+    fields = asdict(spec) if is_dataclass(spec) else dict(vars(spec))
+    return digest({k: v for k, v in fields.items() if k not in ("seed", "run_id")})
+
+
+def _sources(models: list[TrainedModel], key=None) -> list[tuple[TrainedModel, TrainedModel,
+                                                                 str]]:
+    """(target, source, kind) pairs; ``key(m)``: the model's run apart from its seed
+    (``seed`` sources are the same key at another seed)."""
     pairs = []
-    by_variant: dict[str, list[TrainedModel]] = {}
+    by_variant: dict[tuple, list[TrainedModel]] = {}
     for m in models:
-        by_variant.setdefault(variant(m.columns), []).append(m)
+        group = (variant(m.columns), m.columns.get("model"), key(m) if key else None)
+        by_variant.setdefault(group, []).append(m)
     for group in by_variant.values():
         group = sorted(group, key=lambda m: m.columns["seed"])
         if len(group) > 1:
@@ -75,7 +88,7 @@ def transfer_study(ctx: StudyContext) -> StudyOutput:
     eps, steps, eot = (getattr(spec0, "eps", 0.1), getattr(spec0, "pgd_steps", 7),
                        getattr(spec0, "eot", 4))
     rows = []
-    for target, source, kind in _sources(models):
+    for target, source, kind in _sources(models, lambda m: _all_but_the_seed(specs[id(m)])):
         torch.manual_seed(target.columns["seed"])
         white = _accuracy(target, target, eps, steps, eot)
         torch.manual_seed(target.columns["seed"])

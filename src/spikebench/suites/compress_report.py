@@ -100,6 +100,17 @@ def findings(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def _codings(specs) -> str:
+    """Which methods ran with which input coding ("direct: standard, hire; bernoulli:
+    standard")."""
+    by = {}
+    for s in specs:
+        by.setdefault(s.coding, [])
+        if s.method not in by[s.coding]:
+            by[s.coding].append(s.method)
+    return "codings " + "; ".join(f"{c}: {', '.join(m)}" for c, m in by.items())
+
+
 def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Path:
     df = tables["compress"]
     spec = specs[0]
@@ -108,8 +119,8 @@ def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Pat
              "model), tidy: `results.csv`.", "",
              f"What ran: `{spec.dataset}` ({spec.data_dir or 'embedded'}), "
              f"{spec.n_train or 'all'} training / {spec.n_test or 'all'} test images, arch "
-             f"`{spec.arch}`, T in {sorted({s.steps for s in specs})}, codings "
-             f"{sorted({s.coding for s in specs})}, {spec.epochs} epochs (AGC: "
+             f"`{spec.arch}`, T in {sorted({s.steps for s in specs})}, {_codings(specs)}, "
+             f"{spec.epochs} epochs (AGC: "
              f"{spec.finetune_epochs} fine-tuning epochs), HIRE: {spec.hire_periods} periods, "
              f"eps {spec.hire_eps:g}, craft `{spec.hire_craft}`; AGC beta {spec.agc_beta:g}.",
              ""]
