@@ -125,6 +125,8 @@ def test_a_run_being_trained_elsewhere_is_waited_for_not_trained_twice(tmp_path,
         [sys.executable, "-c", "import fcntl, sys, time\n"
          f"f = open({str(run_dir / 'lock')!r}, 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
          "f.write('4242 elsewhere'); f.flush(); print('held', flush=True); time.sleep(1.5)\n"
+         f"open({str(run_dir / 'metrics.json')!r}, 'w').write("
+         "'[{\"epoch\": 1, \"metric\": \"test_acc\", \"value\": 0.5}]')\n"
          f"open({str(run_dir / 'status.json')!r}, 'w').write("
          "'{\"status\": \"done\", \"version\": 2}')\n"],
         stdout=subprocess.PIPE, text=True)

@@ -83,7 +83,9 @@ def _kill_once_trained_one_epoch(run_dir: Path, killed: dict) -> None:
         except (OSError, ValueError):
             time.sleep(0.02)
             continue
-        if epochs == {1} and not (run_dir / "status.json").exists() and holder:
+        # the records are written before the checkpoint (atomic): wait for both
+        if epochs == {1} and (run_dir / "checkpoint.pt").exists() \
+                and not (run_dir / "status.json").exists() and holder:
             pid = int(holder[0])
             assert pid != os.getpid()  # a Ray worker trains it, not this driver
             os.kill(pid, signal.SIGKILL)

@@ -194,7 +194,9 @@ def read_json(path: Path, what: str):
 
 
 def ended(run_dir: Path) -> tuple[str, str] | None:
-    """(status, message) of an ended run folder, None if it has not ended."""
+    """(status, message) of an ended run folder, None if it has not ended. A run that
+    says it is done but has lost its metrics is a ``RunFileError`` (never "done with
+    nothing")."""
     path = Path(run_dir) / "status.json"
     if not path.is_file():
         return None
@@ -202,17 +204,34 @@ def ended(run_dir: Path) -> tuple[str, str] | None:
     if not isinstance(st, dict) or st.get("status") not in ENDED:
         raise RunFileError(f"{path}: not a spikebench run status; delete the run folder "
                            f"{run_dir} to retrain the run, then rerun")
+    epochs = st.get("epochs")  # absent in status files written before 2026-12-04
+    if st["status"] == "done" and (epochs is None or epochs) and not read_metrics(run_dir):
+        metrics = Path(run_dir) / "metrics.json"
+        raise RunFileError(
+            f"{metrics}: {'empty' if metrics.is_file() else 'missing'}, but {path} says the "
+            f"run is done; its results are lost: delete the run folder {run_dir} to retrain "
+            "the run, then rerun")
     return st["status"], st.get("message", "")
 
 
+def _is_record(m) -> bool:
+    """One metrics record: {epoch: int >= 1, metric: str, value: a number}."""
+    return (isinstance(m, dict) and {"epoch", "metric", "value"} <= set(m)
+            and type(m["epoch"]) is int and m["epoch"] >= 1 and isinstance(m["metric"], str)
+            and isinstance(m["value"], (int, float)) and not isinstance(m["value"], bool))
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
+    """A run's metrics records (``[]`` before its first epoch); a file that is not a list
+    of records is a ``RunFileError`` naming the first bad record."""
     path = Path(run_dir) / "metrics.json"
     metrics = read_json(path, "metrics") if path.is_file() else []
-    if not isinstance(metrics, list) or not all(
-            isinstance(m, dict) and {"epoch", "metric", "value"} <= set(m) for m in metrics):
-        raise RunFileError(f"{path}: not a spikebench metrics record (written by another "
-                           f"version?); delete the run folder {run_dir} to retrain the run, "
-                           "then rerun")
+    bad = (metrics if not isinstance(metrics, list) else
+           next((m for m in metrics if not _is_record(m)), None))
+    if bad is not None:
+        raise RunFileError(f"{path}: not a spikebench metrics record ({str(bad)[:80]}: wants "
+                           "{epoch: int, metric: name, value: number}); delete the run folder "
+                           f"{run_dir} to retrain the run, then rerun")
     return metrics
 
 
@@ -320,8 +339,10 @@ def _fit(run_dir: Path, spec, spec_dict: dict, make: Callable[[], Training],
                  "epoch": epoch, **tr.meta, **(tr.state() if tr.state else {})}
         if tr.scheduler is not None:
             state["scheduler"] = tr.scheduler.state_dict()
-        atomic_write(ck_path, lambda tmp, state=state: torch.save(state, tmp))
+        # the records first: a run killed between the two writes retrains this epoch
+        # (the checkpoint says the one before) instead of losing its records
         write_json(metrics_path, metrics)
+        atomic_write(ck_path, lambda tmp, state=state: torch.save(state, tmp))
         if resumed:
             write_json(run_dir / "resumed.json", resumed)
         summary = ", ".join(
@@ -332,7 +353,7 @@ def _fit(run_dir: Path, spec, spec_dict: dict, make: Callable[[], Training],
         progress_line(f"{tr.label} epoch {epoch}/{tr.epochs}: {summary} ({train_time:.1f} s)",
                       progress)
     write_json(status_path, {"status": "done", "version": STATUS_VERSION,
-                             "resumed_after": resumed})
+                             "resumed_after": resumed, "epochs": tr.epochs})
     return RunResult(spec, "done", metrics, run_dir=run_dir)
 
 
