@@ -28,7 +28,7 @@ LAYERS = [
     ("models",),
     ("neurons",),
     ("datasets",),
-    ("sparse", "io", "progress", "registry", "config"),
+    ("sparse", "io", "progress", "registry", "config", "checks"),
     ("errors", "__init__"),
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}

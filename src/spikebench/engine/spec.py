@@ -9,11 +9,11 @@ default, so those runs keep their ids (embedded data, clean runs).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from spikebench.checks import check_arguments, check_field_types  # noqa: F401 (re-exported)
 from spikebench.errors import ConfigError
 from spikebench.io import digest
 
@@ -151,6 +151,7 @@ class ExperimentSpec:
                 Backdoor(**self.backdoor)
             except TypeError as err:
                 raise ConfigError(f"bad backdoor settings {self.backdoor}: {err}") from None
+        check_arguments(rule.__init__, self.rule_options, f"rule {self.rule!r}")
         try:  # unknown or bad options fail here, before any training
             rule(**self.rule_options)
         except TypeError as err:
@@ -291,39 +292,3 @@ def identity_core(spec, keys) -> dict:
     if spec.device != "cpu":
         core["device"] = spec.device
     return core
-
-
-def check_field_types(obj, flags: dict[str, str] | None = None) -> None:
-    """Check a spec dataclass's fields against their annotations (int, float, str, bool,
-    optional ones, tuples and dicts): ``seed=1.5``, ``lr=nan`` or ``rules="bptt"`` are
-    errors that name the field, never silently accepted."""
-    for f in fields(obj):
-        value, kind = getattr(obj, f.name), str(f.type).replace(" ", "")
-        optional = kind.endswith("|None")
-        kind = kind.removesuffix("|None")
-        if value is None and optional:
-            continue
-        ok = {
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value),
-            "str": isinstance(value, str),
-            "bool": isinstance(value, bool),
-        }.get(kind)
-        if ok is None:
-            if kind.startswith("tuple"):
-                ok = isinstance(value, tuple | list)
-            elif kind.startswith("dict"):
-                ok = isinstance(value, dict)
-            elif kind.startswith("list"):
-                ok = isinstance(value, list | tuple) and all(isinstance(v, str | int)
-                                                             for v in value)
-            else:
-                ok = True
-        if not ok:
-            what = "a finite number" if kind == "float" else f"of type {kind}"
-            name = f"{type(obj).__name__}.{f.name}"
-            if flags and f.name in flags:
-                name = f"{flags[f.name]} ({name})"
-            raise ConfigError(f"{name} must be {what}"
-                              f"{' or None' if optional else ''}, got {value!r}")

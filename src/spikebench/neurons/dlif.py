@@ -40,6 +40,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from spikebench.checks import check_field_types
 from spikebench.errors import ConfigError
 from spikebench.neurons.base import NeuronDynamics, SpikingLayer
 from spikebench.neurons.lif import RESETS
@@ -59,6 +60,7 @@ class DLIFParams:
     min_threshold: float = 0.03
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # NaN, infinity or a string: an error naming the field
         if self.reset not in RESETS:
             raise ConfigError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if self.surrogate not in surrogate_names():

@@ -32,6 +32,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from spikebench.checks import check_field_types
 from spikebench.errors import ConfigError
 from spikebench.neurons.base import NeuronDynamics, SpikingLayer, in_reference_mode
 from spikebench.neurons.lif_scan import lif_run, lif_scan
@@ -53,6 +54,7 @@ class LIFParams:
     slope: float = 10.0  # steepness of the surrogate derivative
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # NaN, infinity or a string: an error naming the field
         if self.reset not in RESETS:
             raise ConfigError(f"reset must be one of {RESETS}, got {self.reset!r}")
         if self.surrogate not in surrogate_names():

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from spikebench.checks import check_field_types
 from spikebench.errors import ConfigError
 from spikebench.neurons.base import NeuronDynamics, SpikingLayer
 from spikebench.neurons.surrogate import spike, surrogate_names
@@ -64,6 +65,7 @@ class ParaLIFParams:
     membrane: str = "auto"  # how the membrane is computed: fft, chunked, auto (module doc)
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # NaN, infinity or a string: an error naming the field
         if self.spike_fn not in SPIKE_FNS:
             raise ConfigError(f"unknown spike_fn {self.spike_fn!r}; known: {', '.join(SPIKE_FNS)}")
         for name in ("alpha", "beta"):

@@ -78,6 +78,9 @@ class SuiteOptions:
             bad = [v for v in values if not isinstance(v, kind) or isinstance(v, bool)]
             if bad:
                 raise ConfigError(f"{name} must hold {kind.__name__}s, got {bad!r}")
+            if name == "seeds" and any(not 0 <= v < 2**32 for v in values):
+                raise ConfigError(f"seeds must lie in 0..{2**32 - 1} (the random generators' "
+                                  f"range), got {[v for v in values if not 0 <= v < 2**32]}")
         for r in self.rules or []:
             RULES.get(r)  # an unknown name is an error listing the known rules
         for a in self.archs or []:
