@@ -57,11 +57,40 @@ def save_figure(fig, path: str | Path) -> None:
 
 def cache_dir() -> Path:
     """Where generated data (the embedded default) is cached: ``$SPIKEBENCH_CACHE`` or
-    ``~/.cache/spikebench``."""
-    root = os.environ.get("SPIKEBENCH_CACHE") or Path.home() / ".cache" / "spikebench"
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    ``~/.cache/spikebench``; a file in the way or a place that cannot be made is a
+    ``ConfigError`` naming it."""
+    from spikebench.errors import ConfigError
+
+    env = os.environ.get("SPIKEBENCH_CACHE")
+    path = Path(env) if env else Path.home() / ".cache" / "spikebench"
+    where = "SPIKEBENCH_CACHE" if env else "the cache folder (HOME/.cache/spikebench)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{where} {path}: a file is in the way; set SPIKEBENCH_CACHE to a "
+                          "folder") from None
+    except OSError as err:
+        raise ConfigError(f"{where} {path}: cannot be made ({err.strerror or err}); set "
+                          "SPIKEBENCH_CACHE to a folder you can write to") from None
     return path
+
+
+# A file spikebench puts in every output folder it makes (a suite's --out, its runs
+# folder): data fingerprints leave such folders out, so --out inside --data-dir does not
+# change the data's identity at every rerun.
+OUTPUT_MARKER = ".spikebench-output"
+
+
+def mark_output(folder: Path) -> None:
+    """Mark ``folder`` (made by the caller) as spikebench's own output."""
+    marker = Path(folder) / OUTPUT_MARKER
+    if not marker.exists():
+        marker.write_text("written by spikebench: this folder holds its outputs, which data "
+                          "fingerprints leave out\n")
+
+
+def is_own_output(folder: str | Path) -> bool:
+    return (Path(folder) / OUTPUT_MARKER).is_file()
 
 
 def fingerprint_files(paths: Iterable[str | Path], root: str | Path | None = None) -> str:

@@ -76,10 +76,34 @@ def mfcc39(signal: np.ndarray, sr: int) -> np.ndarray:
     return np.concatenate([m, d1, d2]).T.astype(np.float32)
 
 
-def read_features(path: str | Path) -> tuple[np.ndarray, int, np.ndarray]:
+def resample(signal: np.ndarray, sr: int, rate: int) -> np.ndarray:
+    """``signal`` at ``rate`` Hz: polyphase resampling with scipy's anti-aliasing
+    (Kaiser-windowed) low-pass filter (``scipy.signal.resample_poly``)."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(int(sr), int(rate))
+    return resample_poly(signal, rate // g, sr // g).astype(np.float32)
+
+
+def read_features(path: str | Path, rate: int | None = None, resample_higher: bool = False
+                  ) -> tuple[np.ndarray, int, np.ndarray]:
     """(signal, sample rate, [frames, 39] features) of one audio file; a recording too
-    short for features is an error that names the file."""
+    short for features is an error that names the file. ``rate``: the data set's sample
+    rate; a recording at another rate is refused, or, with ``resample_higher``, one at a
+    higher rate is resampled to ``rate`` first (``resample``). A lower rate is always
+    refused: its mel bands up to rate / 2 would hold nothing."""
     signal, sr = read_audio(path)
+    if rate is not None and sr != rate:
+        if not (resample_higher and sr > rate):
+            fix = (f"resample it to {rate} Hz (e.g. sox IN -r {rate} OUT) or remove it"
+                   if sr < rate or resample_higher else
+                   f"this corpus's alignments count samples at {rate} Hz; use the original "
+                   "recordings")
+            raise CorruptDataError(f"{path}: recorded at {sr} Hz, not the data set's {rate} "
+                                   f"Hz; {fix}")
+        signal, sr = resample(signal, sr, rate), rate
     if n_frames(len(signal), sr) < 3:
         raise CorruptDataError(
             f"{path}: {len(signal)} samples ({len(signal) / sr * 1000:.0f} ms at {sr} Hz) is "
@@ -100,7 +124,9 @@ def feature_stats(features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 Sequence_ = tuple[np.ndarray, np.ndarray]  # features [frames, 39], labels [frames]
 
 
-FEATURES_VERSION = 1  # bump when the features change: old caches are not reused
+# bump when the features change: old caches are not reused (2: recordings at another sample
+# rate are resampled or refused, no longer featurised at their own rate)
+FEATURES_VERSION = 2
 
 
 def cached_sequences(tag: str, root: Path, split: str, items: Callable[[], Sequence],

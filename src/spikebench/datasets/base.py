@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from spikebench.errors import SpikebenchError
-from spikebench.io import atomic_write, cache_dir, fingerprint_files  # noqa: F401 (re-exported)
+from spikebench.errors import ConfigError, SpikebenchError
+from spikebench.io import atomic_write, cache_dir, fingerprint_files, is_own_output  # noqa: F401 (re-exported)
 from spikebench.sparse import SampleEvents
 
 log = logging.getLogger(__name__)
@@ -31,25 +31,83 @@ class CorruptDataError(SpikebenchError, ValueError):
 
 
 def fingerprint_tree(root: str | Path) -> str:
-    """``fingerprint_files`` of every file under ``root`` (a folder, or one file)."""
+    """``fingerprint_files`` of every file under ``root`` (a folder, or one file). Folders
+    spikebench wrote (``io.OUTPUT_MARKER``) are left out; each real folder is visited once
+    (a symlink loop ends); a folder that cannot be read is a ``CorruptDataError``."""
     root = Path(root)
     if root.is_file():
         return fingerprint_files([root], root.parent)
-    files = []
+    files, seen = [], set()
     stack = [str(root)]
     while stack:
-        with os.scandir(stack.pop()) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=True):
-                    stack.append(entry.path)
-                elif entry.is_file(follow_symlinks=True):
-                    files.append(entry.path)
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen or (folder != str(root) and is_own_output(folder)):
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError as err:
+            raise CorruptDataError(f"{folder}: cannot read this folder of the data set "
+                                   f"({err.strerror or err}); fix its permissions or point "
+                                   "--data-dir elsewhere") from None
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=True):
+                stack.append(entry.path)
+            elif entry.is_file(follow_symlinks=True):
+                files.append(entry.path)
     return fingerprint_files(files, root)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (``MemAvailable``), None if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def check_fits(nbytes: float, what: str, fix: str) -> None:
+    """Refuse, before allocating, an array of ``nbytes`` that this machine's free memory
+    cannot hold: a ``ConfigError`` with both sizes, instead of a MemoryError later."""
+    free = available_memory()
+    if free is not None and nbytes > free:
+        raise ConfigError(f"{what} needs {_size(nbytes)}, more than the {_size(free)} of "
+                          f"memory free; {fix}")
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """The lines of a data set's text file (a table, an alignment); bytes that are not
+    UTF-8 are a ``CorruptDataError`` naming the file and line."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise CorruptDataError(f"{path}:{line}: not UTF-8 text (byte {raw[err.start]:#04x}); "
+                               "save the file as UTF-8 or plain ASCII") from None
 
 
 def read_cached_npz(path: Path) -> dict[str, np.ndarray] | None:
     """The arrays of a cache file, or None if there is none; an unreadable (truncated,
-    foreign) cache file is deleted with a warning, so that the caller rebuilds it."""
+    foreign) cache file is deleted with a warning, so that the caller rebuilds it; a folder
+    in its place is a ``ConfigError`` (before anything is computed)."""
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"cache entry {path} is a folder, not a cache file; remove it (or "
+                          "set SPIKEBENCH_CACHE to another folder), then rerun")
     if not path.is_file():
         return None
     try:
@@ -63,13 +121,19 @@ def read_cached_npz(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write an .npz so that a reader never sees a half-written file."""
+    """Write an .npz so that a reader never sees a half-written file. The cache only saves
+    time: a write that fails (a full disk, a read-only cache) is a warning, and the caller
+    goes on with the arrays it computed."""
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
-    atomic_write(path, write)
+    try:
+        atomic_write(path, write)
+    except OSError as err:
+        log.warning("could not write the cache file %s (%s); going on without it: the next "
+                    "run computes it again", path, err.strerror or err)
 
 
 TASKS = ("sample", "frames", "sequence")

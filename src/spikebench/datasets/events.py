@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spikebench.datasets.base import CorruptDataError, DataNotFoundError
+from spikebench.datasets.base import CorruptDataError, DataNotFoundError, check_fits
 
 EVENT_DTYPE = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "<i1")])
 SENSOR = (34, 34)  # N-MNIST sensor width, height
@@ -95,6 +95,8 @@ def frames_from_events(
         raise ValueError(f"n_steps and dt_us must be >= 1, got {n_steps}, {dt_us}")
     w, h = sensor
     per = n_steps * 2 * h * w
+    check_fits(len(events) * per, f"{len(events)} event samples binned into {n_steps} steps",
+               "choose fewer time steps (--steps) or samples (--n-train, --n-test)")
     out = np.zeros((len(events), n_steps, 2, h, w), dtype=np.uint8)
     for start in range(0, len(events), chunk):
         part = events[start : start + chunk]

@@ -1,7 +1,9 @@
 """Free Spoken Digit Dataset (Jackson et al.; CC BY-SA 4.0): the offline speech task.
 
 ``<root>/recordings/{digit}_{speaker}_{index}.wav`` (or the wav files directly in
-``root``), 8 kHz mono. Split by convention: index 0-4 test (300), 5-49 train (2700).
+``root``), 8 kHz mono (a recording at a higher rate is resampled to 8 kHz with scipy's
+polyphase filter, so that the 40 mel bands span 0-4 kHz for every file; a lower rate is
+refused). Split by convention: index 0-4 test (300), 5-49 train (2700).
 Features: the same 39 MFCC per 10 ms frame as TIMIT, normalised with training statistics.
 Task ``sequence``: one digit per recording, decided from the readout averaged over the
 recording's frames (padding excluded).
@@ -27,6 +29,7 @@ HOW_TO_OBTAIN = (
     "clone https://github.com/Jakobovski/free-spoken-digit-dataset (CC BY-SA 4.0) and pass "
     "the folder holding recordings/ with --data-dir"
 )
+RATE = 8000  # Hz, the corpus's sample rate
 NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
@@ -51,7 +54,7 @@ def list_recordings(root: str | Path, split: str) -> list[tuple[Path, int]]:
 
 
 def recording(item: tuple[Path, int]) -> tuple[np.ndarray, np.ndarray]:
-    _, _, feats = read_features(item[0])
+    _, _, feats = read_features(item[0], RATE, resample_higher=True)
     return feats, np.full(len(feats), item[1], dtype=np.int64)
 
 

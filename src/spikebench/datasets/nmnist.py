@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spikebench.datasets.base import CorruptDataError, DataNotFoundError, SampleData
+from spikebench.datasets.base import (
+    CorruptDataError,
+    DataNotFoundError,
+    SampleData,
+    read_text_lines,
+)
 from spikebench.datasets.events import frames_from_events, read_nmnist_bin
 from spikebench.errors import ConfigError
 from spikebench.progress import progress_bar
@@ -36,17 +41,26 @@ def _child(root: Path, name: str) -> Path | None:
 
 def _read_table(path: Path, root: Path) -> list[tuple[Path, int]]:
     rows = []
-    lines = path.read_text().splitlines()
+    lines = read_text_lines(path)
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         parts = line.split()
         if len(parts) != 2:
             raise CorruptDataError(f"{path}:{lineno}: expected '#sample #class', got {line!r}")
-        sample, label = int(parts[0]), int(parts[1])
+        try:
+            sample, label = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise CorruptDataError(f"{path}:{lineno}: expected two whole numbers '#sample "
+                                   f"#class', got {line!r}") from None
+        if sample < 0:
+            raise CorruptDataError(f"{path}:{lineno}: sample id {sample} is negative")
         if not 0 <= label <= 9:
             raise CorruptDataError(f"{path}:{lineno}: class {label} is not a digit 0-9")
         rows.append((root / f"{sample}.bs2", label))
+    if not rows:
+        raise CorruptDataError(f"{path}: no samples (a header and no '#sample #class' rows); "
+                               "restore the table from the subset's archive")
     return rows
 
 

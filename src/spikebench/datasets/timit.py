@@ -32,8 +32,15 @@ from spikebench.datasets.audio import (
     pad_sequences,
     read_features,
 )
-from spikebench.datasets.base import IGNORE, CorruptDataError, DataNotFoundError, SampleData
+from spikebench.datasets.base import (
+    IGNORE,
+    CorruptDataError,
+    DataNotFoundError,
+    SampleData,
+    read_text_lines,
+)
 
+RATE = 16000  # Hz: TIMIT's recordings and its alignments' sample counts
 HOW_TO_OBTAIN = (
     "TIMIT is licensed by the LDC (catalog LDC93S1, https://catalog.ldc.upenn.edu/LDC93S1); "
     "pass the folder holding TRAIN/ and TEST/ with --data-dir"
@@ -121,7 +128,7 @@ def list_utterances(root: str | Path, split: str) -> list[tuple[Path, Path]]:
 def read_phn(path: Path, n_samples: int) -> list[tuple[int, int, int]]:
     """(start, end, phone index) segments, validated against the audio length."""
     segs = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text_lines(path), start=1):
         if not line.strip():
             continue
         parts = line.split()
@@ -156,7 +163,7 @@ def frame_labels(segs: list[tuple[int, int, int]], n_samples: int, sr: int) -> n
 
 
 def utterance(wav: Path, phn: Path) -> tuple[np.ndarray, np.ndarray]:
-    signal, sr, feats = read_features(wav)
+    signal, sr, feats = read_features(wav, RATE)  # .PHN counts samples at 16 kHz
     return feats, frame_labels(read_phn(phn, len(signal)), len(signal), sr)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from spikebench.datasets import DATASETS, SampleData, time_major_loader
-from spikebench.datasets.base import IGNORE
+from spikebench.datasets.base import IGNORE, check_fits
 from spikebench.engine.executor import (
     CHECKPOINT,
     RunResult,
@@ -140,6 +140,16 @@ def sequence_correct(outputs: torch.Tensor, y: torch.Tensor, burn_in: int) -> tu
     return int((logits.argmax(-1) == labels).sum()), int(y.shape[1])
 
 
+def check_batch_fits(spec: ExperimentSpec, model: SpikingMLP, train: SampleData) -> None:
+    """Refuse a batch whose time-major tensors cannot fit in memory (a lower bound: the
+    input and, per hidden neuron, its current, membrane and spikes over all T steps)."""
+    steps = train.x.shape[1] if train.encode is None else spec.n_steps
+    per_step = model.sizes[0] + 3 * sum(model.sizes[1:-1]) + model.sizes[-1]
+    check_fits(4.0 * steps * min(spec.batch_size, len(train)) * per_step,
+               f"a batch of {spec.batch_size} samples x {steps} steps",
+               "choose fewer time steps (--steps) or a smaller --batch-size")
+
+
 def train_run(
     spec: ExperimentSpec,
     run_dir: str | Path,
@@ -156,6 +166,8 @@ def train_run(
     def make() -> Training:
         seed_everything(spec.seed)
         model = build_model(spec).to(device)  # initialised on the CPU: same on every device
+        if device.type == "cpu":
+            check_batch_fits(spec, model, train)
         rule = make_rule(spec.rule, burn_in=spec.burn_in, loss=spec.loss, **spec.rule_options)
         rule.prepare(model)
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)

@@ -25,7 +25,7 @@ from spikebench.engine.executor import InProcessExecutor, RunResult
 from spikebench.engine.results import SuiteResult, write_atomic
 from spikebench.engine.spec import ARCHS, ExperimentSpec, check_field_types, with_data_identity
 from spikebench.errors import ConfigError
-from spikebench.io import atomic_write
+from spikebench.io import atomic_write, mark_output
 from spikebench.learning_rules import RULES
 from spikebench.models import CONV_ARCHS
 from spikebench.progress import progress_line
@@ -310,6 +310,11 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     notes = list(notes) + legacy_run_notes(specs, runs_dir)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the suite has valid runs
     executor.prepare(runs_dir)
+    # left out of data fingerprints (io.OUTPUT_MARKER): --out, and a runs folder elsewhere
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    mark_output(out_dir)
+    if not runs_dir.is_relative_to(out_dir.absolute()):
+        mark_output(runs_dir)
     kind, n_runs, progress = suite.kind, len(specs), opts.progress
 
     def train_one(i: int, spec) -> RunResult:  # runs in any process
