@@ -15,6 +15,7 @@ ROOT = Path(spikebench.__file__).parent
 LAYERS = [
     ("clidoc",),
     ("cli", "pytest_plugin"),
+    ("commands",),
     ("suites",),
     ("studies",),
     ("report",),

@@ -8,12 +8,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
+from spikebench.commands import cmd_data, cmd_export, cmd_list, list_text  # noqa: F401
 from spikebench.errors import ConfigError
 
 log = logging.getLogger("spikebench")
@@ -43,6 +47,17 @@ def _device(name: str | None) -> str | None:
 
     device = resolve_device(name)
     return "cuda" if device.type == "cuda" else "cpu"
+
+
+def _positive(value: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not >= 1")
+    return n
 
 
 def _csv(value: str) -> list[str]:
@@ -119,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="an option of the rules that take it, e.g. feedback=random (e-prop), "
                      "online=true or readout_scale=2 (DECOLLE); repeatable")
     run.add_argument("--neuron", default=None,
-                     help="a registered neuron (spikebench list): the SNN suites' hidden "
+                     help="a registered neuron: lif, paralif, dlif (spikebench list says "
+                     "what each is): the SNN suites' hidden "
                      "layers' (lif by default) or the hybrid suites' spiking head (instead of "
                      "their LIF and ParaLIF heads); the robust suites refuse it (their methods "
                      "fix their neurons); only BPTT trains ParaLIF (e-prop's and DECOLLE's "
@@ -194,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("name", nargs="?", help="data set (for `show`)")
     data.add_argument("--data-dir", default=None, help="folder of the data set")
     data.add_argument("--split", default="train", choices=["train", "test"])
-    data.add_argument("--steps", type=int, default=30, help="time steps (events, images)")
+    data.add_argument("--steps", type=_positive, default=30,
+                      help="time steps (events, images; >= 1)")
     data.add_argument("--out", type=Path, default=None,
                       help="PNG to write (default: ./spikebench-data-NAME.png)")
 
@@ -211,9 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir", type=Path, help="a run folder (spikebench-runs/runs/RUN_ID)")
     export.add_argument("out", type=Path, help="the file to write (e.g. model.nir)")
     export.add_argument("--format", choices=["nir"], default="nir", help="output format")
-    export.add_argument("--dt", type=float, default=1e-3,
+    export.add_argument("--target", choices=["nir", "snntorch"], default="nir",
+                        help="nir: the graph as our model is (norse and spikebench read "
+                        "it); snntorch: the nodes snnTorch 1.0's import_from_nir maps "
+                        "(its dt of 1e-4, the readout as an Affine only)")
+    export.add_argument("--dt", type=float, default=None,
                         help="the simulation step in seconds the constants are mapped for "
-                        "(default 1e-3)")
+                        "(default 1e-3; 1e-4 with --target snntorch)")
     compare = sub.add_parser(
         "compare", help="one table and plot of a metric across any suites' results.csv",
         description="Concatenate results.csv files (every suite's start with the same "
@@ -224,113 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=Path("spikebench-compare"),
                          help="output folder (default ./spikebench-compare)")
     return p
-
-
-def list_text() -> str:
-    """What ``spikebench list`` prints, from the live registries (imports torch)."""
-    from spikebench.datasets import DATASETS
-    from spikebench.learning_rules import RULES
-    from spikebench.neurons import NEURONS
-    from spikebench.suites import SUITES
-
-    out = ["suites:"]
-    out += [f"  {n:18s} {s.description}" for n, s in SUITES.items()]
-    out += ["learning rules:"]
-    out += [f"  {n:18s} {(cls.__doc__ or '').strip().splitlines()[0]}" for n, cls in RULES.items()]
-    out += ["neurons:"]
-    out += [f"  {n:18s} {entry.description}" for n, entry in NEURONS.items()]
-    out += ["data sets:"]
-    for n, info in DATASETS.items():
-        where = "embedded" if info.embedded else f"--data-dir or {info.location()}"
-        out.append(f"  {n:18s} {info.description} [{where}]")
-    return "\n".join(out) + "\n"
-
-
-def _list_key() -> str:
-    """What the listing depends on: the package's source files (names, sizes, mtimes),
-    the version and the environment that moves data folders."""
-    import os
-
-    import spikebench
-    from spikebench.io import digest, fingerprint_files
-
-    root = Path(spikebench.__file__).parent
-    files = sorted(str(p) for p in root.rglob("*.py"))
-    env = [os.environ.get(k) for k in ("SPIKEBENCH_DATA", "HOME")]
-    return digest([spikebench.__version__, fingerprint_files(files, root), env])
-
-
-def cmd_list() -> int:
-    """The registries' names and descriptions. Importing them imports torch (seconds), so
-    the text is cached under the cache folder, keyed by ``_list_key``: any change to the
-    package's files rebuilds it; an unwritable cache only costs the time."""
-    from spikebench.io import atomic_write, cache_dir
-
-    text = None
-    try:
-        path = cache_dir() / f"list-{_list_key()}.txt"
-        text = path.read_text() if path.is_file() else None
-    except OSError:
-        path = None
-    if text is None:
-        text = list_text()
-        if path is not None:
-            try:
-                atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-            except OSError:
-                pass  # a read-only cache: the listing is still right, only slower
-    sys.stdout.write(text)
-    return 0
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from spikebench.datasets import DATASETS, describe
-
-    if args.action == "list":
-        rows = [describe(n, args.data_dir if args.name in (None, n) else None)
-                for n in DATASETS.names() if args.name in (None, n)]
-        if not rows:
-            DATASETS.get(args.name)
-        for r in rows:
-            state = "found" if r["found"] else "MISSING"
-            size = f"{r['size_mb']:.0f} MB" if r["found"] and r["size_mb"] else ""
-            sys.stdout.write(f"{r['name']:14s} {state:8s} {size:>8s}  {r['where']}\n"
-                             f"{'':14s} {r['description']}\n")
-            if not r["found"]:
-                sys.stdout.write(f"{'':14s} how to obtain: {r['how']}\n")
-        return 0
-    if not args.name:
-        raise ConfigError("`spikebench data show` needs a data set name")
-    from spikebench.datasets.timit import PHONES61
-    from spikebench.report.samples import show_samples
-
-    info = DATASETS.get(args.name)
-    data = info.load(args.split, args.data_dir, n_steps=args.steps)
-    out = args.out or Path(f"spikebench-data-{args.name}.png")
-    show_samples(data, out, phone_names=PHONES61 if args.name == "timit" else None)
-    sys.stdout.write(f"{args.name} ({args.split}): {len(data)} samples, x {tuple(data.x.shape)}"
-                     f" -> {out}\n")
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from spikebench.engine.train import load_trained
-    from spikebench.nir_io import write_nir
-
-    if not (args.run_dir / "checkpoint.pt").is_file():
-        raise ConfigError(f"{args.run_dir}: no checkpoint.pt; give a run folder "
-                          "(spikebench-runs/runs/RUN_ID) of a trained SNN run")
-    model, _, spec = load_trained(args.run_dir)
-    if args.out.parent and not args.out.parent.is_dir():
-        raise ConfigError(f"--out {args.out}: folder {args.out.parent} does not exist")
-    write_nir(model, args.out, dt=args.dt)
-    reset = {layer.params.reset for layer in model.hidden}
-    note = (" (trained with the subtractive reset: NIR's CubaLIF resets to zero, so other "
-            "simulators run it with their reset; spikebench.nir_io.read_nir restores it)"
-            if "subtract" in reset else "")
-    sys.stdout.write(f"{args.run_dir.name}: {spec.rule}/{spec.arch} {list(model.sizes)} -> "
-                     f"{args.out} (NIR, dt={args.dt}){note}\n")
-    return 0
 
 
 def run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -413,6 +327,24 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser,
     return 1 if result.failed else 0
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a scheduler ending the job, ``kill``): unwinds like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+# errors of the machine, not of spikebench: one line (what, where, what to do), exit 2
+_WRITE_FIX = ("free space or choose a folder you can write to (--out), then rerun: finished "
+              "runs and epochs are kept")
+DISK_ERRORS = {errno.ENOSPC: ("the disk is full", _WRITE_FIX),
+               errno.EDQUOT: ("the disk quota is used up", _WRITE_FIX),
+               errno.EROFS: ("the file system is read-only", _WRITE_FIX),
+               errno.EACCES: ("permission denied", "fix its permissions or choose another "
+                              "path, then rerun: finished runs and epochs are kept")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -424,26 +356,48 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from spikebench.errors import SpikebenchError
 
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        if args.command == "list":
-            return cmd_list()
-        if args.command == "data":
-            return cmd_data(args)
-        if args.command == "export":
-            return cmd_export(args)
-        if args.command == "compare":
-            from spikebench.report.compare import write_comparison
-
-            sys.stdout.write(f"{write_comparison(args.results, args.out, args.metric)}\n")
-            return 0
-        return cmd_run(args, parser, argv)
+        return _main(args, parser, argv)
     except SpikebenchError as err:  # bad input: one line; anything else is our bug
         message = " ".join(str(err).split())
         sys.stderr.write(f"spikebench: error: {message}\n")
         return 2
+    except OSError as err:
+        if err.errno not in DISK_ERRORS:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        what, fix = DISK_ERRORS[err.errno]
+        sys.stderr.write(f"spikebench: error: {where}{what}; {fix}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("spikebench: interrupted; rerun the same command to resume\n")
         return 130
+    except Terminated:
+        sys.stderr.write("spikebench: terminated (SIGTERM); rerun the same command to "
+                         "resume\n")
+        return 143
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser,
+          argv: list[str] | None) -> int:
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "data":
+        return cmd_data(args)
+    if args.command == "export":
+        return cmd_export(args)
+    if args.command == "compare":
+        from spikebench.report.compare import write_comparison
+
+        sys.stdout.write(f"{write_comparison(args.results, args.out, args.metric)}\n")
+        return 0
+    return cmd_run(args, parser, argv)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -119,8 +121,10 @@ class RayExecutor:
         if isinstance(cpus_per_run, bool) or not isinstance(cpus_per_run, int) \
                 or cpus_per_run < 1:
             raise ConfigError(f"--cpus-per-run must be a whole number >= 1, got {cpus_per_run!r}")
-        if not gpus_per_run >= 0:
-            raise ConfigError(f"--gpus-per-run must be >= 0, got {gpus_per_run!r}")
+        if isinstance(gpus_per_run, bool) or not isinstance(gpus_per_run, int | float) \
+                or not 0 <= gpus_per_run < float("inf"):
+            raise ConfigError(f"--gpus-per-run must be a finite number >= 0, got "
+                              f"{gpus_per_run!r}")
         self.address, self.cpus_per_run, self.gpus_per_run = address, cpus_per_run, gpus_per_run
         self.progress, self.num_cpus, self.max_retries = progress, num_cpus, max_retries
         self._ray = None
@@ -131,18 +135,23 @@ class RayExecutor:
         """Start (or join) the cluster once; check that a run fits on it."""
         if self._ray is not None:
             return self._ray
+        if self.address is not None:
+            check_address(self.address)  # before Ray, whose own wait is minutes and silent
         ray = import_ray(local=self.address is None)
         if ray.is_initialized():
             raise ConfigError("Ray is already initialised in this process; the Ray executor "
                               "starts (or joins) its own cluster")
         common = {"include_dashboard": False, "log_to_driver": False,
                   "logging_level": logging.WARNING}
+        term = signal.getsignal(signal.SIGTERM)  # ray.init may take SIGTERM over
         try:
             if self.address is None:
                 ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), **common)
                 self._own_cluster = True
             else:
                 ray.init(address=self.address, **common)
+            if term is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, term)  # the command's own: end cleanly
         except (ConnectionError, ValueError, RuntimeError) as err:
             if self.address is None:
                 raise
@@ -279,6 +288,28 @@ class RayExecutor:
                 f"{len(pending) - running} waiting, {failed} failed")
 
 
+CONNECT_S = 10.0  # how long check_address waits for the head node to answer
+
+
+def check_address(address: str) -> None:
+    """A cluster address given as HOST:PORT must answer a TCP connection within
+    ``CONNECT_S`` seconds (Ray itself retries for minutes, printing only its own lines);
+    ``auto`` and ``ray://`` addresses are left to Ray."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT (the address `ray start "
+                          "--head` prints, e.g. 127.0.0.1:6379), auto or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_S):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there "
+                          f"({err.strerror or err}); start one with `ray start --head` and "
+                          "pass the address it prints") from None
+
+
 def make_executor(kind: str, address: str | None = None, cpus_per_run: int | None = None,
                   gpus_per_run: float | None = None, progress: bool = True):
     """The executor the command line asks for (``in-process`` or ``ray``)."""
@@ -295,5 +326,7 @@ def make_executor(kind: str, address: str | None = None, cpus_per_run: int | Non
         return InProcessExecutor(cpus_per_run)
     if kind == "ray":
         import_ray(local=address is None)  # not installed: said before any folder is made
-        return RayExecutor(address, cpus_per_run or 1, gpus_per_run or 0, progress)
+        # validated before Ray is imported or any cluster starts (0 is refused, not made 1)
+        return RayExecutor(address, 1 if cpus_per_run is None else cpus_per_run,
+                           0 if gpus_per_run is None else gpus_per_run, progress)
     raise ConfigError(f"unknown executor {kind!r}; known: in-process, ray")
