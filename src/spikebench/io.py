@@ -50,9 +50,48 @@ def subplots(nrows: int = 1, ncols: int = 1, figsize=None, **kw):
     return fig, fig.subplots(nrows, ncols, **kw)
 
 
+def texts_outside(fig, tight: bool = True) -> list[str]:
+    """The texts of ``fig`` (titles, labels, tick labels, legends) that would fall outside
+    the saved image, whole or in part: the tight box of every artist if ``tight`` (what
+    ``save_figure`` saves), else the figure's own canvas."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    canvas = fig.canvas if hasattr(fig.canvas, "get_renderer") else FigureCanvasAgg(fig)
+    fig.draw_without_rendering()  # the layout (constrained, tight) as it will be saved
+    renderer = canvas.get_renderer()
+    box = (fig.get_tightbbox(renderer).transformed(fig.dpi_scale_trans) if tight
+           else fig.bbox)
+    tol = 1.0  # pixels of rounding
+
+    def outside(ext) -> bool:
+        return (ext.x0 < box.x0 - tol or ext.y0 < box.y0 - tol or ext.x1 > box.x1 + tol
+                or ext.y1 > box.y1 + tol)
+
+    # tick labels: matplotlib keeps labels for ticks beyond the view that it never draws,
+    # so they are judged by their axes' tight box (the drawn ones only)
+    ticks = {id(t) for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
+             for tick in axis.get_major_ticks() + axis.get_minor_ticks()
+             for t in (tick.label1, tick.label2)}
+    out = [f"tick labels of axes {k}" for k, ax in enumerate(fig.axes)
+           if ax.get_visible() and outside(ax.get_tightbbox(renderer))]
+    for text in fig.findobj(Text):
+        if id(text) in ticks or not text.get_visible() or not text.get_text().strip():
+            continue
+        if outside(text.get_window_extent(renderer)):
+            out.append(text.get_text())
+    return out
+
+
 def save_figure(fig, path: str | Path) -> None:
-    """A matplotlib figure as a PNG (120 dpi), written atomically."""
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    """A matplotlib figure as a PNG (120 dpi), written atomically, cropped to its artists
+    (``bbox_inches="tight"``: a legend beside the axes is kept whole). A text that would
+    still be cut off is our bug: a RuntimeError naming it."""
+    cut = texts_outside(fig)
+    if cut:
+        raise RuntimeError(f"{path}: text outside the saved image: {cut[:5]}")
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png",
+                                               bbox_inches="tight"))
 
 
 def cache_dir() -> Path:

@@ -113,6 +113,36 @@ def _rss_kb(key: str) -> int:
         return 0
 
 
+def _release_freed_memory() -> None:
+    """Give memory that Python and malloc hold but no longer use back to the system, so
+    that the resident size before a case is what is really in use (without this, a case
+    reuses the pages an earlier case freed, and its peak reads about 0)."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the measure is an upper bound of less
+        pass
+
+
+def peak_rss_mb(fn):
+    """(``fn()``, the peak resident memory in MB above the resident size at the start)
+    on Linux (``VmHWM``, restarted with ``clear_refs``); the peak is 0 where ``/proc`` is
+    not at hand."""
+    _release_freed_memory()
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # the peak resident size restarts from here (Linux)
+    except OSError:
+        pass
+    before = _rss_kb("VmRSS")
+    out = fn()
+    return out, max(_rss_kb("VmHWM") - before, 0) / 1024
+
+
 @pytest.fixture
 def spikebench_case(benchmark, spikebench_spec, tmp_path, request):
     """Train ``spikebench_spec`` with the harness's own loop (``train_run``, a fresh run
@@ -130,14 +160,7 @@ def spikebench_case(benchmark, spikebench_spec, tmp_path, request):
     def run() -> None:
         result["run"] = train_run(spec, tmp_path / "run", train, test, progress=False)
 
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # the peak resident size restarts from here (Linux)
-    except OSError:
-        pass
-    before = _rss_kb("VmRSS")
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    peak = _rss_kb("VmHWM")
+    _, peak_mb = peak_rss_mb(lambda: benchmark.pedantic(run, rounds=1, iterations=1))
     res = result["run"]
     if res.status != "done":
         pytest.fail(f"{case_id(spec)}: {res.status}: {res.message}")
@@ -147,7 +170,7 @@ def spikebench_case(benchmark, spikebench_spec, tmp_path, request):
         "suite": spec.suite, "rule": spec.rule, "arch": spec.arch, "dataset": spec.dataset,
         "seed": spec.seed, "n_train": len(train), "n_test": len(test), "steps": spec.n_steps,
         "epochs": spec.epochs, "epoch_s": final.pop("epoch_time_s"),
-        "peak_rss_mb": max(peak - before, 0) / 1024,
+        "peak_rss_mb": peak_mb,
         **{k.removeprefix("test_") if k != "test_acc" else k: v for k, v in final.items()}})
     return final
 

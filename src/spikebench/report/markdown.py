@@ -129,6 +129,29 @@ def _values(items) -> str:
     return ", ".join(vals)
 
 
+def neuron_in_force(spec) -> str:
+    """The hidden neurons' parameters a run trained with (the spec's LIF fields with its
+    ``neuron_options`` over them: what ``spec.json`` holds in two places, resolved)."""
+    from dataclasses import asdict
+
+    params = asdict(spec.neuron_params())
+    shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                      for k, v in params.items())
+    return f"{spec.neuron} ({shown})"
+
+
+def trained_epochs(specs: list, df: pd.DataFrame) -> str:
+    """The epochs the runs trained: "5", or "1 of 5" where a run ended early (it
+    diverged, or its results stop there)."""
+    last = (df[df["metric"] == "test_acc"].groupby("run_id")["epoch"].max()
+            if not df.empty and "metric" in df else pd.Series(dtype=int))
+    out = []
+    for s in specs:
+        got = int(last[s.run_id]) if s.run_id in last.index else 0
+        out.append(str(s.epochs) if got == s.epochs else f"{got} of {s.epochs}")
+    return _values(out)
+
+
 def settings_table(specs: list, df: pd.DataFrame) -> str:
     """What ran, per data set: folder, samples, T, epochs, batch, lr, neuron, seeds."""
     counts = _counts(df)
@@ -140,9 +163,9 @@ def settings_table(specs: list, df: pd.DataFrame) -> str:
         n_te = _values(int(v) for v in counts.loc[ids, "n_test"]) if ids else "–"
         folder = _values(s.data_dir or "embedded" for s in sel)
         rows.append([ds, f"`{folder}`", n_tr, n_te, _values(s.n_steps for s in sel),
-                     _values(f"{s.dt_ms:g}" for s in sel), _values(s.epochs for s in sel),
+                     _values(f"{s.dt_ms:g}" for s in sel), trained_epochs(sel, df),
                      _values(s.batch_size for s in sel), _values(f"{s.lr:g}" for s in sel),
-                     _values(s.neuron for s in sel), _values(s.seed for s in sel)])
+                     _values(neuron_in_force(s) for s in sel), _values(s.seed for s in sel)])
     return markdown_table(["data set", "data folder", "train samples", "test samples", "T",
                            "bin ms", "epochs", "batch", "lr", "neuron", "seeds"], rows)
 
@@ -232,8 +255,8 @@ def efficiency_section(df: pd.DataFrame, out_dir: Path, title: str) -> list[str]
              "(spikes, binary event frames) and as MACs otherwise; *dense* counts every "
              "pair. Activation sparsity: zero outputs of the hidden spiking neurons. "
              "Membrane updates: NeuroBench's count (every neuron at the first step, then "
-             "one per reset). The paper reports none of these; how sparse a code each rule "
-             "learns is our measurement.", "",
+             "each neuron whose membrane changed in the step). The paper reports none of "
+             "these; how sparse a code each rule learns is our measurement.", "",
              "![accuracy vs SynOps](efficiency.png)", ""]
     if missing:
         lines += [f"Runs without efficiency metrics (made before spikebench recorded them; "
@@ -277,7 +300,7 @@ def write_report(
         counts = _counts(df)
         n_test = _values(int(v) for v in counts["n_test"]) if "n_test" in counts else "?"
         n_train = _values(int(v) for v in counts["n_train"]) if "n_train" in counts else "?"
-        epochs = _values(s.epochs for s in specs) or "?"
+        epochs = trained_epochs(specs, df) or "?"
         parts += [
             "## Test accuracy (%), final epoch",
             "",
