@@ -16,6 +16,7 @@ LAYERS = [
     ("clidoc",),
     ("cli", "pytest_plugin"),
     ("commands",),
+    ("neurobench_adapter",),
     ("suites",),
     ("studies",),
     ("report",),

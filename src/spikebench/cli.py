@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from spikebench.commands import cmd_data, cmd_export, cmd_list, list_text  # noqa: F401
+from spikebench.commands import cmd_data, cmd_export, cmd_list, cmd_neurobench, list_text  # noqa: F401
 from spikebench.errors import ConfigError
 
 log = logging.getLogger("spikebench")
@@ -235,6 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--dt", type=float, default=None,
                         help="the simulation step in seconds the constants are mapped for "
                         "(default 1e-3; 1e-4 with --target snntorch)")
+    bench = sub.add_parser(
+        "neurobench", help="run NeuroBench's Benchmark on a trained run (its own metrics)",
+        description="Hand a trained LIF FF run with the zero reset to NeuroBench: its "
+        "Benchmark with its own metric code (footprint, connection sparsity, accuracy, "
+        "activation sparsity, SynOps, membrane updates, neuron operations) on the run's test "
+        "data, printed as JSON, with spikebench's energy estimate per sample beside it "
+        "(Horowitz 2014, 45 nm: 0.9 pJ per AC and neuron operation, 4.6 pJ per MAC; "
+        "spikebench.metrics.efficiency.energy_joules takes other figures).")
+    bench.add_argument("run_dir", type=Path, help="a run folder (spikebench-runs/runs/RUN_ID)")
+    bench.add_argument("--n", type=int, default=None, help="the first N test samples only")
     compare = sub.add_parser(
         "compare", help="one table and plot of a metric across any suites' results.csv",
         description="Concatenate results.csv files (every suite's start with the same "
@@ -392,6 +402,8 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser,
         return cmd_data(args)
     if args.command == "export":
         return cmd_export(args)
+    if args.command == "neurobench":
+        return cmd_neurobench(args)
     if args.command == "compare":
         from spikebench.report.compare import write_comparison
 

@@ -155,3 +155,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{args.run_dir.name}: {spec.rule}/{spec.arch} {list(model.sizes)} -> "
                      f"{out} (NIR for {args.target}, dt={dt:g}){note}\n")
     return 0
+
+
+def cmd_neurobench(args: argparse.Namespace) -> int:
+    """NeuroBench's Benchmark on a trained run (``neurobench_adapter``), printed as JSON
+    with our energy estimate beside it."""
+    import json
+
+    from spikebench.neurobench_adapter import run_neurobench, with_energy
+
+    if not (args.run_dir / "checkpoint.pt").is_file():
+        raise ConfigError(f"{args.run_dir}: no checkpoint.pt; give a run folder "
+                          "(spikebench-runs/runs/RUN_ID) of a trained SNN run")
+    if args.n is not None and args.n < 1:
+        raise ConfigError(f"--n must be >= 1, got {args.n}")
+    try:
+        result = run_neurobench(args.run_dir, n=args.n)
+    except ImportError as err:
+        raise ConfigError(f"NeuroBench or snnTorch is not installed ({err.name}): make setup "
+                          "installs both") from None
+    sys.stdout.write(json.dumps(with_energy(result), indent=2) + "\n")
+    return 0
+

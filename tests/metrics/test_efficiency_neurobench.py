@@ -109,3 +109,53 @@ def test_conv_and_linear_operations_equal_neurobench(binary):
         lin(h)
     assert (counter.ac if binary else counter.mac) == want_eff
     assert counter.dense == want_dense
+
+
+def test_rec_synops_equal_neurobench_on_a_recurrent_snntorch_network():
+    """NeuroBench hooks RSynaptic's recurrent Linear like any connection: its input is the
+    previous step's spikes. Our counter's V s[t-1] on the same spikes gives the same
+    effective and dense counts. (With reset_mechanism="zero", snnTorch 1.0's RSynaptic calls
+    its recurrent Linear twice per step, once more for the reset term, and NeuroBench then
+    counts its SynOps twice; the subtractive reset calls it once.)"""
+    from neurobench.benchmarks import Benchmark
+    from neurobench.metrics.workload import SynapticOperations
+    from neurobench.models import SNNTorchModel
+    from snntorch import utils
+
+    torch.manual_seed(0)
+    n = 6
+    rsyn = snn.RSynaptic(alpha=0.8, beta=0.9, threshold=0.5, init_hidden=True,
+                         linear_features=n, all_to_all=True, reset_mechanism="subtract")
+    net = nn.Sequential(nn.Linear(5, n, bias=False), rsyn, nn.Linear(n, 3),
+                        snn.Leaky(beta=0.9, init_hidden=True, output=True))
+    with torch.no_grad():
+        net[0].weight.mul_(4.0)
+        rsyn.recurrent.weight.fill_diagonal_(0.0)  # our V has no self-connections
+        rsyn.recurrent.weight[0, 1:3] = 0.0  # zero weights: effective < dense
+        rsyn.recurrent.bias.zero_()
+    x = (torch.rand(8, 15, 5) < 0.4).float()
+    # one batch: snnTorch's reset leaves RSynaptic's last spikes in place, so a second
+    # batch would start from the first one's spikes (V s[-1] != 0) in both simulations
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, torch.zeros(8, dtype=torch.long)), batch_size=8)
+    theirs = Benchmark(SNNTorchModel(net), loader, [], [],
+                       [[], [SynapticOperations]]).run(quiet=True)["SynapticOperations"]
+    utils.reset(net)
+    rsyn.spk = torch.zeros_like(rsyn.spk)
+    spikes = []
+    net[1].register_forward_hook(lambda m, i, o: spikes.append(
+        (o[0] if isinstance(o, tuple) else o).detach()))
+    mirror = SpikingMLP((5, n, 3), recurrent=True)
+    with torch.no_grad():
+        mirror.hidden[0].weight.copy_(net[0].weight)
+        mirror.hidden[0].rec_weight.copy_(rsyn.recurrent.weight)
+        mirror.readout.weight.copy_(net[2].weight)
+    counter = EfficiencyCounter()
+    for xb, _ in loader:
+        spikes.clear()
+        SNNTorchModel(net)(xb)
+        counter.update(mirror, xb.transpose(0, 1), [torch.stack(spikes)])
+    ours = counter.result()
+    assert float(torch.stack(spikes).mean()) > 0.05  # the recurrent input is not all zero
+    assert ours["synops_ac"] == theirs["Effective_ACs"] > 0
+    assert ours["synops_dense"] == theirs["Dense"]

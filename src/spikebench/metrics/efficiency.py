@@ -36,6 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikebench.errors import ConfigError
 from spikebench.models import device_of
 from spikebench.neurons import NeuronDynamics, SpikingLayer
 from spikebench.sparse import EventBatch
@@ -314,3 +315,36 @@ def conv_workload(model: nn.Module, x: torch.Tensor, batch: int = 256) -> dict[s
     out["activation_sparsity"] = zeros / total if total else float("nan")
     out["spikes"] = spikes / max(len(x), 1)  # per image, over every neuron and step
     return {**out, **static_metrics(model)}
+
+
+# NeuroBench 2.3's operations per membrane update (``neuron_ops_reset_operations``): our
+# LIF holds a current and a membrane, snnTorch's Synaptic; DLIF one membrane, Leaky.
+# ParaLIF has no counterpart.
+NEURON_OPS = {("lif", "subtract"): 6, ("lif", "zero"): 8, ("dlif", "subtract"): 4,
+              ("dlif", "zero"): 4}
+
+# Energy per operation, 45 nm CMOS, 32-bit float (Horowitz, "Computing's energy problem",
+# ISSCC 2014): an add 0.9 pJ (an accumulate, AC), a multiply 3.7 pJ, so a MAC 4.6 pJ. A
+# neuron operation of NeuroBench's count is costed as one add (a lower bound: some are
+# multiplies). Parameters of ``energy_joules``: pass another technology's figures.
+E_AC, E_MAC, E_NEURON_OP = 0.9e-12, 4.6e-12, 0.9e-12
+
+
+def neuron_operations(membrane_updates: float, neuron: str, reset: str) -> float:
+    """NeuroBench's effective neuron operations from our membrane updates (the same count
+    NeuroBench's ``MembraneUpdates`` makes): updates x operations per update; NaN for a
+    neuron NeuroBench has no figure for."""
+    ops = NEURON_OPS.get((neuron, reset))
+    return float("nan") if ops is None else membrane_updates * ops
+
+
+def energy_joules(synops_ac: float, synops_mac: float, neuron_ops: float = 0.0,
+                  e_ac: float = E_AC, e_mac: float = E_MAC,
+                  e_neuron_op: float = E_NEURON_OP) -> float:
+    """An energy estimate per sample from operation counts: ACs, MACs and neuron
+    operations times their energies (defaults: Horowitz 2014, 45 nm, 32-bit float). Memory
+    traffic, which often dominates, is not in it."""
+    for name, v in (("e_ac", e_ac), ("e_mac", e_mac), ("e_neuron_op", e_neuron_op)):
+        if not (isinstance(v, int | float) and 0 <= v < float("inf")):
+            raise ConfigError(f"{name} must be a finite energy >= 0 in joules, got {v!r}")
+    return synops_ac * e_ac + synops_mac * e_mac + neuron_ops * e_neuron_op
