@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# the CPU build on this machine; any other torch pulls gigabytes of CUDA packages
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,ray,tracking]'
 	# NeuroBench's metric code, for the tests' cross-check only: without its dependencies,
 	# which would add torchaudio 2.11.1 (its library does not load with torch 2.13.0)
 	$(PY) -m pip install --quiet --no-deps neurobench==2.3.0 snntorch==1.0.0

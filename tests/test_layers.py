@@ -30,6 +30,7 @@ LAYERS = [
     ("models",),
     ("neurons",),
     ("datasets",),
+    ("tracking",),
     ("sparse", "io", "progress", "registry", "config", "checks"),
     ("errors", "__init__"),
 ]

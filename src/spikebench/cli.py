@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--n-eval", type=int, default=None,
                      help="test samples that the studies analyse (fgsm, cka, fisher) or that "
                      "FGSM attacks in the hybrid suites")
+    run.add_argument("--log", choices=["tensorboard", "mlflow"], default=None,
+                     help="also log each run (per-epoch metrics, the spec as parameters) and "
+                     "the suite's plots to a local TensorBoard folder or MLflow file store "
+                     "(no server; pip install 'spikebench[tracking]')")
+    run.add_argument("--log-dir", type=Path, default=None,
+                     help="where --log writes (default: OUT/tensorboard or OUT/mlruns)")
     run.add_argument("--executor", choices=["in-process", "ray"], default="in-process",
                      help="where runs and per-model analyses run: one after the other in "
                      "this process (default), or as Ray tasks (`pip install "
@@ -321,17 +327,30 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser,
         writable_folder(folder, flag)
     from spikebench.engine.ray_executor import make_executor
 
+    tracker = None
+    if args.log is not None:
+        from spikebench.tracking import Tracker
+
+        log_dir = args.log_dir or out / ("tensorboard" if args.log == "tensorboard"
+                                         else "mlruns")
+        writable_folder(log_dir, "--log-dir")
+        tracker = Tracker(args.log, log_dir, args.suite)
+    elif args.log_dir is not None:
+        raise ConfigError("--log-dir is an option of --log; add --log tensorboard|mlflow or "
+                          "drop it")
     executor = make_executor(args.executor, args.address, args.cpus_per_run,
                              args.gpus_per_run, opts.progress)
     t0 = time.perf_counter()
     try:
         result = run_suite(args.suite, out, opts, runs_dir=runs, executor=executor,
-                           config=config)
+                           config=config, tracker=tracker)
     finally:
         executor.close()
     elapsed = time.perf_counter() - t0
     sys.stdout.write(f"report: {result.report}\nresults: {out / 'results.csv'}\n")
     sys.stdout.write(f"{len(result.runs)} runs in {elapsed:.0f} s\n")
+    if tracker is not None:
+        sys.stdout.write(tracker.summary() + "\n")
     for r in result.failed:
         sys.stderr.write(f"spikebench: run {r.spec.run_id} {r.status}: {r.message}\n")
     return 1 if result.failed else 0

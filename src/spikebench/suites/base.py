@@ -286,12 +286,13 @@ def state_config(report: Path, path: Path, config: str) -> None:
 
 def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
               runs_dir: str | Path | None = None, executor=None,
-              config: str | None = None) -> SuiteResult:
+              config: str | None = None, tracker=None) -> SuiteResult:
     """Train (or reuse) every run of suite ``name`` under ``runs_dir`` (default
     ``out_dir/runs``; runs are keyed by their spec's id, so suites that share a runs folder
     train each spec once), run the suite's studies, write results and report to ``out_dir``.
     ``config``: the command's resolved configuration (TOML), written to
-    ``out_dir/config.toml`` and stated at the end of the report."""
+    ``out_dir/config.toml`` and stated at the end of the report. ``tracker``: a
+    ``tracking.Tracker`` that gets each run as it ends and the plots at the end."""
     from spikebench.studies import STUDIES, StudyContext
 
     suite = SUITES.get(name)
@@ -330,6 +331,8 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
     def record(i: int, result: RunResult) -> None:
         """The tables are rewritten as each run ends, their rows in the suite's order."""
         done[i] = result
+        if tracker is not None:
+            tracker.log_run(result)
         got = kind.tables(name, [done[k] for k in sorted(done)])
         for key, file in kind.files.items():
             write_atomic(got[key], out_dir / file)
@@ -358,5 +361,7 @@ def run_suite(name: str, out_dir: str | Path, opts: SuiteOptions | None = None,
         append_sections(Path(report), sections)  # after the kind's own report
     if config is not None:
         state_config(Path(report), out_dir / "config.toml", config)
+    if tracker is not None:
+        tracker.log_outputs(out_dir)
     tidy = tables["tidy"]
     return SuiteResult(tidy if isinstance(tidy, pd.DataFrame) else pd.DataFrame(), runs, report)
