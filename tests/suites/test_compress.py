@@ -34,6 +34,7 @@ def test_compress_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert len(runs) == 9
     report = (tmp_path / "out" / "report.md").read_text()
     for needle in ("## Findings", "HIRE-SNN vs standard", "rate-coded vs direct",
+                   "Neurons in force (every method): lif (leak", "codings direct: standard",
                    "AGC compression sweep", "Pareto"):
         assert needle in report, needle
     assert (tmp_path / "out" / "pareto.png").stat().st_size > 0

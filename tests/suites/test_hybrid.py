@@ -44,6 +44,7 @@ def test_hybrid_lenet_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     assert "epoch_time_s" not in set(tidy.metric)
     assert set(pd.read_csv(tmp_path / "out" / "timings.csv").metric) == {"epoch_time_s"}
     report = (tmp_path / "out" / "report.md").read_text()
+    assert "Spiking heads' neurons in force: lif (alpha" in report and "reset" in report
     assert "default / LIF / ParaLIF" in report and "DeepFool" in report
     # efficiency per head: the encoder's MACs, the spiking heads' ACs
     assert {"test_synops_mac", "test_synops_ac", "test_activation_sparsity",

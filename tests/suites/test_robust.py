@@ -44,7 +44,8 @@ def test_robust_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     report = (tmp_path / "out" / "report.md").read_text()
     for needle in ("## Accuracy (%) under attack", "## Findings", "MS-MPPD beyond noise",
                    "strongest route (PGD %)",
-                   "Conversion", "a_l[t]", "40 test images", "T = 2"):
+                   "Conversion", "a_l[t]", "40 test images", "T = 2",
+                   "Neurons in force: vanilla, at: lif (leak 0.99", "reset zero"):
         assert needle in report, needle
     for png in ("robust_eps.png", "dlif_gains.png"):
         assert (tmp_path / "out" / png).stat().st_size > 0

@@ -129,15 +129,18 @@ def _values(items) -> str:
     return ", ".join(vals)
 
 
+def params_text(params) -> str:
+    """A neuron's parameters (a dataclass) as "alpha 0.8, ..., reset zero, surrogate ..."."""
+    from dataclasses import asdict
+
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in asdict(params).items())
+
+
 def neuron_in_force(spec) -> str:
     """The hidden neurons' parameters a run trained with (the spec's LIF fields with its
     ``neuron_options`` over them: what ``spec.json`` holds in two places, resolved)."""
-    from dataclasses import asdict
-
-    params = asdict(spec.neuron_params())
-    shown = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                      for k, v in params.items())
-    return f"{spec.neuron} ({shown})"
+    return f"{spec.neuron} ({params_text(spec.neuron_params())})"
 
 
 def trained_epochs(specs: list, df: pd.DataFrame) -> str:

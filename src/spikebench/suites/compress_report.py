@@ -12,7 +12,7 @@ from spikebench.attacks.diagnostics import LEGEND, flags
 from spikebench.attacks.ensemble import protocol
 from spikebench.io import atomic_write, save_figure, subplots
 from spikebench.papers.kundu import REFERENCE
-from spikebench.report.markdown import markdown_table, pct, resolvable
+from spikebench.report.markdown import markdown_table, params_text, pct, resolvable
 from spikebench.suites.compress import METHODS
 
 
@@ -100,6 +100,12 @@ def findings(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def _neuron(spec):
+    from spikebench.suites.robust import neuron_params
+
+    return neuron_params(spec, "lif")  # compress.build's neurons
+
+
 def _codings(specs) -> str:
     """Which methods ran with which input coding ("direct: standard, hire; bernoulli:
     standard")."""
@@ -123,7 +129,7 @@ def _write_report(out_dir, name, description, specs, tables, notes, wall) -> Pat
              f"{spec.epochs} epochs (AGC: "
              f"{spec.finetune_epochs} fine-tuning epochs), HIRE: {spec.hire_periods} periods, "
              f"eps {spec.hire_eps:g}, craft `{spec.hire_craft}`; AGC beta {spec.agc_beta:g}.",
-             ""]
+             "", f"Neurons in force (every method): lif ({params_text(_neuron(spec))}).", ""]
     if not df.empty:
         rows = []
         for _, r in df.iterrows():

@@ -15,7 +15,7 @@ from spikebench.models.hybrid import (
     IMAGE_ENCODERS,
 )
 from spikebench.papers.hybrids import REFERENCE
-from spikebench.report.markdown import markdown_table, ordered
+from spikebench.report.markdown import markdown_table, ordered, params_text
 from spikebench.suites.hybrid import SQUARE_EPS, HybridSpec, stage_name
 
 HEAD_NAMES = {"default": "default", "lif": "LIF", "paralif": "ParaLIF"}
@@ -86,10 +86,24 @@ def _fmt(mean: float, std: float | None = None) -> str:
     return f"{100 * mean:.1f}" + (f" ± {100 * std:.2f}" if std else "")
 
 
+def head_neurons(specs) -> str:
+    """Each spiking head's neuron with every parameter (``SpikingHead``'s: the registry's
+    head parameters)."""
+    from spikebench.neurons import NEURONS
+
+    heads = dict.fromkeys(h for s in specs for h in s.heads)
+    texts = []
+    for h in heads:
+        entry = NEURONS.get(h)
+        texts.append(f"{h} ({params_text(entry.make_params(**entry.head_params))})")
+    return "; ".join(texts)
+
+
 def _write_report(out_dir, name, description, specs, table, attacks, notes, wall) -> Path:
     parts = [f"# spikebench report: `{name}`", "", description, "",
              f"Wall time of this invocation: {wall:.0f} s. Tables: `hybrid.csv`, "
-             "`hybrid_attacks.csv`; tidy: `results.csv`.", ""]
+             "`hybrid_attacks.csv`; tidy: `results.csv`.", "",
+             f"Spiking heads' neurons in force: {head_neurons(specs)}.", ""]
     if not table.empty:
         rows, heads = [], ordered(table["head"], HEADS)
         for (ds, enc), g in table.groupby(["dataset", "encoder"], sort=False):

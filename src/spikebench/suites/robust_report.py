@@ -13,7 +13,7 @@ from spikebench.attacks.ensemble import protocol
 from spikebench.engine.executor import RunResult
 from spikebench.engine.results import identity, split_rows, timings_frame, to_frame
 from spikebench.io import atomic_write, save_figure, subplots
-from spikebench.report.markdown import markdown_table, pct, resolvable
+from spikebench.report.markdown import markdown_table, params_text, pct, resolvable
 from spikebench.suites.robust import METHODS, MODEL_ORDER, RobustSpec
 from spikebench.suites.robust_methods import model_names, model_role
 
@@ -151,6 +151,20 @@ def findings(df: pd.DataFrame, n: int) -> list[str]:
     return out
 
 
+def neurons_in_force(specs) -> str:
+    """Each method's neurons with every parameter (``neuron_params``), e.g. "at: lif
+    (leak 0.99, threshold 1, reset zero, surrogate triangle, ...)"; ANNs have none."""
+    from spikebench.suites.robust_methods import METHODS, neuron_params
+
+    by_text: dict[str, list[str]] = {}  # methods with the same neurons share one entry
+    for s in specs:
+        kind = METHODS.get(s.method).neuron if s.method in METHODS else "lif"
+        text = f"{kind} ({params_text(neuron_params(s, kind))})"
+        if s.method not in by_text.setdefault(text, []):
+            by_text[text].append(s.method)
+    return "; ".join(f"{', '.join(m)}: {t}" for t, m in by_text.items())
+
+
 def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> Path:
     spec = specs[0]
     parts = [f"# spikebench report: `{name}`", "", description, "",
@@ -163,7 +177,8 @@ def _write_report(out_dir, name, description, specs, df, notes, wall, runs) -> P
              f"(conversion: {spec.ann_epochs} ANN + {spec.finetune_epochs} fine-tuning), "
              f"SGD lr {spec.lr:g} cosine, batch {spec.batch_size}, seeds "
              f"{sorted({s.seed for s in specs})}. Training eps {spec.eps_train:g}, sigma "
-             f"{spec.sigma:g}, rho {spec.rho:g}.", ""]
+             f"{spec.sigma:g}, rho {spec.rho:g}.", "",
+             f"Neurons in force: {neurons_in_force(specs)}.", ""]
     if not df.empty:
         rows = []
         for model in _ordered_models(df):
