@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 1e-3; 1e-4 with --target snntorch)")
     bench = sub.add_parser(
         "neurobench", help="run NeuroBench's Benchmark on a trained run (its own metrics)",
-        description="Hand a trained LIF FF run with the zero reset to NeuroBench: its "
+        description="Hand a trained LIF run (FF or REC with the subtractive reset, FF with "
+        "the zero reset) to NeuroBench: its "
         "Benchmark with its own metric code (footprint, connection sparsity, accuracy, "
         "activation sparsity, SynOps, membrane updates, neuron operations) on the run's test "
         "data, printed as JSON, with spikebench's energy estimate per sample beside it "

@@ -162,7 +162,7 @@ def cmd_neurobench(args: argparse.Namespace) -> int:
     with our energy estimate beside it."""
     import json
 
-    from spikebench.neurobench_adapter import run_neurobench, with_energy
+    from spikebench.neurobench_adapter import run_neurobench
 
     if not (args.run_dir / "checkpoint.pt").is_file():
         raise ConfigError(f"{args.run_dir}: no checkpoint.pt; give a run folder "
@@ -174,6 +174,6 @@ def cmd_neurobench(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ConfigError(f"NeuroBench or snnTorch is not installed ({err.name}): make setup "
                           "installs both") from None
-    sys.stdout.write(json.dumps(with_energy(result), indent=2) + "\n")
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0
 
