@@ -292,6 +292,11 @@ CASES = [
                           (c.tmp / "r" / "checkpoint.pt").write_bytes(b"junk"))),
     Case("export-target-unknown", lambda c: export(str(c.tmp / "m.nir"), "--target", "x")(c),
          "--target"),
+    Case("neurobench-hybrid-run", lambda c: ["neurobench", str(c.tmp / "hybrid-run")],
+         "a hybrid-lenet run (head-lif stage), not a spiking MLP", setup=fake_hybrid_run),
+    Case("neurobench-no-run", lambda c: ["neurobench", str(c.tmp)], "no checkpoint.pt"),
+    Case("neurobench-n-0", lambda c: ["neurobench", str(c.run_dir()), "--n", "0"],
+         "--n must be >= 1"),
     # -- data and compare ----------------------------------------------------------------
     Case("data-show-steps-0", lambda c: ["data", "show", "nmnist-sim", "--steps", "0"],
          "0 is not >= 1"),

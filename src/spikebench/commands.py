@@ -116,17 +116,30 @@ def _run_kind(run_dir: Path) -> str:
     return f"a {what} run{f' ({stage} stage)' if stage else ''}"
 
 
+def require_snn_run(run_dir: Path) -> None:
+    """``run_dir`` holds a trained spiking MLP of the locality suites: no checkpoint, or
+    the checkpoint of a hybrid or robust stage, is a ``ConfigError`` that says which."""
+    from spikebench.engine.executor import load_state_file
+    from spikebench.engine.train import SNN_CHECKPOINT_KEYS
+
+    ck_path = run_dir / "checkpoint.pt"
+    if not ck_path.is_file():
+        raise ConfigError(f"{run_dir}: no checkpoint.pt; give a run folder "
+                          "(spikebench-runs/runs/RUN_ID) of a trained SNN run")
+    ck = load_state_file(ck_path)  # garbage: a RunFileError naming the file
+    if isinstance(ck, dict) and "model" in ck and not set(SNN_CHECKPOINT_KEYS) <= set(ck):
+        kind = _run_kind(run_dir) or "a run of another kind"
+        raise ConfigError(f"{run_dir}: {kind}, not a spiking MLP of the locality suites; "
+                          "only those (LIF, FF or REC) go over")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     import os
 
-    from spikebench.engine.executor import load_state_file
-    from spikebench.engine.train import SNN_CHECKPOINT_KEYS, load_trained
+    from spikebench.engine.train import load_trained
     from spikebench.nir_io import SNNTORCH_DT, write_nir
 
-    ck_path = args.run_dir / "checkpoint.pt"
-    if not ck_path.is_file():
-        raise ConfigError(f"{args.run_dir}: no checkpoint.pt; give a run folder "
-                          "(spikebench-runs/runs/RUN_ID) of a trained SNN run")
+    require_snn_run(args.run_dir)
     dt = args.dt if args.dt is not None else (SNNTORCH_DT if args.target == "snntorch"
                                               else 1e-3)
     if not (dt > 0 and dt < float("inf")):
@@ -141,11 +154,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise ConfigError(f"{out}: cannot write there (permission denied); choose a file in a "
                           "folder you can write to")
-    ck = load_state_file(ck_path)
-    if isinstance(ck, dict) and "model" in ck and not set(SNN_CHECKPOINT_KEYS) <= set(ck):
-        kind = _run_kind(args.run_dir) or "not a spiking-MLP run"
-        raise ConfigError(f"{args.run_dir}: {kind}, not a spiking MLP of the locality suites; "
-                          "only those (LIF, FF or REC) can be exported")
     model, _, spec = load_trained(args.run_dir)
     write_nir(model, out, dt=dt, target=args.target)
     reset = {layer.params.reset for layer in model.hidden}
@@ -164,9 +172,7 @@ def cmd_neurobench(args: argparse.Namespace) -> int:
 
     from spikebench.neurobench_adapter import run_neurobench
 
-    if not (args.run_dir / "checkpoint.pt").is_file():
-        raise ConfigError(f"{args.run_dir}: no checkpoint.pt; give a run folder "
-                          "(spikebench-runs/runs/RUN_ID) of a trained SNN run")
+    require_snn_run(args.run_dir)
     if args.n is not None and args.n < 1:
         raise ConfigError(f"--n must be >= 1, got {args.n}")
     try:
