@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,7 @@ import torch
 
 from spikebench.cli import main
 from tests.datasets.test_events import make_full_layout
-
-TINY = ["--epochs", "1", "--steps", "4", "--batch-size", "16", "--rules", "bptt", "--archs",
-        "ff", "--no-progress"]
+from tests.test_bad_input import TINY
 
 
 @dataclass
@@ -30,7 +28,6 @@ class Ctx:
     tmp: Path
     nmnist: Path
     trained: Path  # a copy of a finished locality-nmnist --out folder, this case's own
-    env: dict = field(default_factory=dict)
 
     def run_dir(self) -> Path:
         return next((self.trained / "runs").iterdir())
@@ -136,10 +133,9 @@ def results_csv(text: str):
     return setup
 
 
-def export(*extra, run=None):
+def export(*extra):
     def argv(c: Ctx) -> list[str]:
-        where = str(run(c)) if run else str(c.run_dir())
-        return ["export", where, *extra]
+        return ["export", str(c.run_dir()), *extra]
     return argv
 
 

@@ -79,10 +79,6 @@ def _check_exportable(model) -> None:
                               "CubaLIF needs finite time constants (alpha, beta < 1)")
 
 
-def _gain_folded(t: torch.Tensor, gain: float, fold: bool) -> np.ndarray:
-    return _np(t * gain) if fold else _np(t)
-
-
 def to_nir(model: SpikingMLP, dt: float = 1e-3, target: str = "nir"):
     """The NIR graph of ``model`` for ``target`` (module doc)."""
     import nir
@@ -104,7 +100,7 @@ def to_nir(model: SpikingMLP, dt: float = 1e-3, target: str = "nir"):
         n = layer.n_out
         ones = np.ones(n, dtype=np.float32)
         gain = p.gain if snntorch else 1.0  # snnTorch: r = tau_mem / dt, the gain in W, V
-        nodes[f"fc{k}"] = nir.Linear(weight=_gain_folded(layer.weight, gain, snntorch))
+        nodes[f"fc{k}"] = nir.Linear(weight=_np(layer.weight * gain))  # x 1.0 is exact
         nodes[f"lif{k}"] = nir.CubaLIF(
             tau_syn=ones * dt / (1 - p.alpha), tau_mem=ones * dt / (1 - p.beta),
             r=ones * (p.gain / gain) / (1 - p.beta), v_leak=ones * 0.0,
@@ -112,8 +108,7 @@ def to_nir(model: SpikingMLP, dt: float = 1e-3, target: str = "nir"):
             w_in=ones / (1 - p.alpha))
         edges += [(prev, f"fc{k}"), (f"fc{k}", f"lif{k}")]
         if layer.recurrent:
-            nodes[f"rec{k}"] = nir.Linear(
-                weight=_gain_folded(layer.recurrent_matrix(), gain, snntorch))
+            nodes[f"rec{k}"] = nir.Linear(weight=_np(layer.recurrent_matrix() * gain))
             edges += [(f"lif{k}", f"rec{k}"), (f"rec{k}", f"lif{k}")]
         prev = f"lif{k}"
     kappa, c = model.readout.kappa, model.sizes[-1]
@@ -184,13 +179,22 @@ def from_nir(graph, dt: float | None = None) -> SpikingMLP:
 def _from_own(graph, meta: dict) -> SpikingMLP:
     nodes = graph.nodes
     model = SpikingMLP.from_config(meta["config"])
+    n = len(model.hidden)
+    return _with_weights(model, [_arr(nodes[f"fc{k}"].weight) for k in range(n)],
+                         [_arr(nodes[f"rec{k}"].weight) for k in range(n)]
+                         if model.recurrent else [],
+                         _arr(nodes["fc_out"].weight), _arr(nodes["fc_out"].bias))
+
+
+def _with_weights(model: SpikingMLP, ws, recs, w_out, b_out) -> SpikingMLP:
+    """``model`` with its hidden W (and, in REC, V), readout W and bias copied in."""
     with torch.no_grad():
         for k, layer in enumerate(model.hidden):
-            layer.weight.copy_(torch.from_numpy(_arr(nodes[f"fc{k}"].weight)))
-            if layer.recurrent:
-                layer.rec_weight.copy_(torch.from_numpy(_arr(nodes[f"rec{k}"].weight)))
-        model.readout.weight.copy_(torch.from_numpy(_arr(nodes["fc_out"].weight)))
-        model.readout.bias.copy_(torch.from_numpy(_arr(nodes["fc_out"].bias)))
+            layer.weight.copy_(torch.from_numpy(ws[k]))
+            if recs:
+                layer.rec_weight.copy_(torch.from_numpy(recs[k]))
+        model.readout.weight.copy_(torch.from_numpy(w_out))
+        model.readout.bias.copy_(torch.from_numpy(b_out))
     return model
 
 
@@ -371,11 +375,4 @@ def _from_topology(graph, dt: float, kappa: float | None, keep: dict) -> Spiking
     sizes = [ws[0].shape[1]] + [w.shape[0] for w in ws] + [w_out.shape[0]]
     model = SpikingMLP(sizes, recurrent=bool(recs), params=LIFParams(**{**params, **keep}),
                        kappa=kappa)
-    with torch.no_grad():
-        for k, layer in enumerate(model.hidden):
-            layer.weight.copy_(torch.from_numpy(ws[k]))
-            if recs:
-                layer.rec_weight.copy_(torch.from_numpy(recs[k]))
-        model.readout.weight.copy_(torch.from_numpy(w_out))
-        model.readout.bias.copy_(torch.from_numpy(b_out))
-    return model
+    return _with_weights(model, ws, recs, w_out, b_out)

@@ -95,8 +95,19 @@ class Tracker:
             self._tensorboard_run(run_id, stamp, params, metrics, result.status)
         else:
             self._mlflow_run(run_id, stamp, params, metrics, result.status)
+        self._remember(key, stamp)
+
+    def _remember(self, key: str, stamp: str) -> None:
         self.logged[key] = stamp
         write_json(self.root / LEDGER, self.logged)
+
+    def _mlflow(self):
+        """``mlflow`` pointed at this store and the suite's experiment."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.root.as_uri())
+        mlflow.set_experiment(self.suite)
+        return mlflow
 
     def _tensorboard_run(self, run_id, stamp, params, metrics, status) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -113,10 +124,7 @@ class Tracker:
             w.add_text("spec", f"```\n{json.dumps(params, indent=1)}\n```\nstatus: {status}")
 
     def _mlflow_run(self, run_id, stamp, params, metrics, status) -> None:
-        import mlflow
-
-        mlflow.set_tracking_uri(self.root.as_uri())
-        mlflow.set_experiment(self.suite)
+        mlflow = self._mlflow()
         with mlflow.start_run(run_name=run_id, tags={"spikebench.run_id": run_id,
                                                      "spikebench.digest": stamp,
                                                      "spikebench.status": status}):
@@ -145,16 +153,12 @@ class Tracker:
                 if report.is_file():
                     w.add_text("report", report.read_text())
         else:
-            import mlflow
-
-            mlflow.set_tracking_uri(self.root.as_uri())
-            mlflow.set_experiment(self.suite)
+            mlflow = self._mlflow()
             with mlflow.start_run(run_name="suite", tags={"spikebench.suite": self.suite}):
                 for f in [*files, report]:
                     if f.is_file():
                         mlflow.log_artifact(str(f))
-        self.logged[key] = stamp
-        write_json(self.root / LEDGER, self.logged)
+        self._remember(key, stamp)
 
     def summary(self) -> str:
         return (f"{self.kind}: {self.new} run(s) logged to {self.root}"

@@ -193,10 +193,10 @@ def read_json(path: Path, what: str):
             f"{path.parent} to retrain the run, then rerun") from None
 
 
-def ended(run_dir: Path) -> tuple[str, str] | None:
-    """(status, message) of an ended run folder, None if it has not ended. A run that
-    says it is done but has lost its metrics is a ``RunFileError`` (never "done with
-    nothing")."""
+def ended(run_dir: Path) -> tuple[str, str, list[dict]] | None:
+    """(status, message, metrics records) of an ended run folder, None if it has not
+    ended. A run that says it is done but has lost its metrics is a ``RunFileError``
+    (never "done with nothing")."""
     path = Path(run_dir) / "status.json"
     if not path.is_file():
         return None
@@ -204,14 +204,15 @@ def ended(run_dir: Path) -> tuple[str, str] | None:
     if not isinstance(st, dict) or st.get("status") not in ENDED:
         raise RunFileError(f"{path}: not a spikebench run status; delete the run folder "
                            f"{run_dir} to retrain the run, then rerun")
+    records = read_metrics(run_dir)
     epochs = st.get("epochs")  # absent in status files written before 2026-12-04
-    if st["status"] == "done" and (epochs is None or epochs) and not read_metrics(run_dir):
+    if st["status"] == "done" and (epochs is None or epochs) and not records:
         metrics = Path(run_dir) / "metrics.json"
         raise RunFileError(
             f"{metrics}: {'empty' if metrics.is_file() else 'missing'}, but {path} says the "
             f"run is done; its results are lost: delete the run folder {run_dir} to retrain "
             "the run, then rerun")
-    return st["status"], st.get("message", "")
+    return st["status"], st.get("message", ""), records
 
 
 def _is_record(m) -> bool:
@@ -274,8 +275,8 @@ def _fit(run_dir: Path, spec, spec_dict: dict, make: Callable[[], Training],
     status_path = run_dir / "status.json"
     done = ended(run_dir)
     if done is not None:
-        return RunResult(spec, done[0], read_metrics(run_dir), done[1], skipped=True,
-                         run_dir=run_dir)
+        status, message, records = done
+        return RunResult(spec, status, records, message, skipped=True, run_dir=run_dir)
     write_json(run_dir / "spec.json", spec_dict)
     tr = make()
     ck_path, metrics_path = run_dir / CHECKPOINT, run_dir / "metrics.json"
