@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -m pip install --quiet --no-deps neurobench==2.3.0 snntorch==1.0.0
 	# FAB-T (the robust suites' attacks): its metadata asks for torchvision, which it never imports
 	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
+	# SpikingJelly 2's OTTT and SLTT neurons, the tests' cross-check of ours (and a benchmark
+	# peer): without its dependencies (torchvision, which cannot load here), plus loguru
+	$(PY) -m pip install --quiet --no-deps spikingjelly==2.0.0 loguru==0.7.3
 	# real Fashion-MNIST from Debian where apt is at hand (optional: skipped otherwise)
 	-test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && \
 		command -v apt-get >/dev/null && apt-get install -y -qq dataset-fashion-mnist \

@@ -55,3 +55,45 @@ def eprop_reference_grads(model, x, y, feedback, burn_in=0):
             total = total + (delta[t].detach() * yhat).sum()
     total.backward()
     return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _layer_step(layer, h, state, detach_state):
+    """One LIF step of ``layer`` written out: (i, u, s). With ``detach_state`` the state of
+    the step before is a constant; else only the input and the reset are (the membrane's
+    linear history keeps its graph)."""
+    p = layer.params
+    i, u, s = state
+    if detach_state:
+        i, u = i.detach(), u.detach()
+    else:
+        h = h.detach()
+    cur = h @ layer.weight.t()
+    if layer.recurrent:
+        cur = cur + s.detach() @ (layer.rec_weight * layer.rec_mask).t()
+    i = p.alpha * i + cur
+    u = p.beta * u + p.gain * i - p.threshold * s.detach()
+    return i, u, spike(u - p.threshold, p.surrogate, p.slope)
+
+
+def unrolled(model, x, detach_state):
+    """(readout [T, B, C], membranes U_k[t], spikes s_k[t]) of a forward whose states are
+    detached at every step (``detach_state``: the readout's history too), or one in which
+    only each membrane's linear history keeps its graph (readout from detached spikes)."""
+    x = model.flatten_input(x)
+    steps, batch = x.shape[:2]
+    z = [torch.zeros(batch, layer.n_out, dtype=x.dtype) for layer in model.hidden]
+    states = [(a, a, a) for a in z]
+    y = torch.zeros(batch, model.sizes[-1], dtype=x.dtype)
+    outs, us, ss = [], [[] for _ in model.hidden], [[] for _ in model.hidden]
+    for t in range(steps):
+        h = x[t]
+        for k, layer in enumerate(model.hidden):
+            states[k] = _layer_step(layer, h, states[k], detach_state)
+            us[k].append(states[k][1])
+            ss[k].append(states[k][2])
+            h = states[k][2]
+        y_prev = y.detach() if detach_state else y
+        h_out = h if detach_state else h.detach()
+        y = model.readout.kappa * y_prev + h_out @ model.readout.weight.t() + model.readout.bias
+        outs.append(y)
+    return torch.stack(outs), us, ss

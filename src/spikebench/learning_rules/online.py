@@ -244,6 +244,14 @@ class InputTrace:
             g = g.addmm(w_i.t(), self.e_i).addmm_(w_u.t(), self.e_u)
         return g
 
+    def contract_now(self, q: torch.Tensor) -> torch.Tensor:
+        """sum_m q[m]^T gain z[m], [n, n_in]: the instantaneous dU[m]/dW = gain z[m] (the
+        membrane's history detached), for q [K, B, n]."""
+        qt, z = self.gain * q.reshape(-1, q.shape[-1]), self.z
+        if isinstance(z, EventBatch):
+            return (z.transposed() @ qt).t()
+        return qt.t() @ z.reshape(-1, z.shape[-1])
+
     def outer(self, c: torch.Tensor, into: torch.Tensor | None = None,
               scale: float = 1.0) -> torch.Tensor:
         """Per sample, sum_m eps_U[m] (x) c[m] for c [K, B, n]: [B, n_in, n], added in place
@@ -332,6 +340,20 @@ class ChunkedReadout:
         self.gw.addmm_(delta.reshape(-1, delta.shape[-1]).t(), sbar.reshape(-1, s.shape[-1]))
         self.gb += (delta.sum(1) * bbar.unsqueeze(1)).sum(0)
         self.sbar, self.bbar = sbar[-1], float(bbar[-1])
+
+
+def spatial_errors(model: SpikingMLP, layers: list[LayerChunk], top: torch.Tensor
+                   ) -> list[torch.Tensor]:
+    """dE/dU_k [K, B, n_k] of every hidden layer through the spatial path alone: ``top`` =
+    dE/ds of the last hidden layer at each step (e.g. delta W_out), carried down the layers
+    at the same step (dU_k[t]/ds_(k-1)[t] = gain W_k); nothing crosses time steps."""
+    g_s, out = top, [None] * len(layers)
+    for k in range(len(layers) - 1, -1, -1):
+        out[k] = g_s * layers[k].psi
+        if k:
+            layer = model.hidden[k]
+            g_s = layer.params.gain * (out[k] @ layer.weight)
+    return out
 
 
 OnChunk = Callable[[int, list[LayerChunk], torch.Tensor, torch.Tensor, torch.Tensor, bool],

@@ -67,15 +67,17 @@ def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=Non
 
 class _LIFScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p) -> torch.Tensor:
-        u_all, s_all, _ = lif_run(current, p, rec)
-        ctx.save_for_backward(u_all, s_all, rec)
+    def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p, state=None):
+        u_all, s_all, last = lif_run(current, p, rec, state)
+        s0 = state[2] if state is not None else None
+        ctx.save_for_backward(u_all, s_all, rec, s0)
         ctx.p = p
-        return s_all
+        ctx.mark_non_differentiable(last[0], last[1])
+        return s_all, last[0], last[1]
 
     @staticmethod
-    def backward(ctx, grad_s: torch.Tensor):
-        u_all, s_all, rec = ctx.saved_tensors
+    def backward(ctx, grad_s: torch.Tensor, _grad_i, _grad_u):
+        u_all, s_all, rec, s0 = ctx.saved_tensors
         p = ctx.p
         deriv = spike_derivative(u_all - p.threshold, p.surrogate, p.slope)
         grad_cur = torch.empty_like(grad_s)
@@ -98,11 +100,21 @@ class _LIFScan(torch.autograd.Function):
         if rec is not None and ctx.needs_input_grad[1]:
             n = rec.shape[0]
             grad_rec = grad_cur[1:].reshape(-1, n).t() @ s_all[:-1].reshape(-1, n)
-        return grad_cur, grad_rec, None
+            if s0 is not None:  # a carried state: s[-1] drove I[0]
+                grad_rec = grad_rec.addmm_(grad_cur[0].t(), s0)
+        return grad_cur, grad_rec, None, None
 
 
 def lif_scan(current: torch.Tensor, p, rec: torch.Tensor | None = None) -> torch.Tensor:
     """Spikes [T, B, n] of LIF neurons (parameters ``p``: LIFParams) driven by ``current``
     [T, B, n] and, in a recurrent layer, by their own spikes through ``rec`` [n, n] (the
     masked V), from zero state; differentiable in ``current`` and ``rec`` (module doc)."""
-    return _LIFScan.apply(current, rec, p)
+    return _LIFScan.apply(current, rec, p)[0]
+
+
+def lif_scan_from(current: torch.Tensor, p, rec: torch.Tensor | None, state):
+    """``lif_scan`` from a carried ``state`` ((I, U, s) of the step before, a constant: no
+    gradient flows into it; None: zero): (spikes [T, B, n], the state after the last step,
+    detached). Truncated BPTT runs its windows with it."""
+    s_all, i, u = _LIFScan.apply(current, rec, p, state)
+    return s_all, (i, u, s_all[-1].detach())
