@@ -8,6 +8,22 @@ import json
 import sys
 
 
+def frontier(cases: list[dict]) -> None:
+    """The locality frontier of the grid's cases (a user's rule beside ours), the table
+    every locality report carries (spikebench.studies.frontier)."""
+    import pandas as pd
+
+    from spikebench.studies.frontier import frontier_markdown, frontier_table
+
+    rows = [{"method": i["rule"], "model": i["arch"], "seed": i["seed"], "acc": i["test_acc"],
+             "step_ms": i["step_ms"], "peak_mb": i["step_peak_mb"],
+             "space": i["credit_space"], "time": i["credit_time"]}
+            for i in (b["extra_info"] for b in cases) if "step_ms" in i]
+    if rows:
+        print(frontier_markdown(frontier_table(pd.DataFrame(rows))))
+        print()
+
+
 def main(path: str) -> None:
     data = json.load(open(path))
     by_group: dict[str, dict[str, dict]] = {}
@@ -24,6 +40,7 @@ def main(path: str) -> None:
                   f"{100 * i['test_acc']:.1f} | {i['synops_ac'] + i['synops_mac']:.3g} | "
                   f"{i['activation_sparsity']:.3f} | {i['peak_rss_mb']:.0f} |")
         print()
+        frontier(cases)
         by_group = {g: v for g, v in by_group.items()
                     if not any("test_acc" in b.get("extra_info", {}) for b in v.values())}
         if not by_group:

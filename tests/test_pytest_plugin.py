@@ -31,6 +31,12 @@ def test_suite_grid_as_benchmark_cases_with_a_users_rule(tmp_path):
         assert 0 <= info["test_acc"] <= 1 and info["epoch_s"] > 0
         assert info["synops_dense"] > 0 and 0 <= info["activation_sparsity"] <= 1
         assert info["peak_rss_mb"] >= 0 and c["stats"]["rounds"] == 1
+        assert info["step_ms"] > 0 and "credit_space" in info
+    # the user's rule lands in the locality frontier beside ours
+    table = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "summarize.py"), str(out)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    assert "| readout-only | FF | not stated | not stated |" in table.stdout
+    assert "| bptt | REC | exact (backprop through layers) |" in table.stdout
 
 
 def test_a_bad_rule_path_is_a_clear_error(tmp_path):

@@ -17,7 +17,10 @@ A test that takes the ``spikebench_spec`` argument is parametrised over the grid
 ``bptt-ff-nmnist-sim-s0``); the ``spikebench_case`` fixture trains that spec with the
 harness's own loop for one epoch (timed by ``benchmark``: the epoch and the test-set
 evaluation) and puts into ``benchmark.extra_info``: ``test_acc``, ``epoch_s`` (the epoch
-alone), ``peak_rss_mb`` (peak resident memory above the start), and the efficiency metrics
+alone), ``peak_rss_mb`` (peak resident memory above the start), the cost of one training
+step of the trained network as the locality frontier measures it (``step_ms``,
+``step_peak_mb``; ``spikebench.studies.frontier``) with the rule's locality class
+(``credit_space``, ``credit_time``), and the efficiency metrics
 (``synops_ac``, ``synops_mac``, ``synops_dense``, ``activation_sparsity``, ...;
 spikebench.metrics.efficiency).
 """
@@ -164,13 +167,20 @@ def spikebench_case(benchmark, spikebench_spec, tmp_path, request):
     res = result["run"]
     if res.status != "done":
         pytest.fail(f"{case_id(spec)}: {res.status}: {res.message}")
+    from spikebench.learning_rules import RULES
+    from spikebench.metrics.stepcost import step_costs
+    from spikebench.studies.frontier import step_job
+
+    (cost,) = step_costs([step_job(tmp_path / "run", test)[1]])  # the locality frontier's
+    rule_cls = RULES.get(spec.rule)
     last = max(m["epoch"] for m in res.metrics)
     final = {m["metric"]: m["value"] for m in res.metrics if m["epoch"] == last}
     benchmark.extra_info.update({
         "suite": spec.suite, "rule": spec.rule, "arch": spec.arch, "dataset": spec.dataset,
         "seed": spec.seed, "n_train": len(train), "n_test": len(test), "steps": spec.n_steps,
         "epochs": spec.epochs, "epoch_s": final.pop("epoch_time_s"),
-        "peak_rss_mb": peak_mb,
+        "peak_rss_mb": peak_mb, "step_ms": cost["step_ms"], "step_peak_mb": cost["peak_mb"],
+        "credit_space": rule_cls.credit_space, "credit_time": rule_cls.credit_time,
         **{k.removeprefix("test_") if k != "test_acc" else k: v for k, v in final.items()}})
     return final
 

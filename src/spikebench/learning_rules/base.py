@@ -183,6 +183,10 @@ class LearningRule(ABC):
     name: str = ""
     losses: tuple[str, ...] = ("step_ce",)  # the training losses the rule can follow
     neurons: tuple[str, ...] | None = None  # neurons it can train (None: any)
+    # its locality class: what it keeps of the credit assignment across layers (space) and
+    # across time steps (time), as the locality-frontier tables state it ("" : not stated)
+    credit_space: str = ""
+    credit_time: str = ""
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce") -> None:
         if burn_in < 0:

@@ -12,6 +12,8 @@ class BPTT(LearningRule):
     (with the neuron's surrogate derivative in place of the Heaviside's)."""
 
     name = "bptt"
+    credit_space = "exact (backprop through layers)"
+    credit_time = "exact (backprop through all T steps)"
     losses = ("step_ce", "mean_ce")
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", fast: bool = True) -> None:

@@ -55,6 +55,8 @@ class DECOLLE(LearningRule):
     """DECOLLE: per-layer local losses through fixed random readouts, no BPTT."""
 
     name = "decolle"
+    credit_space = "local: a fixed random readout and loss per layer"
+    credit_time = "presynaptic traces"
     neurons = ("lif",)  # its traces are derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", readout_scale: float = 1.0,

@@ -39,6 +39,8 @@ class DRTP(LearningRule):
     """DRTP: fixed random projections of the target as every hidden layer's signal."""
 
     name = "drtp"
+    credit_space = "none: a random projection of the target per layer"
+    credit_time = "presynaptic traces"
     neurons = ("lif",)  # its traces are derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", feedback_seed: int = 0,

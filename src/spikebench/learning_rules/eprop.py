@@ -85,6 +85,8 @@ class EProp(LearningRule):
     """e-prop: eligibility traces x the output error broadcast to every hidden layer."""
 
     name = "eprop"
+    credit_space = "output error broadcast (symmetric or random feedback)"
+    credit_time = "forward eligibility traces (reset constant)"
     neurons = ("lif",)  # its traces are derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", feedback: str = "symmetric",

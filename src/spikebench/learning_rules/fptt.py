@@ -35,6 +35,8 @@ class FPTT(LearningRule):
     """FPTT: per-window updates with a dynamic regulariser towards a running average."""
 
     name = "fptt"
+    credit_space = "exact (backprop through layers)"
+    credit_time = "within windows + regulariser to a running average; updates every window"
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", window: int = 10,
                  alpha: float = 0.1, beta: float = 0.5, rho: float = 0.0) -> None:

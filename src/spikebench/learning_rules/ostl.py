@@ -99,6 +99,8 @@ class OSTL(LearningRule):
     """OSTL: spatial errors at every step x reset-aware eligibility traces, online."""
 
     name = "ostl"
+    credit_space = "backprop through layers at each step"
+    credit_time = "per-layer exact eligibility (reset kept); cross-layer temporal terms dropped"
     neurons = ("lif",)  # its eligibility is derived for LIF's step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", chunk: int = 100) -> None:

@@ -30,6 +30,8 @@ class OTTT(SpatialRule):
     """OTTT: the instantaneous spatial error x presynaptic activity traces, online."""
 
     name = "ottt"
+    credit_space = "backprop through layers at each step"
+    credit_time = "presynaptic traces, no backward in time"
 
     def grads(self, lc, g_u):
         return lc.inp.contract(g_u), lc.rec.contract(g_u) if lc.rec is not None else None

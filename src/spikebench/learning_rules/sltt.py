@@ -28,6 +28,8 @@ class SLTT(SpatialRule):
     """SLTT: the instantaneous spatial error x the instantaneous input; SLTT-K optional."""
 
     name = "sltt"
+    credit_space = "backprop through layers at each step"
+    credit_time = "none (temporal path dropped)"
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", chunk: int = 100,
                  sampled: int = 0) -> None:

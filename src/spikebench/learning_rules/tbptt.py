@@ -68,6 +68,8 @@ class TruncatedBPTT(LearningRule):
     """TBPTT(k): exact gradients within windows of k steps, none across them."""
 
     name = "tbptt"
+    credit_space = "exact (backprop through layers)"
+    credit_time = "exact within windows of k steps, none across"
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", k: int = 20) -> None:
         super().__init__(burn_in, loss)

@@ -13,7 +13,8 @@ from spikebench.engine.results import SIZE_METRICS, final_metric
 from spikebench.io import atomic_write, save_figure, subplots
 from spikebench.papers.locality import PAPER, PAPER_DATA, paper_accuracy
 
-RULE_ORDER = ["bptt", "eprop", "decolle"]
+# along the locality axis, from the global rule to the most local ones
+RULE_ORDER = ["bptt", "tbptt", "fptt", "ostl", "eprop", "ottt", "sltt", "decolle", "drtp"]
 ARCH_ORDER = ["ff", "rec"]
 
 

@@ -22,11 +22,12 @@ from spikebench.studies.cka import cka_study
 from spikebench.studies.fgsm import fgsm_study
 from spikebench.studies.fidelity import fidelity_study
 from spikebench.studies.fisher import fisher_study
+from spikebench.studies.frontier import frontier_study
 from spikebench.studies.transfer import transfer_study
 
 # these analyse spiking MLPs trained by a rule (their data set, decision and ANN
 # counterpart); the others take any suite kind's trained models (StudyContext.trained)
-for _study in (fgsm_study, backdoor_study, fidelity_study):
+for _study in (fgsm_study, backdoor_study, fidelity_study, frontier_study):
     _study.mlp_only = True
 
 STUDIES: Registry[Callable[[StudyContext], StudyOutput]] = Registry("study")
@@ -36,5 +37,6 @@ STUDIES.register("cka", cka_study)
 STUDIES.register("backdoor", backdoor_study)
 STUDIES.register("fidelity", fidelity_study)
 STUDIES.register("transfer", transfer_study)
+STUDIES.register("frontier", frontier_study)
 
 __all__ = ["STUDIES", "StudyContext", "StudyOutput", "cached"]

@@ -18,7 +18,7 @@ from spikebench.engine.spec import ARCHS, ExperimentSpec
 from spikebench.engine.train import train_run
 from spikebench.learning_rules import RULES
 from spikebench.papers.locality import PAPER_FGSM_FIELDS, PAPER_TRIGGER
-from spikebench.report.markdown import write_report
+from spikebench.report.markdown import RULE_ORDER, ordered, write_report
 from spikebench.studies.base import TrainedModel, eval_samples, load_model
 from spikebench.suites.base import SNN_OPTIONS, SUITES, Suite, SuiteOptions, SuiteRun
 
@@ -81,14 +81,16 @@ class SNNKind:
 def locality_grid(name: str, embedded: str | None, real: str, rules=LOCALITY_RULES,
                   seeds=(0,), paper_seeds=None, variants=None, paper_defaults=None,
                   **defaults):
-    """3 rules x FF/REC x seeds on ``embedded`` data, or ``real`` data with --data-dir (or
-    always, where there is no embedded data); ``defaults`` are spec fields of this suite
+    """3 rules (``rules``; None: every registered rule, in locality order) x FF/REC x seeds
+    on ``embedded`` data, or ``real`` data with --data-dir (or always, where there is no
+    embedded data); ``defaults`` are spec fields of this suite
     (the command line overrides them). ``variants(opts)`` optionally multiplies every run
     into several (e.g. poisoned copies), as a list of extra spec fields."""
 
     def build(opts: SuiteOptions) -> tuple[list[ExperimentSpec], list[str]]:
         dataset = opts.dataset or (real if opts.data_dir or embedded is None else embedded)
-        wanted = opts.rules or list(rules)
+        wanted = opts.rules or (list(rules) if rules is not None
+                                else ordered(RULES.names(), RULE_ORDER))
         notes = []
         if opts.neuron is not None:
             unable = [r for r in wanted if r in RULES and RULES.get(r).neurons is not None
@@ -131,6 +133,7 @@ SUITES.register(
         "FF and REC LIF networks (2312-120-84-10) trained by BPTT, e-prop and DECOLLE on "
         "the embedded N-MNIST-style data (nmnist-sim), 5 epochs: the quick look.",
         SNNKind(locality_grid("default", "nmnist-sim", "nmnist", epochs=5)),
+        studies=("frontier",),
     ),
 )
 SUITES.register(
@@ -141,10 +144,25 @@ SUITES.register(
         "2312-120-84-10 LIF networks, 10 epochs; embedded data by default, real N-MNIST "
         "with --data-dir.",
         SNNKind(locality_grid("locality-nmnist", "nmnist-sim", "nmnist")),
+        studies=("frontier",),
     ),
 )
 
 
+SUITES.register(
+    "locality-spectrum",
+    Suite(
+        "locality-spectrum",
+        "Every registered rule along the locality axis (BPTT, truncated BPTT, FPTT, OSTL, "
+        "e-prop, OTTT, SLTT, DECOLLE, DRTP, and any rule a user registers) x FF/REC on the "
+        "default suite's 2312-120-84-10 LIF networks and embedded data, 5 epochs, with the "
+        "locality frontier (accuracy vs a step's memory and time); real N-MNIST with "
+        "--data-dir.",
+        SNNKind(locality_grid("locality-spectrum", "nmnist-sim", "nmnist", rules=None,
+                              epochs=5)),
+        studies=("frontier",),
+    ),
+)
 SUITES.register(
     "locality-timit",
     Suite(
@@ -153,6 +171,7 @@ SUITES.register(
         "39-400-61 LIF networks, frame-wise phone classification; needs --data-dir (TIMIT is "
         "licensed by the LDC).",
         SNNKind(locality_grid("locality-timit", None, "timit", epochs=10, batch_size=32)),
+        studies=("frontier",),
     ),
 )
 SUITES.register(
@@ -162,6 +181,7 @@ SUITES.register(
         "Spoken digits (FSDD): BPTT, e-prop, DECOLLE x FF/REC, 39-200-10 LIF networks on MFCC "
         "sequences; does recurrence help on speech? Needs --data-dir (e.g. ../shared/data/fsdd).",
         SNNKind(locality_grid("locality-fsdd", None, "fsdd", epochs=10)),
+        studies=("frontier",),
     ),
 )
 
