@@ -29,6 +29,8 @@ from spikebench.studies.transfer import transfer_study
 # counterpart); the others take any suite kind's trained models (StudyContext.trained)
 for _study in (fgsm_study, backdoor_study, fidelity_study, frontier_study):
     _study.mlp_only = True
+# the frontier times one training-sized batch; --n-eval (test samples analysed) is not its
+frontier_study.uses_n_eval = False
 
 STUDIES: Registry[Callable[[StudyContext], StudyOutput]] = Registry("study")
 STUDIES.register("fgsm", fgsm_study)

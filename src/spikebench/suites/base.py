@@ -165,9 +165,12 @@ class Suite:
 
     def accepted(self, opts: SuiteOptions | None = None) -> frozenset[str]:
         """The options it uses: its own (or its kind's), ``studies``, and ``n_eval`` where
-        a study runs."""
+        a study that samples the test set runs (the frontier study times one batch)."""
+        from spikebench.studies import STUDIES
         own = self.options if self.options is not None else self.kind.options
-        analysed = self.studies or (opts is not None and opts.studies)
+        names = [*self.studies, *((opts.studies or []) if opts is not None else [])]
+        analysed = any(getattr(STUDIES.get(n), "uses_n_eval", True)
+                       for n in names if n in STUDIES)
         return own | {"studies"} | ({"n_eval"} if analysed else frozenset())
 
     def all_studies(self, opts: SuiteOptions) -> tuple[str, ...]:
