@@ -3,7 +3,8 @@ would orphan users' trained runs fails here. The ids were written by spikebench 
 415a55d (before the one-harness redesign) for each suite's default options and for
 ``--paper``, without the data identity (which depends on the machine's data folders);
 suites added since (``robust-ablation``, ``robust-baselines``, 2026-12-03;
-``locality-spectrum``, 2026-12-04) are pinned as they were added.
+``locality-spectrum``, ``locality-shd``, ``locality-ssc``, ``locality-dvsgesture``,
+2026-12-04) are pinned as they were added.
 
 Deliberate changes since then are salts in the identity, each named in ``SALTS`` with
 why: the id without the salt must still be the pinned one, and the salted id differs

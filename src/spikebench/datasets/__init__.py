@@ -21,9 +21,13 @@ from spikebench.datasets.base import (
     fingerprint_tree,
     time_major_loader,
 )
+from spikebench.datasets.dvsgesture import HOW_TO_OBTAIN as DVSGESTURE_HOW
+from spikebench.datasets.dvsgesture import load_dvsgesture
 from spikebench.datasets.encoders import Encoder
 from spikebench.datasets.fsdd import HOW_TO_OBTAIN as FSDD_HOW
 from spikebench.datasets.fsdd import load_fsdd
+from spikebench.datasets.heidelberg import HOW_TO_OBTAIN as HEIDELBERG_HOW
+from spikebench.datasets.heidelberg import load_heidelberg
 from spikebench.datasets.images import load_cifar, load_idx_images, load_mnist5k, load_svhn
 from spikebench.datasets.nmnist import HOW_TO_OBTAIN as NMNIST_HOW
 from spikebench.datasets.nmnist import frames_data, list_nmnist, load_nmnist_events
@@ -100,6 +104,19 @@ def _load_timit(split: str, root: Path | None, opts: dict) -> SampleData:
 
 def _load_fsdd(split: str, root: Path | None, opts: dict) -> SampleData:
     return load_fsdd(root, split, progress=opts.get("progress", True))
+
+
+def _heidelberg_loader(name: str):
+    def load(split: str, root: Path | None, opts: dict) -> SampleData:
+        return load_heidelberg(root, name, split, opts.get("n_steps", 100),
+                               opts.get("dt_ms", 10.0), opts.get("frames", "binary"),
+                               opts.get("progress", True))
+    return load
+
+
+def _load_dvsgesture(split: str, root: Path | None, opts: dict) -> SampleData:
+    return load_dvsgesture(root, split, opts.get("n_steps", 60), opts.get("dt_ms", 25.0),
+                           opts.get("frames", "binary"), opts.get("progress", True))
 
 
 def _image_loader(read, classes: int):
@@ -207,6 +224,29 @@ DATASETS.register(
     ),
 )
 
+
+
+for _name, _desc in (
+        ("shd", "Spiking Heidelberg Digits (Cramer et al. 2020): spoken digits 0-9 in English "
+                "and German, 20 classes, 700 input channels; 8156 train / 2264 test; binned "
+                "at 10 ms, T = 100 (the first second)"),
+        ("ssc", "Spiking Speech Commands (Cramer et al. 2020): 35 words, 700 input channels; "
+                "75466 train / 20382 test; binned at 10 ms, T = 100")):
+    DATASETS.register(_name, DatasetInfo(
+        _name, _desc, preset=_name, how_to_obtain=HEIDELBERG_HOW[_name],
+        loader=_heidelberg_loader(_name), folder=_name))
+DATASETS.register(
+    "dvsgesture",
+    DatasetInfo(
+        "dvsgesture",
+        "IBM DVS Gesture (Amir et al. 2017): 11 gestures, 128 x 128 events pooled to 32 x 32 x "
+        "2 polarities; 1077 train / 264 test (tonic's release); bins of 25 ms, T = 60",
+        preset="dvsgesture",
+        how_to_obtain=DVSGESTURE_HOW,
+        loader=_load_dvsgesture,
+        folder="dvsgesture",
+    ),
+)
 
 
 def _disk_mb(path: Path) -> float:

@@ -222,6 +222,9 @@ PRESETS: dict[str, tuple[int, ...]] = {
     "mnist": (784, 120, 84, 10),  # 28x28 images, the N-MNIST network's hidden sizes
     "cifar10": (3072, 120, 84, 10),  # 32x32x3 images
     "cifar100": (3072, 120, 84, 100),
+    "shd": (700, 128, 20),  # Cramer et al.'s one hidden layer of 128 (700 channels)
+    "ssc": (700, 128, 35),
+    "dvsgesture": (2 * 32 * 32, 120, 84, 11),  # pooled 32 x 32 x 2, the N-MNIST net's hidden
 }
 
 
