@@ -10,7 +10,9 @@ from spikebench.neurons import spike
 def stopgrad_forward(model, x):
     """Unrolled forward where each hidden layer's input, its recurrent input s[t-1] and its
     reset are constants; only the membrane's own linear history (through I and U) keeps
-    its graph. Returns (readout [T, B, C] computed from detached spikes, spikes per layer)."""
+    its graph (and, in ALIF layers, the adaptation's dependence on the layer's own spikes:
+    a[t] = rho a[t-1] + s[t-1]). Returns (readout [T, B, C] computed from detached spikes,
+    spikes per layer)."""
     x = model.flatten_input(x)
     steps, batch = x.shape[:2]
     states = [None] * len(model.hidden)
@@ -22,15 +24,17 @@ def stopgrad_forward(model, x):
             p = layer.params
             if states[k] is None:
                 z = torch.zeros(batch, layer.n_out, dtype=x.dtype)
-                states[k] = (z, z, z)
-            i, u, s = states[k]
+                states[k] = (z, z, z, z)
+            i, u, a, s = states[k]
             cur = h.detach() @ layer.weight.t()
             if layer.recurrent:
-                cur = cur + s.detach() @ (layer.rec_weight * layer.rec_mask).t()
+                v = layer.rec_weight * getattr(layer, "rec_mask", 1.0)  # LIF: no diagonal
+                cur = cur + s.detach() @ v.t()
             i = p.alpha * i + cur
+            a = getattr(p, "rho", 0.0) * a + s  # ALIF's adaptation (zero weight in LIF)
             u = p.beta * u + p.gain * i - p.threshold * s.detach()
-            s = spike(u - p.threshold, p.surrogate, p.slope)
-            states[k] = (i, u, s)
+            s = spike(u - p.threshold - getattr(p, "adapt", 0.0) * a, p.surrogate, p.slope)
+            states[k] = (i, u, a, s)
             spikes[k].append(s)
             h = s
         y = model.readout.kappa * y + h.detach() @ model.readout.weight.t() + model.readout.bias

@@ -52,6 +52,19 @@ per-step algorithm (the reference the tests compare every K with, float64).
   builds ebar. The same gradient, to rounding;
 - ``auto`` (default): ``replay`` while it needs less memory than the trace, else
   ``trace``. Peak memory therefore never exceeds the online trace's, whatever T.
+
+ALIF layers (``neurons/alif.py``; Bellec et al.'s adaptive eligibility). The spike also
+depends on the weights through the adaptation a[t] = rho a[t-1] + s[t-1] of the threshold
+A = theta + adapt a, so each synapse carries a second eligibility vector, per sample:
+
+    eps_a[t] = (rho - adapt psi[t-1]) eps_a[t-1] + psi[t-1] eps_U[t-1]    (= da[t]/dW)
+    e[t]     = psi[t] (eps_U[t] - adapt eps_a[t])
+
+(reset and recurrent input constant, as for LIF). eps_a mixes the postsynaptic psi into
+every synapse's trace, so it does not factor into presynaptic traces: ALIF runs the
+per-step algorithm whatever ``chunk``, with eps_a and ebar [B, n, n_in] per layer (flat in
+T). With ``adapt = 0`` it is LIF's e-prop; for one feed-forward layer with the reset
+detached it equals BPTT (tests).
 """
 
 from __future__ import annotations
@@ -76,6 +89,7 @@ from spikebench.learning_rules.online import (
     run_online,
     set_hidden_grads,
 )
+from spikebench.neurons import ALIFParams
 
 FEEDBACK = ("symmetric", "random")
 CARRY = ("auto", "trace", "replay")
@@ -87,7 +101,7 @@ class EProp(LearningRule):
     name = "eprop"
     credit_space = "output error broadcast (symmetric or random feedback)"
     credit_time = "forward eligibility traces (reset constant)"
-    neurons = ("lif",)  # its traces are derived for LIF's step dynamics
+    neurons = ("lif", "alif")  # its traces are derived for these step dynamics
 
     def __init__(self, burn_in: int = 0, loss: str = "step_ce", feedback: str = "symmetric",
                  feedback_seed: int = 0, chunk: int = 100, carry: str = "auto") -> None:
@@ -108,7 +122,7 @@ class EProp(LearningRule):
                 "feedback_seed": self.feedback_seed, "chunk": self.chunk, "carry": self.carry}
 
     def prepare(self, model) -> None:
-        check_online_model(model, self.name)
+        check_online_model(model, self.name, alif=True)
         if self.feedback == "random":
             g = torch.Generator().manual_seed(self.feedback_seed)
             c, like = model.sizes[-1], model.readout.weight
@@ -129,6 +143,8 @@ class EProp(LearningRule):
         return mats[::-1]
 
     def backward(self, model, x: torch.Tensor, y: torch.Tensor, update=None) -> StepOutput:
+        if any(isinstance(layer.params, ALIFParams) for layer in model.hidden):
+            return self._backward_alif(model, x, y)
         if self.chunk > 1:
             return self._backward_chunked(model, x, y)
         model.zero_grad(set_to_none=True)
@@ -161,6 +177,43 @@ class EProp(LearningRule):
 
         score = run_online(model, x, y, self.burn_in, on_step)
         set_hidden_grads(model, g_in, g_rec)
+        loss, correct, count = score.result()
+        return StepOutput(loss, None, correct, count)
+
+    def _backward_alif(self, model, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+        """The per-step algorithm with ALIF's adaptive eligibility (module doc)."""
+        model.zero_grad(set_to_none=True)
+        B = self.feedback_matrices(model)
+        kappa = model.readout.kappa
+        grads = [(torch.zeros_like(layer.weight),
+                  torch.zeros_like(layer.rec_weight) if layer.recurrent else None)
+                 for layer in model.hidden]
+        carried: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # eps_a, ebar
+        before: list = [None] * len(model.hidden)  # the previous step's LayerStep
+
+        def on_step(t, layers, delta, targets, weights):
+            for k, (ls, layer) in enumerate(zip(layers, model.hidden, strict=True)):
+                p, prev = layer.params, before[k]
+                signal = delta @ B[k]  # L_k[t], [B, n]
+                for j, eps in enumerate((ls.eps_in, ls.eps_rec)):
+                    if eps is None:
+                        continue
+                    if prev is None:
+                        eps_a = eps.new_zeros(eps.shape[0], layer.n_out, eps.shape[1])
+                        ebar = torch.zeros_like(eps_a)
+                    else:
+                        eps_a, ebar = carried[(k, j)]
+                        eps_prev = (prev.eps_in, prev.eps_rec)[j]
+                        eps_a.mul_((p.rho - p.adapt * prev.psi).unsqueeze(2)).addcmul_(
+                            prev.psi.unsqueeze(2), eps_prev.unsqueeze(1))
+                    e = ls.psi.unsqueeze(2) * (eps.unsqueeze(1) - p.adapt * eps_a)
+                    ebar.mul_(kappa).add_(e)
+                    grads[k][j].add_(torch.einsum("bn,bni->ni", signal, ebar))
+                    carried[(k, j)] = (eps_a, ebar)
+                before[k] = ls
+
+        score = run_online(model, x, y, self.burn_in, on_step)
+        set_hidden_grads(model, [g for g, _ in grads], [g for _, g in grads])
         loss, correct, count = score.result()
         return StepOutput(loss, None, correct, count)
 

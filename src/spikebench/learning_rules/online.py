@@ -39,20 +39,24 @@ import torch
 from spikebench.errors import ConfigError
 from spikebench.learning_rules.base import RunningScore, step_error
 from spikebench.models import SpikingMLP
-from spikebench.neurons import LIFLayer, spike_derivative
+from spikebench.neurons import ALIFParams, LIFLayer, spike_derivative
+from spikebench.neurons.alif import alif_threshold
 from spikebench.neurons.lif_scan import lif_run
 from spikebench.sparse import EventBatch, dense, sequence_linear
 
 
-def check_online_model(model, rule: str) -> None:
-    """Online rules need a SpikingMLP of LIF layers with the subtractive reset."""
+def check_online_model(model, rule: str, alif: bool = False) -> None:
+    """Online rules need a SpikingMLP of LIF layers (with ``alif``: or ALIF layers, whose
+    adaptation the rule's own traces carry) with the subtractive reset."""
     if not isinstance(model, SpikingMLP):
         raise TypeError(f"rule {rule!r} trains SpikingMLP models, got {type(model).__name__}")
     for k, layer in enumerate(model.hidden):
-        if not isinstance(layer, LIFLayer):
+        if not (isinstance(layer, LIFLayer)
+                or (alif and isinstance(getattr(layer, "params", None), ALIFParams))):
             raise TypeError(
-                f"rule {rule!r} needs LIF hidden layers (their eligibility traces are derived "
-                f"for the LIF dynamics); layer {k} is {type(layer).__name__}"
+                f"rule {rule!r} needs LIF{' or ALIF' if alif else ''} hidden layers (their "
+                f"eligibility traces are derived for those dynamics); layer {k} is "
+                f"{type(layer).__name__} ({type(getattr(layer, 'params', None)).__name__})"
             )
         if layer.params.reset != "subtract":
             raise ConfigError(
@@ -73,7 +77,7 @@ class LayerStep:
 
 
 class PresynapticTrace:
-    def __init__(self, layer: LIFLayer) -> None:
+    def __init__(self, layer) -> None:  # a LIF or ALIF layer (the same I and U filters)
         self.alpha, self.beta, self.gain = (layer.params.alpha, layer.params.beta,
                                             layer.params.gain)
         self.i: torch.Tensor | float = 0.0
@@ -137,7 +141,8 @@ def run_online(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, burn_in: int
             p = layer.params
             layers.append(LayerStep(
                 s=st.s,
-                psi=spike_derivative(st.u - p.threshold, p.surrogate, p.slope),
+                psi=spike_derivative(st.u - (alif_threshold(st, p) if hasattr(st, "a")
+                                             else p.threshold), p.surrogate, p.slope),
                 eps_in=tr_in.update(z_in),
                 eps_rec=tr_rec.update(st_prev.s) if tr_rec is not None else None,
             ))
@@ -169,7 +174,8 @@ def set_hidden_grads(model: SpikingMLP, g_in: list[torch.Tensor],
     for layer, gw, gv in zip(model.hidden, g_in, g_rec, strict=True):
         _add_grad(layer.weight, gw)
         if layer.rec_weight is not None:
-            _add_grad(layer.rec_weight, gv * layer.rec_mask)
+            mask = getattr(layer, "rec_mask", None)  # LIF: no self-connections
+            _add_grad(layer.rec_weight, gv if mask is None else gv * mask)
 
 
 # -- chunked driver ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Pure neuron dynamics behind one explicit interface (``spikebench.neurons.base``):
-step-wise LIF, ParaLIF (parallel in time), DLIF, and surrogate spike functions.
+step-wise LIF and adaptive LIF (ALIF), ParaLIF (parallel in time), DLIF, and surrogate
+spike functions.
 
 ``NEURONS`` maps a neuron name to a ``Neuron`` entry: its parameter dataclass, its
 weightless dynamics (currents of any shape -> spikes: after a Linear layer, a convolution,
@@ -9,6 +10,7 @@ line here.
 """
 
 from spikebench.errors import ConfigError
+from spikebench.neurons.alif import ALIFDynamics, ALIFParams, ALIFState, alif_step
 from spikebench.neurons.base import (
     SPEC_NEURON_FIELDS,
     DynamicsLayer,
@@ -43,6 +45,8 @@ NEURONS.register("dlif", Neuron(
     DLIFParams, SpikingActivation, SpikingActivation.description, layer=DLIFLayer,
     spec_fields=("threshold",),  # its own paper defaults otherwise (--neuron-option)
     head_params={"steps": 64}))
+NEURONS.register("alif", Neuron(
+    ALIFParams, ALIFDynamics, ALIFDynamics.description, spec_fields=SPEC_NEURON_FIELDS))
 
 
 
@@ -56,6 +60,10 @@ def neuron_of(params) -> tuple[str, Neuron]:
 
 
 __all__ = [
+    "ALIFDynamics",
+    "ALIFParams",
+    "ALIFState",
+    "alif_step",
     "reference_mode",
     "neuron_of",
     "NEURONS",
