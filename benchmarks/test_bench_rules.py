@@ -15,7 +15,8 @@
   0.04, an EventBatch as the loaders give it). e-prop and DECOLLE chunked (as shipped;
   e-prop's ``carry="auto"`` replays at these T) beside e-prop with the online carried trace
   (``eprop-trace``) and both rules' per-step reference (chunk 1, the algorithms before
-  chunking).
+  chunking). The rest of the locality spectrum (truncated BPTT, FPTT, OSTL, OTTT, SLTT,
+  DRTP) as shipped; ``python benchmarks/summarize.py`` prints each step's ratio to BPTT's.
 """
 
 import json
@@ -34,7 +35,10 @@ from spikebench.sparse import SampleEvents
 VARIANTS = {"bptt": ("bptt", {}), "eprop": ("eprop", {}),
             "eprop-trace": ("eprop", {"carry": "trace"}),
             "eprop-perstep": ("eprop", {"chunk": 1}), "decolle": ("decolle", {}),
-            "decolle-perstep": ("decolle", {"chunk": 1})}
+            "decolle-perstep": ("decolle", {"chunk": 1}),
+            # the rest of the locality spectrum, as shipped (issue 28)
+            "tbptt": ("tbptt", {}), "fptt": ("fptt", {}), "ostl": ("ostl", {}),
+            "ottt": ("ottt", {}), "sltt": ("sltt", {}), "drtp": ("drtp", {})}
 RULES = list(VARIANTS)
 BATCH = 64
 

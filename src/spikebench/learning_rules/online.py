@@ -141,8 +141,8 @@ def run_online(model: SpikingMLP, x: torch.Tensor, y: torch.Tensor, burn_in: int
             p = layer.params
             layers.append(LayerStep(
                 s=st.s,
-                psi=spike_derivative(st.u - (alif_threshold(st, p) if hasattr(st, "a")
-                                             else p.threshold), p.surrogate, p.slope),
+                psi=spike_derivative(st.u - (alif_threshold(st, p) if isinstance(
+                    p, ALIFParams) else p.threshold), p.surrogate, p.slope),
                 eps_in=tr_in.update(z_in),
                 eps_rec=tr_rec.update(st_prev.s) if tr_rec is not None else None,
             ))
