@@ -182,8 +182,15 @@ class _EventLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x = ctx.x
-        g = grad.reshape(x.steps * x.batch, -1)
-        return (x.transposed() @ g).t(), None
+        return weight_product(x, grad.reshape(x.steps * x.batch, -1)), None
+
+
+def weight_product(x: torch.Tensor | EventBatch, grad: torch.Tensor) -> torch.Tensor:
+    """sum_t grad[t]^T x[t], [n_out, n_in], for x [T, B, n_in] (an EventBatch: one CSR x
+    dense product with its transpose) and grad [T B, n_out]: dL/dW of ``sequence_linear``."""
+    if isinstance(x, EventBatch):
+        return (x.transposed() @ grad).t()
+    return grad.t() @ x.reshape(-1, x.shape[-1])
 
 
 def event_linear(x: EventBatch, weight: torch.Tensor) -> torch.Tensor:

@@ -215,8 +215,10 @@ def test_ostl_equals_bptt_for_one_layer(frames):
     x, y = batch(frames=frames)
     bptt, _, _ = rule_grads(model, "bptt", x, y)
     for chunk in (1, 4, 100):
-        got, _, _ = rule_grads(model, "ostl", EventBatch.from_dense(x), y, chunk=chunk)
-        close(got, bptt, tol=1e-11)
+        for carry in ("trace", "replay"):
+            got, _, _ = rule_grads(model, "ostl", EventBatch.from_dense(x), y, chunk=chunk,
+                                   carry=carry)
+            close(got, bptt, tol=1e-11)
     # e-prop's trace treats the reset as a constant: it differs where OSTL does not
     eprop, _, _ = rule_grads(model, "eprop", x, y)
     assert not torch.allclose(eprop["hidden.0.weight"], bptt["hidden.0.weight"], rtol=1e-6)
@@ -229,6 +231,31 @@ def test_ostl_in_deeper_nets_is_exact_for_the_last_hidden_layer_only():
     got, _, _ = rule_grads(model, "ostl", x, y, chunk=5)
     close(got, bptt, ["hidden.1.weight", "readout.weight", "readout.bias"], tol=1e-11)
     assert not torch.allclose(got["hidden.0.weight"], bptt["hidden.0.weight"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_ostl_replays_the_chunks_to_the_carried_traces_gradient(recurrent):
+    """carry=replay (the chunks in reverse, a [B, n] carry) gives the gradient of the online
+    per-sample trace, for every chunk, deep and recurrent nets included."""
+    model = net((7, 9, 6, 3), recurrent=recurrent)
+    x, y = batch(frames=recurrent)
+    ref, _, _ = rule_grads(model, "ostl", x, y, chunk=1, carry="trace")
+    for chunk in (1, 3, 4, 16):
+        for inputs in (x, EventBatch.from_dense(x)):
+            got, _, _ = rule_grads(model, "ostl", inputs, y, chunk=chunk, carry="replay")
+            close(got, ref, tol=1e-11)
+
+
+def test_ostl_auto_carry_replays_only_while_that_needs_less_memory():
+    model = net((2312, 120, 84, 10))
+    # trace: 120 2312 + 84 120 = 287520 per sample; replay: 84 + 360 + 372 = 816 per step
+    rule = make_rule("ostl", chunk=100)
+    assert rule.replays(model, 100) and rule.replays(model, 352)
+    assert not rule.replays(model, 353)
+    assert make_rule("ostl", carry="replay").replays(model, 10_000)
+    assert not make_rule("ostl", carry="trace").replays(model, 300)
+    with pytest.raises(ConfigError, match="carry"):
+        make_rule("ostl", carry="sideways")
 
 
 def test_ostl_with_detached_reset_is_eprop_for_one_layer():

@@ -89,10 +89,10 @@ from spikebench.learning_rules.online import (
     run_online,
     set_hidden_grads,
 )
+from spikebench.learning_rules.spatial import check_carry, replays
 from spikebench.neurons import ALIFParams
 
 FEEDBACK = ("symmetric", "random")
-CARRY = ("auto", "trace", "replay")
 
 
 class EProp(LearningRule):
@@ -111,10 +111,8 @@ class EProp(LearningRule):
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
             raise ConfigError(f"chunk (time steps per trace update) must be an integer >= 1, "
                               f"got {chunk!r}")
-        if carry not in CARRY:
-            raise ConfigError(f"unknown carry {carry!r}; known: {', '.join(CARRY)}")
         self.feedback, self.feedback_seed, self.chunk = feedback, feedback_seed, chunk
-        self.carry = carry
+        self.carry = check_carry(carry)
         self.B: list[torch.Tensor] = []
 
     def config(self) -> dict:
@@ -219,14 +217,8 @@ class EProp(LearningRule):
 
     def replays(self, model, steps: int) -> bool:
         """Whether ``carry`` replays the chunks (``auto``: when that needs less memory)."""
-        if self.carry != "auto":
-            return self.carry == "replay"
-        if steps <= self.chunk:
-            return True  # one chunk: neither form carries anything
-        kept = steps * (model.sizes[-1] + 2 * sum(model.sizes[1:-1]))
-        trace = sum(layer.n_out * (layer.n_in + (layer.n_out if layer.recurrent else 0))
-                    for layer in model.hidden)
-        return kept <= trace
+        kept = model.sizes[-1] + 2 * sum(model.sizes[1:-1])  # delta, psi and input per step
+        return replays(self.carry, self.chunk, steps, kept, model)
 
     def _backward_chunked(self, model, x, y: torch.Tensor) -> StepOutput:
         """The same gradient as the per-step algorithm, K steps at a time (module doc)."""

@@ -42,7 +42,7 @@ from spikebench.models import SpikingMLP
 from spikebench.neurons import ALIFParams, LIFLayer, spike_derivative
 from spikebench.neurons.alif import alif_threshold
 from spikebench.neurons.lif_scan import lif_run
-from spikebench.sparse import EventBatch, dense, sequence_linear
+from spikebench.sparse import EventBatch, dense, sequence_linear, weight_product
 
 
 def check_online_model(model, rule: str, alif: bool = False) -> None:
@@ -237,12 +237,7 @@ class InputTrace:
 
     def contract(self, q: torch.Tensor) -> torch.Tensor:
         """sum_m q[m]^T eps_U[m], [n, n_in], for q [K, B, n]."""
-        qt = self._filtered(q)
-        z = self.z
-        if isinstance(z, EventBatch):
-            g = (z.transposed() @ qt).t()
-        else:
-            g = qt.t() @ z.reshape(-1, z.shape[-1])
+        g = weight_product(self.z, self._filtered(q))
         if self.e_i is not None:
             steps, batch, n = q.shape
             w_i = (self.a_i @ q.reshape(steps, -1)).view(batch, n)
@@ -253,10 +248,7 @@ class InputTrace:
     def contract_now(self, q: torch.Tensor) -> torch.Tensor:
         """sum_m q[m]^T gain z[m], [n, n_in]: the instantaneous dU[m]/dW = gain z[m] (the
         membrane's history detached), for q [K, B, n]."""
-        qt, z = self.gain * q.reshape(-1, q.shape[-1]), self.z
-        if isinstance(z, EventBatch):
-            return (z.transposed() @ qt).t()
-        return qt.t() @ z.reshape(-1, z.shape[-1])
+        return weight_product(self.z, self.gain * q.reshape(-1, q.shape[-1]))
 
     def outer(self, c: torch.Tensor, into: torch.Tensor | None = None,
               scale: float = 1.0) -> torch.Tensor:
@@ -320,7 +312,7 @@ class LayerChunk:
 
     s: torch.Tensor  # spikes [K, B, n]
     psi: torch.Tensor  # surrogate derivatives at U, [K, B, n]
-    inp: InputTrace  # eps_U of the layer's input
+    inp: InputTrace | None  # eps_U of the layer's input (None: not kept)
     rec: InputTrace | None  # eps_U of its own s[t-1] (REC)
 
 
@@ -368,17 +360,18 @@ OnChunk = Callable[[int, list[LayerChunk], torch.Tensor, torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def run_chunked(model: SpikingMLP, x, y: torch.Tensor, burn_in: int, chunk: int,
-                on_chunk: OnChunk) -> RunningScore:
+                on_chunk: OnChunk, traces: bool = True) -> RunningScore:
     """Drive ``model`` over x [T, B, ...] (dense or an EventBatch) ``chunk`` steps at a time
     (module doc); for each chunk call ``on_chunk(t0, layers, delta, targets, weights,
-    last)`` with ``delta`` = dE/dy [K, B, C] of ``step_ce``, before the traces advance.
+    last)`` with ``delta`` = dE/dy [K, B, C] of ``step_ce``, before the traces advance
+    (``traces=False``: the layers' input traces are not kept, ``inp`` / ``rec`` None).
     Fills the readout's exact gradient; returns the loss and the decision."""
     x = model.flatten_input(x)
     steps = x.shape[0]
     score = RunningScore(y, steps, burn_in)
     states: list = [None] * len(model.hidden)
-    traces = [(InputTrace(layer), InputTrace(layer) if layer.recurrent else None)
-              for layer in model.hidden]
+    traces = [(InputTrace(layer), InputTrace(layer) if layer.recurrent else None) if traces
+              else (None, None) for layer in model.hidden]
     last_s: list[torch.Tensor | None] = [None] * len(model.hidden)
     readout = ChunkedReadout(model)
     y_last = None
@@ -392,7 +385,8 @@ def run_chunked(model: SpikingMLP, x, y: torch.Tensor, burn_in: int, chunk: int,
             p = layer.params
             u, s, states[k] = lif_run(sequence_linear(z, layer.weight), p,
                                       layer.recurrent_matrix(), states[k])
-            tr_in.begin(z)
+            if tr_in is not None:
+                tr_in.begin(z)
             if tr_rec is not None:
                 prev = last_s[k] if last_s[k] is not None else torch.zeros_like(s[0])
                 tr_rec.begin(torch.cat([prev.unsqueeze(0), s[:-1]]))
@@ -411,10 +405,8 @@ def run_chunked(model: SpikingMLP, x, y: torch.Tensor, burn_in: int, chunk: int,
         on_chunk(t0, layers, delta, targets, weights, t1 == steps)
         score.update_chunk(t0, ys)
         if t1 < steps:
-            for tr_in, tr_rec in traces:
-                tr_in.advance()
-                if tr_rec is not None:
-                    tr_rec.advance()
+            for tr in (tr for pair in traces for tr in pair if tr is not None):
+                tr.advance()
     _add_grad(model.readout.weight, readout.gw)
     _add_grad(model.readout.bias, readout.gb)
     return score

@@ -20,11 +20,21 @@ hidden layer's and the readout's gradients still equal BPTT's, the lower layers'
 REC layers the recurrent input s[t-1] is treated as presynaptic input (as e-prop does): V's
 effect on the other neurons' states is not carried, so REC is an approximation throughout.
 
-Chunked (``chunk=K``, default 100): within a chunk, sum_m q[m] e_U[m] = sum_m r[m] gain
-e_I[m] + (a[0] r[0]) e_U0 with the reverse scan r[m] = q[m] + a[m+1] r[m+1], so the chunk's
-share is one contraction of the presynaptic current trace (``InputTrace`` with beta = 0);
-the per-sample e_U [B, n_in, n] is built only when another chunk follows. Memory: flat in
-T (that carried trace, as e-prop's).
+Chunked (``chunk=K``, default 100). ``carry`` says how a chunk's eligibility reaches later
+learning signals, as in e-prop:
+
+- ``trace`` (online): within a chunk, sum_m q[m] e_U[m] = sum_m r[m] gain e_I[m] + (a[0]
+  r[0]) e_U0 with the reverse scan r[m] = q[m] + a[m+1] r[m+1], so the chunk's share is one
+  contraction of the presynaptic current trace (``InputTrace`` with beta = 0); the
+  per-sample e_U [B, n_in, n] is built only when another chunk follows;
+- ``replay``: the gradient is a sum over the sequence, so r can be run over all of it in
+  reverse once every q is known (a [B, n] carry, a[0] r[0], into the chunk before), and with
+  f = D_alpha^T r (another [B, n] carry) dL/dW = sum_t gain f[t]^T z[t]: one product with
+  the layer's input over the whole sequence (for events, the batch's own transposed CSR).
+  It keeps per step the readout error and every layer's psi, s and f (and the spatial
+  error below the top), never e_U. The same gradient, to rounding (tests);
+- ``auto`` (default): ``replay`` while it needs less memory than the trace, else ``trace``,
+  so peak memory is bounded by the trace's: flat in T from there on.
 """
 
 from __future__ import annotations
@@ -43,7 +53,8 @@ from spikebench.learning_rules.online import (
     set_hidden_grads,
     spatial_errors,
 )
-from spikebench.learning_rules.spatial import check_chunk
+from spikebench.learning_rules.spatial import check_carry, check_chunk, replays
+from spikebench.sparse import weight_product
 
 
 def reverse_scan(q: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -103,19 +114,29 @@ class OSTL(LearningRule):
     credit_time = "per-layer exact eligibility (reset kept); cross-layer temporal terms dropped"
     neurons = ("lif",)  # its eligibility is derived for LIF's step dynamics
 
-    def __init__(self, burn_in: int = 0, loss: str = "step_ce", chunk: int = 100) -> None:
+    def __init__(self, burn_in: int = 0, loss: str = "step_ce", chunk: int = 100,
+                 carry: str = "auto") -> None:
         super().__init__(burn_in, loss)
-        self.chunk = check_chunk(chunk)
+        self.chunk, self.carry = check_chunk(chunk), check_carry(carry)
 
     def config(self) -> dict:
-        return {**super().config(), "chunk": self.chunk}
+        return {**super().config(), "chunk": self.chunk, "carry": self.carry}
 
     def prepare(self, model) -> None:
         check_online_model(model, self.name)
 
+    def replays(self, model, steps: int) -> bool:
+        """Whether ``carry`` replays the chunks (``auto``: when that needs less memory)."""
+        top = len(model.hidden) - 1
+        kept = model.sizes[-2] + sum((3 if k == top else 4) * layer.n_out  # L; psi, s, r (q)
+                                     for k, layer in enumerate(model.hidden))
+        return replays(self.carry, self.chunk, steps, kept, model)
+
     def backward(self, model, x, y: torch.Tensor, update=None) -> StepOutput:
         check_online_model(model, self.name)
         model.zero_grad(set_to_none=True)
+        if self.replays(model, x.shape[0]):
+            return self._backward_replay(model, x, y)
         kappa, top_k = model.readout.kappa, len(model.hidden) - 1
         grads = [[torch.zeros_like(layer.weight),
                   torch.zeros_like(layer.rec_weight) if layer.recurrent else None]
@@ -130,10 +151,7 @@ class OSTL(LearningRule):
             signal = delta @ model.readout.weight  # L[t] of the last hidden layer
             errors = spatial_errors(model, layers, signal)
             for k, (lc, layer) in enumerate(zip(layers, model.hidden, strict=True)):
-                p = layer.params
-                prev = psi_last[k] if psi_last[k] is not None else torch.zeros_like(lc.psi[0])
-                a = p.beta - (0.0 if p.detach_reset else p.threshold) * torch.cat(
-                    [prev.unsqueeze(0), lc.psi[:-1]])
+                a = _leak(layer.params, psi_last[k], lc.psi)
                 psi_last[k] = lc.psi[-1]
                 for j, (trace, z) in enumerate(((traces[k][0], lc.inp.z),
                                                 (traces[k][1], lc.rec.z if lc.rec else None))):
@@ -164,3 +182,65 @@ class OSTL(LearningRule):
         set_hidden_grads(model, [g for g, _ in grads], [v for _, v in grads])
         loss, correct, count = score.result()
         return StepOutput(loss, None, correct, count)
+
+    def _backward_replay(self, model, x, y: torch.Tensor) -> StepOutput:
+        """carry=replay (module doc): each chunk's errors, psi and s are kept; then, chunk by
+        chunk in reverse, r and f = D_alpha^T r with [B, n] carries into the chunk before;
+        each weight's gradient is one product of gain f with the layer's input over T."""
+        kappa, top_k = model.readout.kappa, len(model.hidden) - 1
+        kept: list = []  # per chunk: L, and per layer (spatial error or None, psi, s)
+
+        def on_chunk(t0, layers, delta, targets, weights, last):
+            signal = delta @ model.readout.weight
+            errors = spatial_errors(model, layers, signal)
+            kept.append((signal, [(errors[k] if k < top_k else None, lc.psi, lc.s)
+                                  for k, lc in enumerate(layers)]))
+
+        score = run_chunked(model, x, y, self.burn_in, self.chunk, on_chunk, traces=False)
+        x = model.flatten_input(x)
+        steps = x.shape[0]
+        f_all = [psi.new_empty(steps, *psi.shape[1:]) for _, psi, _ in kept[0][1]]
+        lam_next, carried = None, [None] * len(model.hidden)  # per layer: a[0] r[0], f[0]
+        t1 = steps
+        for i in range(len(kept) - 1, -1, -1):
+            signal, chunk = kept[i]
+            t0 = t1 - signal.shape[0]
+            lam = leaky_filter(kappa, signal, reverse=True)  # Lambda = D_kappa^T L
+            if lam_next is not None:
+                lam += powers(kappa, t1 - t0, 0, lam).view(-1, 1, 1) * lam_next
+            lam_next = lam[0]
+            for k, (error, psi, _) in enumerate(chunk):
+                p = model.hidden[k].params
+                q = error.clone() if k < top_k else lam * psi
+                a = _leak(p, kept[i - 1][1][k][1][-1] if i else None, psi)
+                if carried[k] is not None:
+                    q[-1] += carried[k][0]
+                r = reverse_scan(q, a)
+                f = leaky_filter(p.alpha, r, reverse=True)
+                if carried[k] is not None:
+                    f += powers(p.alpha, t1 - t0, 0, f).view(-1, 1, 1) * carried[k][1]
+                carried[k] = (a[0] * r[0], f[0])
+                torch.mul(f, p.gain, out=f_all[k][t0:t1])
+            t1 = t0
+        g_in, g_rec = [], []
+        for k, layer in enumerate(model.hidden):
+            g = f_all[k].reshape(-1, layer.n_out)
+            z = x if k == 0 else torch.cat([c[k - 1][2] for _, c in kept])
+            g_in.append(weight_product(z, g))
+            if layer.recurrent:
+                s = torch.cat([c[k][2] for _, c in kept])
+                g_rec.append(g[g.shape[0] // steps:].t() @ s[:-1].reshape(-1, layer.n_out))
+            else:
+                g_rec.append(None)
+        set_hidden_grads(model, g_in, g_rec)
+        loss, correct, count = score.result()
+        return StepOutput(loss, None, correct, count)
+
+
+def _leak(p, prev: torch.Tensor | None, psi: torch.Tensor) -> torch.Tensor:
+    """a[t] = dU[t]/dU[t-1] through the reset, beta - theta psi[t-1] (beta with the reset
+    detached), for a chunk's psi [K, B, n] and ``prev``, psi at the step before (None: 0)."""
+    if p.detach_reset:
+        return torch.full_like(psi, p.beta)
+    before = torch.zeros_like(psi[0]) if prev is None else prev
+    return p.beta - p.threshold * torch.cat([before.unsqueeze(0), psi[:-1]])

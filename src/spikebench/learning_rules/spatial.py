@@ -24,6 +24,29 @@ def check_chunk(chunk) -> int:
     return chunk
 
 
+CARRY = ("auto", "trace", "replay")
+
+
+def check_carry(carry) -> str:
+    if carry not in CARRY:
+        raise ConfigError(f"unknown carry {carry!r}; known: {', '.join(CARRY)}")
+    return carry
+
+
+def replays(carry: str, chunk: int, steps: int, kept: int, model) -> bool:
+    """Whether a chunked rule replays its chunks in reverse (``carry`` replay) or carries
+    the per-sample trace forward (``trace``); ``auto``: replay while keeping ``kept``
+    numbers per step and sample for ``steps`` steps needs no more memory than that trace
+    (one per synapse and sample), so peak memory never exceeds the online trace's."""
+    if carry != "auto":
+        return carry == "replay"
+    if steps <= chunk:
+        return True  # one chunk: neither form carries anything
+    trace = sum(layer.n_out * (layer.n_in + (layer.n_out if layer.recurrent else 0))
+                for layer in model.hidden)
+    return steps * kept <= trace
+
+
 class SpatialRule(LearningRule):
     """The spatial error at every step, times a per-layer factor of dU/dW the subclass
     chooses (``grads``): OTTT the presynaptic trace, SLTT the instantaneous input."""
