@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# SpikingJelly 2's OTTT and SLTT neurons, the tests' cross-check of ours (and a benchmark
 	# peer): without its dependencies (torchvision, which cannot load here), plus loguru
 	$(PY) -m pip install --quiet --no-deps spikingjelly==2.0.0 loguru==0.7.3
+	# the compiled time loops (C, about a second; without a compiler: one note, Python loops)
+	$(PY) -m spikebench.native
 	# real Fashion-MNIST from Debian where apt is at hand (optional: skipped otherwise)
 	-test -d /usr/share/datasets/fashion-mnist || { [ "$$(id -u)" = 0 ] && \
 		command -v apt-get >/dev/null && apt-get install -y -qq dataset-fashion-mnist \

@@ -7,9 +7,14 @@ Workload: N-MNIST sizes 2312-120-84-10, T = 100, batch 128, FF and REC. One "ste
 forward + backward (gradients filled).
 
 - ``bptt-step-{ff,rec}-events``: binary input of density 0.04 (as the event frames). ``ours``
-  takes it as the loaders give it, an ``EventBatch`` (CSR first layer); ``ours-dense`` the
-  same frames as a dense tensor (the fast path before sparse input); ``ours-reference``
-  autograd through the unrolled step; ``norse`` the same net from norse's cells.
+  takes it as the loaders give it, an ``EventBatch`` (CSR first layer), with the compiled
+  time loops (spikebench.native); ``ours-python-loops`` the same with the Python loops they
+  replaced (before / after); ``ours-dense`` the same frames as a dense tensor;
+  ``ours-reference`` autograd through the unrolled step. The peers, each built as its users
+  build it, from dense frames: ``norse`` (LIFCell / LIFRecurrentCell, step by step),
+  ``snntorch`` (Synaptic / RSynaptic, the same two-state neuron, step by step) and
+  ``spikingjelly`` (multi-step LIFNode over [T, B, n], its torch backend; FF only: it has no
+  recurrent LIF cell).
 - ``bptt-step-ff-dense-input``: real-valued dense input (features, images): ours vs norse,
   and ``gemm``, one [T B, 2312] x [2312, 120] GEMM, the machine's FLOP/s for this shape.
 - ``event-batch-T100-B128``: building a batch, from the samples' indices (``SampleEvents``:
@@ -18,11 +23,17 @@ forward + backward (gradients filled).
 ``extra_info["flops"]`` holds the matmul FLOPs of the dense step; FLOP/s = flops / time.
 """
 
+import math
+
 import pytest
+import snntorch as snn
 import torch
 from norse.torch import LIFCell, LIFRecurrentCell
 from norse.torch.functional.lif import LIFParameters
+from spikingjelly.activation_based import functional as sj_functional
+from spikingjelly.activation_based import neuron as sj_neuron
 
+from spikebench import native
 from spikebench.learning_rules import BPTT, objective
 from spikebench.models import SpikingMLP
 from spikebench.neurons import LIFParams
@@ -90,16 +101,92 @@ class NorseMLP(torch.nn.Module):
         return torch.stack(out)
 
 
-def ours(recurrent, kind="events", fast=True):
+def ours(recurrent, kind="events", fast=True, compiled=True):
     params = LIFParams.from_time_constants(5e-3, 1e-2, 1e-3, threshold=0.1, reset="zero")
     model = SpikingMLP(SIZES, recurrent=recurrent, params=params)
     rule = BPTT(fast=fast)
     x, y = workload(kind)
-    return lambda: rule.backward(model, x, y)  # events: as a loader gives them (transposed)
+    if compiled:
+        return lambda: rule.backward(model, x, y)  # events: as a loader gives them
+
+    def python_loops():
+        with native.python_loops():
+            rule.backward(model, x, y)
+
+    return python_loops
 
 
-def norse(recurrent, kind="dense"):
-    model = NorseMLP(recurrent)
+class SnnTorchMLP(torch.nn.Module):
+    """The same network from snnTorch's two-state (synaptic current + membrane) neurons."""
+
+    def __init__(self, recurrent: bool):
+        super().__init__()
+        alpha, beta = math.exp(-1e-3 / 5e-3), math.exp(-1e-3 / 1e-2)
+        hidden = list(zip(SIZES[:-2], SIZES[1:-1], strict=True))
+        self.linears = torch.nn.ModuleList(torch.nn.Linear(a, b, bias=False) for a, b in hidden)
+        if recurrent:
+            self.cells = torch.nn.ModuleList(
+                snn.RSynaptic(alpha, beta, linear_features=b, threshold=0.1,
+                              reset_mechanism="zero") for _, b in hidden)
+        else:
+            self.cells = torch.nn.ModuleList(
+                snn.Synaptic(alpha, beta, threshold=0.1, reset_mechanism="zero")
+                for _ in hidden)
+        self.recurrent = recurrent
+        self.readout = torch.nn.Linear(SIZES[-2], SIZES[-1])
+
+    def forward(self, x):
+        if self.recurrent:
+            states = [cell.init_rsynaptic() for cell in self.cells]
+        else:
+            states = [cell.init_synaptic() for cell in self.cells]
+        y, out = torch.zeros(x.shape[1], SIZES[-1]), []
+        for x_t in x:
+            h = x_t
+            for k, cell in enumerate(self.cells):
+                if self.recurrent:
+                    spk, syn, mem = cell(self.linears[k](h), *states[k])
+                    states[k] = (spk, syn, mem)
+                else:
+                    spk, syn, mem = cell(self.linears[k](h), *states[k])
+                    states[k] = (syn, mem)
+                h = spk
+            y = 0.9 * y + self.readout(h)
+            out.append(y)
+        return torch.stack(out)
+
+
+class SpikingJellyMLP(torch.nn.Module):
+    """The same layer sizes from SpikingJelly's multi-step LIFNode (one state: its LIF has
+    no synaptic current), the whole [T, B, n] sequence per layer."""
+
+    def __init__(self):
+        super().__init__()
+        hidden = list(zip(SIZES[:-2], SIZES[1:-1], strict=True))
+        self.linears = torch.nn.ModuleList(torch.nn.Linear(a, b, bias=False) for a, b in hidden)
+        self.nodes = torch.nn.ModuleList(
+            sj_neuron.LIFNode(tau=10.0, v_threshold=0.1, step_mode="m") for _ in hidden)
+        self.readout = torch.nn.Linear(SIZES[-2], SIZES[-1])
+
+    def forward(self, x):
+        sj_functional.reset_net(self)
+        h = x
+        for linear, node in zip(self.linears, self.nodes, strict=True):
+            h = node(linear(h))
+        drive = self.readout(h)
+        y, out = torch.zeros_like(drive[0]), []
+        for d in drive:
+            y = 0.9 * y + d
+            out.append(y)
+        return torch.stack(out)
+
+
+PEERS = {"norse": NorseMLP, "snntorch": SnnTorchMLP,
+         "spikingjelly": lambda recurrent: SpikingJellyMLP()}
+
+
+def peer(name, recurrent, kind="dense"):
+    model = PEERS[name](recurrent)
     x, y = workload(kind)
 
     def step():
@@ -118,9 +205,12 @@ def gemm():
 
 IMPLS = {
     "ours": lambda rec: ours(rec, "events"),
+    "ours-python-loops": lambda rec: ours(rec, "events", compiled=False),
     "ours-dense": lambda rec: ours(rec, "dense"),
     "ours-reference": lambda rec: ours(rec, "dense", fast=False),
-    "norse": lambda rec: norse(rec, "dense"),
+    "norse": lambda rec: peer("norse", rec),
+    "snntorch": lambda rec: peer("snntorch", rec),
+    "spikingjelly": lambda rec: peer("spikingjelly", rec),
 }
 
 
@@ -128,6 +218,8 @@ IMPLS = {
 @pytest.mark.parametrize("impl", list(IMPLS))
 def test_bptt_step(benchmark, impl, arch):
     recurrent = arch == "rec"
+    if impl == "spikingjelly" and recurrent:
+        pytest.skip("SpikingJelly has no recurrent LIF cell")
     benchmark.group = f"bptt-step-{arch}-events"
     benchmark.extra_info["flops"] = step_flops(recurrent)
     fn = IMPLS[impl](recurrent)
@@ -143,7 +235,7 @@ def test_bptt_step_dense_input(benchmark, impl):
         fn = gemm()
     else:
         benchmark.extra_info["flops"] = step_flops(False)
-        fn = ours(False, "real") if impl == "ours" else norse(False, "real")
+        fn = ours(False, "real") if impl == "ours" else peer("norse", False, "real")
     fn()
     benchmark.pedantic(fn, rounds=7, iterations=1)
 

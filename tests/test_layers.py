@@ -32,6 +32,7 @@ LAYERS = [
     ("datasets",),
     ("tracking",),
     ("sparse", "io", "progress", "registry", "config", "checks"),
+    ("native",),
     ("errors", "__init__"),
 ]
 LEVEL = {name: i for i, names in enumerate(LAYERS) for name in names}

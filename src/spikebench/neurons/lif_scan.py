@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from spikebench import native
 from spikebench.neurons.surrogate import SMOOTH, spike_derivative
 
 
@@ -36,11 +37,24 @@ def _fire(u_minus: torch.Tensor, surrogate: str, slope: float) -> torch.Tensor:
     return (u_minus > 0).to(u_minus.dtype)
 
 
+def _compiled(p, rec, *tensors) -> bool:
+    """Whether the compiled loops (spikebench.native) take this scan: feed-forward (a
+    recurrent layer's V s[t-1] is a small GEMM per step, which BLAS does better), a hard
+    threshold (the smooth surrogate fires a sigmoid), CPU tensors of one float dtype; and
+    SPIKEBENCH_NATIVE not 0."""
+    return rec is None and p.surrogate != SMOOTH and native.usable(*tensors)
+
+
 @torch.no_grad()
-def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=None):
+def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=None,
+            compiled: bool = True):
     """The forward recurrence without a graph, from ``state`` ((I, U, s) of the step before;
     None: zero): returns U [T, B, n], s [T, B, n] and the state (I, U, s) after the last
-    step. The fused scan's forward and the online rules' chunked forward (online.py)."""
+    step. The fused scan's forward and the online rules' chunked forward (online.py).
+    ``compiled``: the C loop where it applies (``_compiled``; the same bits), else this
+    Python loop, its reference."""
+    if compiled and _compiled(p, rec, current, *(state or ())):
+        return native.lif_forward(current, p, state)
     rec_t = rec.t() if rec is not None else None
     u_all = torch.empty_like(current)
     s_all = torch.empty_like(current)
@@ -65,44 +79,56 @@ def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=Non
     return u_all, s_all, (i, u, s)
 
 
+def lif_adjoint(grad_s: torch.Tensor, u_all: torch.Tensor, s_all: torch.Tensor, p,
+                rec: torch.Tensor | None = None, compiled: bool = True) -> torch.Tensor:
+    """dL/dcurrent [T, B, n] from dL/ds [T, B, n]: the reverse scan of the module doc, in C
+    where it applies (``_compiled``), else this Python loop, its reference."""
+    if compiled and _compiled(p, rec, grad_s, u_all, s_all):
+        deriv = (None if p.surrogate in native.SURROGATE_KINDS
+                 else spike_derivative(u_all - p.threshold, p.surrogate, p.slope))
+        return native.lif_backward(grad_s, u_all, s_all, deriv, p)
+    deriv = spike_derivative(u_all - p.threshold, p.surrogate, p.slope)
+    grad_cur = torch.empty_like(grad_s)
+    g_u_next = torch.zeros_like(grad_s[0])
+    g_i_next = torch.zeros_like(grad_s[0])
+    subtract = p.reset == "subtract"
+    for t in range(grad_s.shape[0] - 1, -1, -1):
+        g_s = grad_s[t]
+        if t + 1 < grad_s.shape[0]:
+            if not p.detach_reset:
+                g_s = g_s - g_u_next * (p.threshold if subtract else p.beta * u_all[t])
+            if rec is not None:
+                g_s = torch.addmm(g_s, g_i_next, rec)
+        carry = p.beta if subtract else p.beta * (1.0 - s_all[t])
+        g_u = g_s * deriv[t] + g_u_next * carry
+        g_i = p.gain * g_u + p.alpha * g_i_next
+        grad_cur[t] = g_i
+        g_u_next, g_i_next = g_u, g_i
+    return grad_cur
+
+
 class _LIFScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p, state=None):
-        u_all, s_all, last = lif_run(current, p, rec, state)
+    def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p, state=None,
+                compiled: bool = True):
+        u_all, s_all, last = lif_run(current, p, rec, state, compiled)
         s0 = state[2] if state is not None else None
         ctx.save_for_backward(u_all, s_all, rec, s0)
-        ctx.p = p
+        ctx.p, ctx.compiled = p, compiled
         ctx.mark_non_differentiable(last[0], last[1])
         return s_all, last[0], last[1]
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor, _grad_i, _grad_u):
         u_all, s_all, rec, s0 = ctx.saved_tensors
-        p = ctx.p
-        deriv = spike_derivative(u_all - p.threshold, p.surrogate, p.slope)
-        grad_cur = torch.empty_like(grad_s)
-        g_u_next = torch.zeros_like(grad_s[0])
-        g_i_next = torch.zeros_like(grad_s[0])
-        subtract = p.reset == "subtract"
-        for t in range(grad_s.shape[0] - 1, -1, -1):
-            g_s = grad_s[t]
-            if t + 1 < grad_s.shape[0]:
-                if not p.detach_reset:
-                    g_s = g_s - g_u_next * (p.threshold if subtract else p.beta * u_all[t])
-                if rec is not None:
-                    g_s = torch.addmm(g_s, g_i_next, rec)
-            carry = p.beta if subtract else p.beta * (1.0 - s_all[t])
-            g_u = g_s * deriv[t] + g_u_next * carry
-            g_i = p.gain * g_u + p.alpha * g_i_next
-            grad_cur[t] = g_i
-            g_u_next, g_i_next = g_u, g_i
+        grad_cur = lif_adjoint(grad_s, u_all, s_all, ctx.p, rec, ctx.compiled)
         grad_rec = None
         if rec is not None and ctx.needs_input_grad[1]:
             n = rec.shape[0]
             grad_rec = grad_cur[1:].reshape(-1, n).t() @ s_all[:-1].reshape(-1, n)
             if s0 is not None:  # a carried state: s[-1] drove I[0]
                 grad_rec = grad_rec.addmm_(grad_cur[0].t(), s0)
-        return grad_cur, grad_rec, None, None
+        return grad_cur, grad_rec, None, None, None
 
 
 def lif_scan(current: torch.Tensor, p, rec: torch.Tensor | None = None) -> torch.Tensor:

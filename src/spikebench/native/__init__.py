@@ -1,0 +1,183 @@
+"""Compiled time loops: C kernels for the feed-forward LIF scan (forward and backward, the
+surrogate derivative computed in the loop), built with the system's C compiler and called
+through ctypes on CPU tensors (no torch headers: the build takes about a second).
+
+``make setup`` builds the library (``python -m spikebench.native``); otherwise the first
+use does. Where no compiler is found or the build fails, one line on stderr says so and
+every caller keeps its Python path, the reference the tests compare the kernels with
+(``SPIKEBENCH_NATIVE=0`` chooses that path on purpose). The library lives in
+``SPIKEBENCH_NATIVE_DIR`` (default ``~/.cache/spikebench``), named by a hash of the source
+and the flags, so an edit rebuilds it and two checkouts never share a stale one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("kernels.c")
+# -ffp-contract=off: no fused multiply-adds, so element-wise steps round as the reference's
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC",
+         "-pthread", "-std=c11", "-lm"]
+# surrogate.py's derivatives that kernels.c computes in its loop (same forms and order)
+SURROGATE_KINDS = {"fast_sigmoid": 1, "sigmoid": 2, "triangle": 3, "straight_through": 4,
+                   "exponential": 5, "pwl": 6, "rect": 7, "exp_damped": 8, "identity": 9}
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+_off = False  # python_loops()
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+
+
+def library_path() -> Path:
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("SPIKEBENCH_NATIVE_DIR") or Path.home() / ".cache" / "spikebench")
+    return root / f"libspikebench-{key}.so"
+
+
+def build(force: bool = False) -> Path:
+    """Compile kernels.c (when missing or ``force``); the library's path. Raises
+    RuntimeError with the compiler's message when it cannot."""
+    target = library_path()
+    if target.exists() and not force:
+        return target
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (cc, gcc or $CC) found")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {done.stderr.strip().splitlines()[-1:]}")
+        os.replace(tmp, target)  # atomic: concurrent builders never load half a file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p, i64, f64, c_int = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
+    for suffix in ("_f32", "_f64"):
+        getattr(lib, "lif_forward" + suffix).argtypes = (
+            [p] * 8 + [i64] * 3 + [f64] * 4 + [c_int, c_int])
+        getattr(lib, "lif_backward" + suffix).argtypes = (
+            [p] * 5 + [i64] * 3 + [f64] * 5 + [c_int] * 4)
+        getattr(lib, "lif_forward" + suffix).restype = None
+        getattr(lib, "lif_backward" + suffix).restype = c_int
+
+
+@contextlib.contextmanager
+def python_loops():
+    """Within the block, every caller takes its Python loop (benchmarks: before / after)."""
+    global _off
+    before, _off = _off, True
+    try:
+        yield
+    finally:
+        _off = before
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (disabled, or no build: said once on stderr)."""
+    global _lib, _tried
+    if _off or os.environ.get("SPIKEBENCH_NATIVE", "1") == "0":
+        return None
+    if not _tried:
+        _tried = True
+        try:
+            lib = ctypes.CDLL(str(build()))
+            _declare(lib)
+            _lib = lib
+        except (OSError, RuntimeError) as err:
+            sys.stderr.write(f"note: compiled time loops unavailable ({err}); using the "
+                             "Python loops\n")
+    return _lib
+
+
+def usable(*tensors: torch.Tensor | None) -> bool:
+    """Whether the kernels take these tensors: CPU, float32 or float64, one dtype, no
+    gradient recorded through them (callers pass data and saved tensors)."""
+    present = [t for t in tensors if t is not None]
+    dtype = present[0].dtype
+    return (library() is not None and dtype in (torch.float32, torch.float64)
+            and all(t.device.type == "cpu" and t.dtype == dtype for t in present))
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else ctypes.c_void_p(t.data_ptr())
+
+
+def _fn(name: str, dtype: torch.dtype):
+    return getattr(library(), name + ("_f64" if dtype == torch.float64 else "_f32"))
+
+
+def threads() -> int:
+    """Threads per kernel call: ``SPIKEBENCH_NATIVE_THREADS``, default 1. torch's OpenMP
+    workers keep spinning between its operations on the same cores, so a kernel split over
+    more threads competes with them: on 2 cores the BPTT step was slower with 2 (54 against
+    43 ms, FF) than with 1."""
+    return max(1, int(os.environ.get("SPIKEBENCH_NATIVE_THREADS", "1")))
+
+
+def lif_forward(current: torch.Tensor, p, state):
+    """lif_scan.lif_run's feed-forward recurrence: (U [T, B, n], s [T, B, n], (I, U, s)
+    after the last step), from ``state`` (None: zero)."""
+    current = current.contiguous()
+    steps, batch, n = current.shape
+    u_all, s_all = torch.empty_like(current), torch.empty_like(current)
+    i_last, u_last = torch.empty_like(current[0]), torch.empty_like(current[0])
+    i0, u0, s0 = ((t.contiguous() for t in state) if state is not None else (None,) * 3)
+    _fn("lif_forward", current.dtype)(
+        _ptr(current), _ptr(i0), _ptr(u0), _ptr(s0), _ptr(u_all), _ptr(s_all), _ptr(i_last),
+        _ptr(u_last), steps, batch, n, p.alpha, p.beta, p.gain, p.threshold,
+        int(p.reset == "subtract"), threads())
+    return u_all, s_all, (i_last, u_last, s_all[-1])
+
+
+def lif_backward(grad_s: torch.Tensor, u_all: torch.Tensor, s_all: torch.Tensor,
+                 deriv: torch.Tensor | None, p) -> torch.Tensor:
+    """dL/dcurrent [T, B, n] of the feed-forward scan (lif_scan.lif_adjoint's loop); the
+    surrogate's derivatives are computed in the loop where ``SURROGATE_KINDS`` has it
+    (``deriv`` None), else passed."""
+    kind = SURROGATE_KINDS.get(p.surrogate, 0) if deriv is None else 0
+    if deriv is None and not kind:
+        raise ValueError(f"surrogate {p.surrogate!r} is not compiled: pass its derivatives")
+    # every argument bound to a name: a temporary's memory could be freed before the call
+    grad_s, u_all, s_all = grad_s.contiguous(), u_all.contiguous(), s_all.contiguous()
+    deriv = deriv.contiguous() if deriv is not None else None
+    steps, batch, n = grad_s.shape
+    out = torch.empty_like(grad_s)
+    if _fn("lif_backward", grad_s.dtype)(
+            _ptr(grad_s), _ptr(u_all), _ptr(s_all), _ptr(deriv), _ptr(out), steps, batch, n,
+            p.alpha, p.beta, p.gain, p.threshold, p.slope, int(p.reset == "subtract"),
+            int(bool(p.detach_reset)), kind, threads()):
+        raise MemoryError(f"the LIF scan's backward could not allocate {4 * batch * n} numbers")
+    return out
+
+
+def main() -> int:
+    """``python -m spikebench.native``: build the library now (``make setup`` does)."""
+    try:
+        path = build(force="--force" in sys.argv)
+    except (OSError, RuntimeError) as err:
+        sys.stderr.write(f"note: compiled time loops unavailable ({err}); the Python loops "
+                         "will be used\n")
+        return 0
+    sys.stdout.write(f"compiled time loops: {path}\n")
+    return 0
