@@ -1,7 +1,7 @@
 """The compiled time loops (spikebench.native) against the Python loops they replace, which
-stay as the reference: float64 to 1e-12, and float32 bit for bit. Where they do not apply
-(recurrent layers, the smooth surrogate, other dtypes) the Python loop runs; with no
-compiler, or SPIKEBENCH_NATIVE=0, too, with one note."""
+stay as the reference: float64 to 1e-12, float32 bit for bit (FF and REC). Where they do
+not apply (the smooth surrogate, other dtypes) the Python loop runs; with no compiler, or
+SPIKEBENCH_NATIVE=0, too, with one note."""
 
 import os
 import subprocess
@@ -33,42 +33,53 @@ def both(fn, *args, **kw):
     return fn(*args, compiled=True, **kw), fn(*args, compiled=False, **kw)
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("detach", [False, True])
 @pytest.mark.parametrize("carried", [False, True])
-def test_compiled_scan_equals_the_python_loop_float64(reset, detach, carried):
+def test_compiled_scan_equals_the_python_loop_float64(recurrent, reset, detach, carried):
     p = LIFParams(alpha=0.8, beta=0.85, threshold=0.7, gain=1.3, reset=reset,
                   detach_reset=detach, slope=3.0)
-    current, _, grad_s, i0, u0, s0 = inputs(torch.float64)
+    current, rec, grad_s, i0, u0, s0 = inputs(torch.float64)
+    rec = rec if recurrent else None
     state = (i0, u0, s0) if carried else None
-    (u, s, last), (u_ref, s_ref, last_ref) = both(lif_run, current, p, None, state)
+    (u, s, last), (u_ref, s_ref, last_ref) = both(lif_run, current, p, rec, state)
     assert torch.equal(s, s_ref)
     assert 0 < float(s.mean()) < 1  # some spikes, not all
     torch.testing.assert_close(u, u_ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(last, last_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    g, g_ref = both(lif_adjoint, grad_s, u_ref, s_ref, p)
+    g, g_ref = both(lif_adjoint, grad_s, u_ref, s_ref, p, rec)
     torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("surrogate", [s for s in surrogate_names() if s != "soft_sigmoid"])
 def test_compiled_backward_takes_every_surrogate(surrogate):
     p = LIFParams(alpha=0.9, beta=0.8, threshold=0.5, surrogate=surrogate, slope=2.0)
-    current, _, grad_s, *_ = inputs(torch.float64, seed=3)
-    u, s, _ = lif_run(current, p, compiled=False)
-    g, g_ref = both(lif_adjoint, grad_s, u, s, p)
-    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+    current, rec, grad_s, *_ = inputs(torch.float64, seed=3)
+    for r in (None, rec):
+        u, s, _ = lif_run(current, p, r, compiled=False)
+        g, g_ref = both(lif_adjoint, grad_s, u, s, p, r)
+        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_feed_forward_float32_gives_the_python_loops_bits(reset):
-    """Written in the reference's order without fused multiply-adds: the same float32
-    numbers, so FF training is unchanged by the compiled path."""
+@pytest.mark.parametrize("carried", [False, True])
+def test_float32_gives_the_python_loops_bits(recurrent, reset, carried):
+    """Written in the reference's order without fused multiply-adds, and a recurrent
+    layer's V s[t-1] and gI[t+1] V formed by the reference's own torch products between
+    the kernel's steps: the same float32 numbers, so training is unchanged."""
     p = LIFParams.from_time_constants(5e-3, 1e-2, 1e-3, threshold=0.1, reset=reset)
-    current, _, grad_s, *_ = inputs(torch.float32, steps=100, batch=16, n=40, scale=0.2)
-    (u, s, _), (u_ref, s_ref, _) = both(lif_run, current, p)
+    current, rec, grad_s, i0, u0, s0 = inputs(torch.float32, steps=60, batch=16, n=40,
+                                               scale=0.2)
+    rec = rec * 0.2 if recurrent else None
+    state = (i0 * 0.1, u0 * 0.1, s0) if carried else None
+    (u, s, last), (u_ref, s_ref, last_ref) = both(lif_run, current, p, rec, state)
+    assert 0 < float(s_ref.mean()) < 1
     assert torch.equal(u, u_ref) and torch.equal(s, s_ref)
-    g, g_ref = both(lif_adjoint, grad_s, u, s, p)
+    assert all(torch.equal(a, b) for a, b in zip(last, last_ref, strict=True))
+    g, g_ref = both(lif_adjoint, grad_s, u_ref, s_ref, p, rec)
     assert torch.equal(g, g_ref)
 
 
@@ -81,16 +92,14 @@ def test_silent_and_saturated_layers():
         torch.testing.assert_close(u, u_ref, rtol=1e-12, atol=1e-12)
 
 
-def test_recurrent_layers_the_smooth_surrogate_and_other_dtypes_keep_the_python_loop(
-        monkeypatch):
+def test_the_smooth_surrogate_and_other_dtypes_keep_the_python_loop(monkeypatch):
     calls = []
     monkeypatch.setattr(native, "lif_forward", lambda *a: calls.append(a))
     current, rec, *_ = inputs(torch.float64)
-    lif_run(current, LIFParams(surrogate="soft_sigmoid"))
-    lif_run(current, LIFParams(), rec)
+    lif_run(current, LIFParams(surrogate="soft_sigmoid"), rec)
     lif_run(current.half(), LIFParams())
     assert not calls
-    lif_run(current, LIFParams())
+    lif_run(current, LIFParams(), rec)
     assert len(calls) == 1
 
 
@@ -132,9 +141,10 @@ def test_a_surrogate_the_kernels_do_not_know_passes_its_derivatives(monkeypatch)
     kernel takes it."""
     monkeypatch.setattr(native, "SURROGATE_KINDS", {})
     p = LIFParams(alpha=0.9, beta=0.8, threshold=0.5, slope=2.0)
-    current, _, grad_s, *_ = inputs(torch.float64, seed=4)
-    u, s, _ = lif_run(current, p, compiled=False)
-    g, g_ref = both(lif_adjoint, grad_s, u, s, p)
-    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+    current, rec, grad_s, *_ = inputs(torch.float64, seed=4)
+    for r in (None, rec):
+        u, s, _ = lif_run(current, p, r, compiled=False)
+        g, g_ref = both(lif_adjoint, grad_s, u, s, p, r)
+        torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="not compiled"):
         native.lif_backward(grad_s, u, s, None, p)

@@ -1,6 +1,7 @@
-"""Compiled time loops: C kernels for the feed-forward LIF scan (forward and backward, the
-surrogate derivative computed in the loop), built with the system's C compiler and called
-through ctypes on CPU tensors (no torch headers: the build takes about a second).
+"""Compiled time loops: C kernels for the LIF scan (forward and backward, feed-forward and
+recurrent, the surrogate derivative computed in the loop; kernels.c and lif.inc), built
+with the system's C compiler and called through ctypes on CPU tensors (no torch headers:
+the build takes about a second).
 
 ``make setup`` builds the library (``python -m spikebench.native``); otherwise the first
 use does. Where no compiler is found or the build fails, one line on stderr says so and
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.c")
+SOURCES = (SOURCE, SOURCE.with_name("lif.inc"))  # what the build's name hashes
 # -ffp-contract=off: no fused multiply-adds, so element-wise steps round as the reference's
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC",
          "-pthread", "-std=c11", "-lm"]
@@ -42,7 +44,8 @@ def _compiler() -> str | None:
 
 
 def library_path() -> Path:
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
+    text = b"".join(path.read_bytes() for path in SOURCES) + " ".join(FLAGS).encode()
+    key = hashlib.sha256(text).hexdigest()[:16]
     root = Path(os.environ.get("SPIKEBENCH_NATIVE_DIR") or Path.home() / ".cache" / "spikebench")
     return root / f"libspikebench-{key}.so"
 
@@ -76,6 +79,11 @@ def _declare(lib: ctypes.CDLL) -> None:
     for suffix in ("_f32", "_f64"):
         getattr(lib, "lif_forward" + suffix).argtypes = (
             [p] * 8 + [i64] * 3 + [f64] * 4 + [c_int, c_int])
+        getattr(lib, "lif_forward_step" + suffix).argtypes = [p] * 5 + [i64] + [f64] * 3 + [c_int]
+        getattr(lib, "lif_forward_step" + suffix).restype = None
+        getattr(lib, "lif_backward_step" + suffix).argtypes = (
+            [p] * 10 + [i64] + [f64] * 5 + [c_int] * 4)
+        getattr(lib, "lif_backward_step" + suffix).restype = None
         getattr(lib, "lif_backward" + suffix).argtypes = (
             [p] * 5 + [i64] * 3 + [f64] * 5 + [c_int] * 4)
         getattr(lib, "lif_forward" + suffix).restype = None
@@ -135,14 +143,18 @@ def threads() -> int:
     return max(1, int(os.environ.get("SPIKEBENCH_NATIVE_THREADS", "1")))
 
 
-def lif_forward(current: torch.Tensor, p, state):
-    """lif_scan.lif_run's feed-forward recurrence: (U [T, B, n], s [T, B, n], (I, U, s)
-    after the last step), from ``state`` (None: zero)."""
+def lif_forward(current: torch.Tensor, p, rec_t: torch.Tensor | None, state):
+    """lif_scan.lif_run's recurrence: (U [T, B, n], s [T, B, n], (I, U, s) after the last
+    step), from ``state`` (None: zero); ``rec_t`` V^T of a recurrent layer, whose input
+    I[t] = (cur[t] + s[t-1] V^T) + alpha I[t-1] is formed step by step with the reference's
+    own torch operations between the kernel's steps."""
     current = current.contiguous()
     steps, batch, n = current.shape
     u_all, s_all = torch.empty_like(current), torch.empty_like(current)
     i_last, u_last = torch.empty_like(current[0]), torch.empty_like(current[0])
     i0, u0, s0 = ((t.contiguous() for t in state) if state is not None else (None,) * 3)
+    if rec_t is not None:
+        return _forward_steps(current, p, rec_t, (i0, u0, s0), u_all, s_all)
     _fn("lif_forward", current.dtype)(
         _ptr(current), _ptr(i0), _ptr(u0), _ptr(s0), _ptr(u_all), _ptr(s_all), _ptr(i_last),
         _ptr(u_last), steps, batch, n, p.alpha, p.beta, p.gain, p.threshold,
@@ -150,17 +162,37 @@ def lif_forward(current: torch.Tensor, p, state):
     return u_all, s_all, (i_last, u_last, s_all[-1])
 
 
+def _forward_steps(current, p, rec_t, state, u_all, s_all):
+    i0, u0, s_prev = state
+    i = i0 if i0 is not None else torch.zeros_like(current[0])
+    u = u0.clone() if u0 is not None else torch.zeros_like(current[0])
+    step = _fn("lif_forward_step", current.dtype)
+    m, subtract = current[0].numel(), int(p.reset == "subtract")
+    for t in range(current.shape[0]):
+        if s_prev is not None:
+            i = torch.addmm(current[t], s_prev, rec_t).add_(i, alpha=p.alpha)
+        else:
+            i = p.alpha * i + current[t]
+        step(_ptr(i), _ptr(s_prev), _ptr(u), _ptr(u_all[t]), _ptr(s_all[t]), m, p.beta,
+             p.gain, p.threshold, subtract)
+        s_prev = s_all[t]
+    return u_all, s_all, (i, u, s_all[-1])
+
+
 def lif_backward(grad_s: torch.Tensor, u_all: torch.Tensor, s_all: torch.Tensor,
-                 deriv: torch.Tensor | None, p) -> torch.Tensor:
-    """dL/dcurrent [T, B, n] of the feed-forward scan (lif_scan.lif_adjoint's loop); the
-    surrogate's derivatives are computed in the loop where ``SURROGATE_KINDS`` has it
-    (``deriv`` None), else passed."""
+                 deriv: torch.Tensor | None, p, rec: torch.Tensor | None = None) -> torch.Tensor:
+    """dL/dcurrent [T, B, n] of the scan (lif_scan.lif_adjoint's loop); the surrogate's
+    derivatives are computed in the loop where ``SURROGATE_KINDS`` has it (``deriv`` None),
+    else passed. A recurrent layer (``rec`` V) runs step by step, adding gI[t+1] V by BLAS
+    between the steps as the reference does."""
     kind = SURROGATE_KINDS.get(p.surrogate, 0) if deriv is None else 0
     if deriv is None and not kind:
         raise ValueError(f"surrogate {p.surrogate!r} is not compiled: pass its derivatives")
     # every argument bound to a name: a temporary's memory could be freed before the call
     grad_s, u_all, s_all = grad_s.contiguous(), u_all.contiguous(), s_all.contiguous()
     deriv = deriv.contiguous() if deriv is not None else None
+    if rec is not None:
+        return _backward_steps(grad_s, u_all, s_all, deriv, p, rec.contiguous(), kind)
     steps, batch, n = grad_s.shape
     out = torch.empty_like(grad_s)
     if _fn("lif_backward", grad_s.dtype)(
@@ -168,6 +200,30 @@ def lif_backward(grad_s: torch.Tensor, u_all: torch.Tensor, s_all: torch.Tensor,
             p.alpha, p.beta, p.gain, p.threshold, p.slope, int(p.reset == "subtract"),
             int(bool(p.detach_reset)), kind, threads()):
         raise MemoryError(f"the LIF scan's backward could not allocate {4 * batch * n} numbers")
+    return out
+
+
+def _backward_steps(grad_s, u_all, s_all, deriv, p, rec, kind: int) -> torch.Tensor:
+    """The recurrent layer's reverse scan: per step one addmm (gs = next + gI[t+1] V, the
+    reference's own product) and one kernel call for the rest."""
+    steps, batch, n = grad_s.shape
+    out = torch.empty_like(grad_s)
+    gu, gi = grad_s.new_zeros(batch, n), grad_s.new_zeros(batch, n)
+    gs, nxt = grad_s.new_empty(batch, n), grad_s.new_empty(batch, n)
+    step = _fn("lif_backward_step", grad_s.dtype)
+    subtract, detach = int(p.reset == "subtract"), int(bool(p.detach_reset))
+    ptrs = {name: [_ptr(t[k]) for k in range(steps)]
+            for name, t in (("g", grad_s), ("u", u_all), ("s", s_all), ("c", out))}
+    ptrs["d"] = [_ptr(deriv[k]) for k in range(steps)] if deriv is not None else [None] * steps
+    for t in range(steps - 1, -1, -1):
+        if t == steps - 1:
+            current = grad_s[t]
+        else:
+            current = torch.addmm(nxt, gi, rec, out=gs)
+        step(_ptr(current), ptrs["u"][t], ptrs["s"][t], ptrs["d"][t],
+             ptrs["g"][t - 1] if t else None, ptrs["u"][t - 1] if t else None, _ptr(gu),
+             _ptr(gi), ptrs["c"][t], _ptr(nxt), batch * n, p.alpha, p.beta, p.gain,
+             p.threshold, p.slope, subtract, detach, kind, int(t == steps - 1))
     return out
 
 

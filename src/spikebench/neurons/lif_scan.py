@@ -37,12 +37,11 @@ def _fire(u_minus: torch.Tensor, surrogate: str, slope: float) -> torch.Tensor:
     return (u_minus > 0).to(u_minus.dtype)
 
 
-def _compiled(p, rec, *tensors) -> bool:
-    """Whether the compiled loops (spikebench.native) take this scan: feed-forward (a
-    recurrent layer's V s[t-1] is a small GEMM per step, which BLAS does better), a hard
-    threshold (the smooth surrogate fires a sigmoid), CPU tensors of one float dtype; and
+def _compiled(p, *tensors) -> bool:
+    """Whether the compiled loops (spikebench.native) take this scan: a hard threshold (the
+    smooth surrogate fires a sigmoid), CPU tensors of one float dtype; and
     SPIKEBENCH_NATIVE not 0."""
-    return rec is None and p.surrogate != SMOOTH and native.usable(*tensors)
+    return p.surrogate != SMOOTH and native.usable(*tensors)
 
 
 @torch.no_grad()
@@ -53,9 +52,9 @@ def lif_run(current: torch.Tensor, p, rec: torch.Tensor | None = None, state=Non
     step. The fused scan's forward and the online rules' chunked forward (online.py).
     ``compiled``: the C loop where it applies (``_compiled``; the same bits), else this
     Python loop, its reference."""
-    if compiled and _compiled(p, rec, current, *(state or ())):
-        return native.lif_forward(current, p, state)
     rec_t = rec.t() if rec is not None else None
+    if compiled and _compiled(p, current, rec_t, *(state or ())):
+        return native.lif_forward(current, p, rec_t, state)
     u_all = torch.empty_like(current)
     s_all = torch.empty_like(current)
     if state is None:
@@ -83,10 +82,10 @@ def lif_adjoint(grad_s: torch.Tensor, u_all: torch.Tensor, s_all: torch.Tensor, 
                 rec: torch.Tensor | None = None, compiled: bool = True) -> torch.Tensor:
     """dL/dcurrent [T, B, n] from dL/ds [T, B, n]: the reverse scan of the module doc, in C
     where it applies (``_compiled``), else this Python loop, its reference."""
-    if compiled and _compiled(p, rec, grad_s, u_all, s_all):
+    if compiled and _compiled(p, grad_s, u_all, s_all, rec):
         deriv = (None if p.surrogate in native.SURROGATE_KINDS
                  else spike_derivative(u_all - p.threshold, p.surrogate, p.slope))
-        return native.lif_backward(grad_s, u_all, s_all, deriv, p)
+        return native.lif_backward(grad_s, u_all, s_all, deriv, p, rec)
     deriv = spike_derivative(u_all - p.threshold, p.surrogate, p.slope)
     grad_cur = torch.empty_like(grad_s)
     g_u_next = torch.zeros_like(grad_s[0])
