@@ -99,6 +99,7 @@ class EventBatch:
                  rows_t: torch.Tensor | None = None) -> None:
         self.rows, self.steps, self.batch = rows, steps, batch
         self._rows_t = rows_t
+        self._key_t: torch.Tensor | None = None  # row n_cols + col of rows_t (steps_slice)
 
     @classmethod
     def from_dense(cls, x: torch.Tensor) -> EventBatch:
@@ -142,14 +143,37 @@ class EventBatch:
         return self._rows_t
 
     def steps_slice(self, start: int, stop: int) -> EventBatch:
-        """Steps start:stop (a view of the same entries: rows are time-major)."""
+        """Steps start:stop (a view of the same entries: rows are time-major), with the
+        slice of the transpose where this batch has one built: within each of its rows the
+        columns t B + b ascend, so the slice keeps a contiguous run of every row, in the
+        order ``transposed()`` would build (no sort)."""
         crow = self.rows.crow_indices()
         lo, hi = start * self.batch, stop * self.batch
         a, b = int(crow[lo]), int(crow[hi])
         rows = torch.sparse_csr_tensor(
             crow[lo:hi + 1] - a, self.rows.col_indices()[a:b], self.rows.values()[a:b],
             size=(hi - lo, self.rows.shape[1]), device=crow.device, check_invariants=False)
-        return EventBatch(rows, stop - start, self.batch)
+        rows_t = None
+        if self._rows_t is not None:
+            crow_t, col_t = self._rows_t.crow_indices(), self._rows_t.col_indices()
+            # (row, column) as one ascending key: each row's run is two binary searches
+            span = self.rows.shape[0]
+            if self._key_t is None:
+                row = torch.repeat_interleave(
+                    torch.arange(len(crow_t) - 1, device=col_t.device), crow_t.diff())
+                self._key_t = row * span + col_t
+            base = torch.arange(len(crow_t) - 1, device=col_t.device) * span
+            first = torch.searchsorted(self._key_t, base + lo)
+            counts = torch.searchsorted(self._key_t, base + hi) - first
+            crow_s = torch.zeros_like(crow_t)
+            torch.cumsum(counts, 0, out=crow_s[1:])
+            take = (torch.repeat_interleave(first - crow_s[:-1], counts)
+                    + torch.arange(int(crow_s[-1]), device=col_t.device))
+            rows_t = torch.sparse_csr_tensor(
+                crow_s, col_t[take] - lo, self._rows_t.values()[take],
+                size=(self._rows_t.shape[0], hi - lo), device=crow_t.device,
+                check_invariants=False)
+        return EventBatch(rows, stop - start, self.batch, rows_t)
 
     def entries(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(step, sample, feature, value) of every entry."""

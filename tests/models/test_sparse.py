@@ -45,6 +45,24 @@ def test_all_silent_batch():
     assert torch.equal(w.grad, torch.zeros(4, 6))
 
 
+@pytest.mark.parametrize("density", [0.0, 0.2, 1.0])
+def test_a_steps_slice_keeps_its_transpose_as_transposed_would_build_it(density):
+    """steps_slice cuts the batch's transpose without a sort: the same CSR as building
+    the slice's own transpose, the same frames as slicing the dense ones."""
+    x = frames(density=density, counts=True)
+    batch = SampleEvents.from_frames(x).batch(np.arange(len(x)))
+    for start, stop in [(0, 7), (0, 3), (2, 5), (6, 7), (4, 4)]:
+        part = batch.steps_slice(start, stop)
+        built = EventBatch(part.rows, part.steps, part.batch).transposed()
+        got = part.transposed()
+        for a, b in [(got.crow_indices(), built.crow_indices()),
+                     (got.col_indices(), built.col_indices()), (got.values(), built.values())]:
+            assert torch.equal(a, b)
+        want = x.float().transpose(0, 1)[start:stop].reshape(stop - start, len(x), 24)
+        assert torch.equal(part.dense(), want)
+        assert torch.equal(got.to_dense().t().reshape(want.shape), want)
+
+
 def test_event_linear_equals_the_dense_product():
     x = frames(counts=True).double().reshape(9, 7, -1).transpose(0, 1)
     batch = EventBatch.from_dense(x)
