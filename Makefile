@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.spikebench-installed
 
-.PHONY: setup run test bench lint docs clean
+.PHONY: setup run test bench bench-gpu lint docs clean
 
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ test: setup           ## the test suite (about 6 minutes on 2 cores)
 bench: setup          ## speed/memory benchmarks (pytest-benchmark; not part of the tests)
 	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-columns=mean,stddev,rounds \
 		--benchmark-sort=name
+
+bench-gpu: setup      ## the step benchmarks and a small suite on a CUDA GPU -> gpu-bench/gpu-benchmarks.md
+	$(PY) benchmarks/gpu.py --out gpu-bench
 
 docs: setup          ## regenerate the CLI reference page from the parser
 	$(PY) -m spikebench.clidoc > docs/cli.md

@@ -4,7 +4,8 @@ run, before and after (our dense fast path and the unrolled reference path are k
     make bench      (or: pytest benchmarks --benchmark-only)
 
 Workload: N-MNIST sizes 2312-120-84-10, T = 100, batch 128, FF and REC. One "step" =
-forward + backward (gradients filled).
+forward + backward (gradients filled). ``SPIKEBENCH_BENCH_DEVICE=cuda`` runs every step on
+the GPU (``make bench-gpu``, benchmarks/gpu.py), each step waiting for its kernels.
 
 - ``bptt-step-{ff,rec}-events``: binary input of density 0.04 (as the event frames). ``ours``
   takes it as the loaders give it, an ``EventBatch`` (CSR first layer), with the compiled
@@ -24,6 +25,7 @@ forward + backward (gradients filled).
 """
 
 import math
+import os
 
 import pytest
 import snntorch as snn
@@ -41,6 +43,14 @@ from spikebench.sparse import SampleEvents
 
 SIZES = (2312, 120, 84, 10)
 T, B = 100, 128
+# where the steps run: benchmarks/gpu.py sets cuda (``make bench-gpu``); the default, cpu
+DEVICE = torch.device(os.environ.get("SPIKEBENCH_BENCH_DEVICE", "cpu"))
+
+
+def sync() -> None:
+    """Wait for the device (CUDA runs asynchronously: a step's time includes its kernels)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def frames():
@@ -51,12 +61,12 @@ def frames():
 
 def workload(kind: str = "dense"):
     g = torch.Generator().manual_seed(1)
-    y = torch.randint(0, 10, (B,), generator=g)
+    y = torch.randint(0, 10, (B,), generator=g).to(DEVICE)
     if kind == "real":  # dense real-valued input
-        return torch.rand(T, B, SIZES[0], generator=g), y
+        return torch.rand(T, B, SIZES[0], generator=g).to(DEVICE), y
     if kind == "events":
-        return SampleEvents.from_frames(frames()).batch(range(B)), y
-    return frames().float().transpose(0, 1).contiguous(), y
+        return SampleEvents.from_frames(frames()).batch(range(B)).to(device=DEVICE), y
+    return frames().float().transpose(0, 1).contiguous().to(DEVICE), y
 
 
 def step_flops(recurrent: bool) -> int:
@@ -88,7 +98,7 @@ class NorseMLP(torch.nn.Module):
 
     def forward(self, x):
         states = [None] * len(self.cells)
-        y = torch.zeros(x.shape[1], SIZES[-1])
+        y = torch.zeros(x.shape[1], SIZES[-1], device=x.device)
         out = []
         for x_t in x:
             h = x_t
@@ -103,15 +113,20 @@ class NorseMLP(torch.nn.Module):
 
 def ours(recurrent, kind="events", fast=True, compiled=True):
     params = LIFParams.from_time_constants(5e-3, 1e-2, 1e-3, threshold=0.1, reset="zero")
-    model = SpikingMLP(SIZES, recurrent=recurrent, params=params)
+    model = SpikingMLP(SIZES, recurrent=recurrent, params=params).to(DEVICE)
     rule = BPTT(fast=fast)
     x, y = workload(kind)
+
+    def step():  # events: as a loader gives them
+        rule.backward(model, x, y)
+        sync()
+
     if compiled:
-        return lambda: rule.backward(model, x, y)  # events: as a loader gives them
+        return step
 
     def python_loops():
         with native.python_loops():
-            rule.backward(model, x, y)
+            step()
 
     return python_loops
 
@@ -140,7 +155,7 @@ class SnnTorchMLP(torch.nn.Module):
             states = [cell.init_rsynaptic() for cell in self.cells]
         else:
             states = [cell.init_synaptic() for cell in self.cells]
-        y, out = torch.zeros(x.shape[1], SIZES[-1]), []
+        y, out = torch.zeros(x.shape[1], SIZES[-1], device=x.device), []
         for x_t in x:
             h = x_t
             for k, cell in enumerate(self.cells):
@@ -186,12 +201,13 @@ PEERS = {"norse": NorseMLP, "snntorch": SnnTorchMLP,
 
 
 def peer(name, recurrent, kind="dense"):
-    model = PEERS[name](recurrent)
+    model = PEERS[name](recurrent).to(DEVICE)
     x, y = workload(kind)
 
     def step():
         model.zero_grad(set_to_none=True)
         objective(model(x), y).backward()
+        sync()
 
     return step
 
@@ -200,7 +216,13 @@ def gemm():
     """One whole-sequence GEMM of the first layer's shape: this machine's FLOP/s for it."""
     g = torch.Generator().manual_seed(0)
     a, w = torch.rand(T * B, SIZES[0], generator=g), torch.rand(SIZES[0], SIZES[1], generator=g)
-    return lambda: a @ w
+    a, w = a.to(DEVICE), w.to(DEVICE)
+
+    def product():
+        a @ w
+        sync()
+
+    return product
 
 
 IMPLS = {
@@ -222,6 +244,7 @@ def test_bptt_step(benchmark, impl, arch):
         pytest.skip("SpikingJelly has no recurrent LIF cell")
     benchmark.group = f"bptt-step-{arch}-events"
     benchmark.extra_info["flops"] = step_flops(recurrent)
+    benchmark.extra_info["peer"] = impl in PEERS
     fn = IMPLS[impl](recurrent)
     fn()  # warm-up
     benchmark.pedantic(fn, rounds=7, iterations=1)
@@ -236,6 +259,7 @@ def test_bptt_step_dense_input(benchmark, impl):
     else:
         benchmark.extra_info["flops"] = step_flops(False)
         fn = ours(False, "real") if impl == "ours" else peer("norse", False, "real")
+        benchmark.extra_info["peer"] = impl == "norse"
     fn()
     benchmark.pedantic(fn, rounds=7, iterations=1)
 
