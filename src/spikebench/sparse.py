@@ -99,7 +99,7 @@ class EventBatch:
                  rows_t: torch.Tensor | None = None) -> None:
         self.rows, self.steps, self.batch = rows, steps, batch
         self._rows_t = rows_t
-        self._key_t: torch.Tensor | None = None  # row n_cols + col of rows_t (steps_slice)
+        self._before_t: torch.Tensor | None = None  # [n, T + 1] (steps_slice)
 
     @classmethod
     def from_dense(cls, x: torch.Tensor) -> EventBatch:
@@ -146,7 +146,8 @@ class EventBatch:
         """Steps start:stop (a view of the same entries: rows are time-major), with the
         slice of the transpose where this batch has one built: within each of its rows the
         columns t B + b ascend, so the slice keeps a contiguous run of every row, in the
-        order ``transposed()`` would build (no sort)."""
+        order ``transposed()`` would build (no sort; where each run starts comes from
+        every row's entry count per step, counted once per batch)."""
         crow = self.rows.crow_indices()
         lo, hi = start * self.batch, stop * self.batch
         a, b = int(crow[lo]), int(crow[hi])
@@ -156,15 +157,17 @@ class EventBatch:
         rows_t = None
         if self._rows_t is not None:
             crow_t, col_t = self._rows_t.crow_indices(), self._rows_t.col_indices()
-            # (row, column) as one ascending key: each row's run is two binary searches
-            span = self.rows.shape[0]
-            if self._key_t is None:
+            if self._before_t is None:  # per input row: its entries before each step
+                step = col_t // self.batch
                 row = torch.repeat_interleave(
                     torch.arange(len(crow_t) - 1, device=col_t.device), crow_t.diff())
-                self._key_t = row * span + col_t
-            base = torch.arange(len(crow_t) - 1, device=col_t.device) * span
-            first = torch.searchsorted(self._key_t, base + lo)
-            counts = torch.searchsorted(self._key_t, base + hi) - first
+                counts = torch.bincount(row * self.steps + step,
+                                        minlength=(len(crow_t) - 1) * self.steps)
+                self._before_t = torch.zeros(len(crow_t) - 1, self.steps + 1,
+                                             dtype=torch.int64, device=col_t.device)
+                torch.cumsum(counts.view(-1, self.steps), 1, out=self._before_t[:, 1:])
+            first = crow_t[:-1] + self._before_t[:, start]
+            counts = self._before_t[:, stop] - self._before_t[:, start]
             crow_s = torch.zeros_like(crow_t)
             torch.cumsum(counts, 0, out=crow_s[1:])
             take = (torch.repeat_interleave(first - crow_s[:-1], counts)
