@@ -7,8 +7,8 @@ the build takes about a second).
 use does. Where no compiler is found or the build fails, one line on stderr says so and
 every caller keeps its Python path, the reference the tests compare the kernels with
 (``SPIKEBENCH_NATIVE=0`` chooses that path on purpose). The library lives in
-``SPIKEBENCH_NATIVE_DIR`` (default ``~/.cache/spikebench``), named by a hash of the source
-and the flags, so an edit rebuilds it and two checkouts never share a stale one.
+``SPIKEBENCH_NATIVE_DIR`` (default ``~/.cache/spikebench``), named by a hash of the sources,
+the flags and the CPU, so an edit rebuilds it and no checkout or machine loads a stale one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -43,8 +44,21 @@ def _compiler() -> str | None:
     return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
 
 
+def _cpu() -> bytes:
+    """What -march=native compiles for: the CPU's model and flags (a cache shared between
+    machines never hands one a library built for another)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine().encode()
+    keep = {line.split(":", 1)[0].strip(): line for line in info
+            if line.startswith(("model name", "flags"))}
+    return (platform.machine() + "".join(sorted(keep.values()))).encode()
+
+
 def library_path() -> Path:
-    text = b"".join(path.read_bytes() for path in SOURCES) + " ".join(FLAGS).encode()
+    text = (b"".join(path.read_bytes() for path in SOURCES) + " ".join(FLAGS).encode()
+            + _cpu())
     key = hashlib.sha256(text).hexdigest()[:16]
     root = Path(os.environ.get("SPIKEBENCH_NATIVE_DIR") or Path.home() / ".cache" / "spikebench")
     return root / f"libspikebench-{key}.so"
