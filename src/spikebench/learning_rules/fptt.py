@@ -62,14 +62,20 @@ class FPTT(LearningRule):
             self.lm = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
 
     @torch.no_grad()
-    def accumulate(self, model, ce_grads) -> None:
-        """p.grad += dCE_w/dW + d(regulariser)/dW, the regulariser's gradient (rho - 1) lm +
-        alpha (W - W_bar) written out rather than taken through autograd (its ~8 operations
-        per parameter made up a tenth of a window's time). Summed in the order autograd of
-        the whole objective sums them, so the float32 bits are the same."""
-        for (n, p), ce in zip(model.named_parameters(), ce_grads, strict=True):
-            reg = (self.rho - 1.0) * self.lm[n] + (0.5 * self.alpha) * (2 * (p - self.sm[n]))
-            g = reg if ce is None else ce + reg
+    def regulariser_grads(self, model) -> list[torch.Tensor]:
+        """d(regulariser)/dW = (rho - 1) lm + alpha (W - W_bar) per parameter, written out
+        rather than taken through autograd (its ~8 operations per parameter made up a tenth
+        of a window's time), in the operations autograd of the objective would do."""
+        return [(self.rho - 1.0) * self.lm[n] + (0.5 * self.alpha) * (2 * (p - self.sm[n]))
+                for n, p in model.named_parameters()]
+
+    @staticmethod
+    @torch.no_grad()
+    def accumulate(params, ce_grads, reg_grads) -> None:
+        """p.grad += dCE_w/dW + d(regulariser)/dW, summed in the order autograd of the whole
+        objective sums them, so the float32 bits are the same."""
+        for p, ce, reg in zip(params, ce_grads, reg_grads, strict=True):
+            g = reg.clone() if ce is None else ce + reg
             p.grad = g if p.grad is None else p.grad.add_(g)
 
     @torch.no_grad()
@@ -90,6 +96,7 @@ class FPTT(LearningRule):
         states: list = [None] * len(model.hidden)
         y_prev = None
         params = [p for _, p in model.named_parameters()]
+        reg_grads = None  # constant across the windows while nothing is updated
         for t0, t1, z in windows(x, steps, self.window):
             ys = run_window(model, z, states, y_prev)
             w = score.weights[t0:t1]
@@ -98,7 +105,9 @@ class FPTT(LearningRule):
             if total > 0:  # the window's mean cross-entropy, weighted by its progress
                 ce = (t1 / steps) * step_loss(ys, score.targets[t0:t1], w / total)
                 ce_grads = torch.autograd.grad(ce, params, allow_unused=True)
-            self.accumulate(model, ce_grads)
+            if reg_grads is None or update is not None:  # the weights moved: again
+                reg_grads = self.regulariser_grads(model)
+            self.accumulate(params, ce_grads, reg_grads)
             ys = ys.detach()
             score.update_chunk(t0, ys)
             y_prev = ys[-1]
