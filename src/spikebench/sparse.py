@@ -172,8 +172,9 @@ class EventBatch:
             torch.cumsum(counts, 0, out=crow_s[1:])
             take = (torch.repeat_interleave(first - crow_s[:-1], counts)
                     + torch.arange(int(crow_s[-1]), device=col_t.device))
-            rows_t = torch.sparse_csr_tensor(
-                crow_s, col_t[take] - lo, self._rows_t.values()[take],
+            rows_t = torch.sparse_csr_tensor(  # index_select: a fraction of [take]'s time
+                crow_s, col_t.index_select(0, take) - lo,
+                self._rows_t.values().index_select(0, take),
                 size=(self._rows_t.shape[0], hi - lo), device=crow_t.device,
                 check_invariants=False)
         return EventBatch(rows, stop - start, self.batch, rows_t)
