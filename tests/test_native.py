@@ -83,6 +83,14 @@ def test_float32_gives_the_python_loops_bits(recurrent, reset, carried):
     assert torch.equal(g, g_ref)
 
 
+def test_empty_batches_and_layers_keep_the_python_loop():
+    p = LIFParams()
+    for shape in [(4, 0, 5), (4, 3, 0)]:  # (T = 0 has no state to return, either way)
+        current = torch.zeros(shape, dtype=torch.float64)
+        (u, s, last), (u_ref, s_ref, last_ref) = both(lif_run, current, p)
+        assert u.shape == u_ref.shape == shape and torch.equal(s, s_ref)
+
+
 def test_silent_and_saturated_layers():
     p = LIFParams(alpha=0.8, beta=0.85, threshold=0.7)
     for level in (-50.0, 50.0):  # never / always above threshold

@@ -39,9 +39,10 @@ def _fire(u_minus: torch.Tensor, surrogate: str, slope: float) -> torch.Tensor:
 
 def _compiled(p, *tensors) -> bool:
     """Whether the compiled loops (spikebench.native) take this scan: a hard threshold (the
-    smooth surrogate fires a sigmoid), CPU tensors of one float dtype; and
+    smooth surrogate fires a sigmoid), CPU tensors of one float dtype, not empty; and
     SPIKEBENCH_NATIVE not 0."""
-    return p.surrogate != SMOOTH and native.usable(*tensors)
+    return (p.surrogate != SMOOTH and tensors[0].numel() > 0
+            and native.usable(*tensors))
 
 
 @torch.no_grad()
