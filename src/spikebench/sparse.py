@@ -100,6 +100,7 @@ class EventBatch:
         self.rows, self.steps, self.batch = rows, steps, batch
         self._rows_t = rows_t
         self._before_t: torch.Tensor | None = None  # [n, T + 1] (steps_slice)
+        self._entries: tuple[torch.Tensor, torch.Tensor] | None = None  # step, sample
 
     @classmethod
     def from_dense(cls, x: torch.Tensor) -> EventBatch:
@@ -180,11 +181,14 @@ class EventBatch:
         return EventBatch(rows, stop - start, self.batch, rows_t)
 
     def entries(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(step, sample, feature, value) of every entry."""
-        crow = self.rows.crow_indices()
-        row = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
-                                      crow.diff())
-        return row // self.batch, row % self.batch, self.rows.col_indices(), self.rows.values()
+        """(step, sample, feature, value) of every entry (computed once per batch: the
+        online rules' traces ask for them several times a chunk)."""
+        if self._entries is None:
+            crow = self.rows.crow_indices()
+            row = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
+                                          crow.diff())
+            self._entries = (row // self.batch, row % self.batch)
+        return (*self._entries, self.rows.col_indices(), self.rows.values())
 
     def to(self, dtype: torch.dtype | None = None, device=None) -> EventBatch:
         if (dtype is None or dtype == self.dtype) and (device is None
