@@ -80,7 +80,8 @@ def build(force: bool = False) -> Path:
         done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True,
                               text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"{cc} failed: {last}")
         os.replace(tmp, target)  # atomic: concurrent builders never load half a file
     finally:
         if os.path.exists(tmp):
