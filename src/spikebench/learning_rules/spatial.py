@@ -1,7 +1,9 @@
 """What OTTT and SLTT share: the error of every step reaches each hidden layer through the
 spatial path alone (``spatial_errors``: the readout, then the layers above at the same
 step), times a per-layer factor of dU/dW that each rule chooses. Driven chunk by chunk
-(``run_chunked``), with the weights of the batch."""
+(``run_chunked``), with the weights of the batch. Also what every chunked rule's options
+share: ``check_chunk``, ``check_carry`` and the memory rule of ``carry=auto`` (``replays``,
+e-prop's and OSTL's)."""
 
 from __future__ import annotations
 
