@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from spikebench import native
 from spikebench.datasets import SampleData, time_major_loader
 from spikebench.learning_rules import BPTT
 from spikebench.models import SpikingMLP
@@ -43,6 +44,25 @@ def test_all_silent_batch():
     w = torch.randn(4, 6, requires_grad=True)
     event_linear(batch, w).sum().backward()
     assert torch.equal(w.grad, torch.zeros(4, 6))
+
+
+@pytest.mark.skipif(native.library() is None, reason="no C compiler: no compiled assembly")
+@pytest.mark.parametrize("counts", [False, True])
+def test_compiled_assembly_builds_the_numpy_paths_arrays(counts):
+    """SampleEvents.batch by counting in C: the same CSR rows and transpose, entry for entry,
+    as the numpy path (the reference); bad indices still fail as numpy fails."""
+    events = SampleEvents.from_frames(frames(n=12, counts=counts))
+    for index in ([3, 0, 11, 2, 2, 7], [2], [], list(range(12))[::-1]):
+        got = events.batch(index)
+        with native.python_loops():
+            want = events.batch(index)
+        for a, b in [(got.rows, want.rows), (got.transposed(), want.transposed())]:
+            for x, y in [(a.crow_indices(), b.crow_indices()), (a.col_indices(), b.col_indices()),
+                         (a.values(), b.values())]:
+                assert x.dtype == y.dtype and torch.equal(x, y)
+    for bad in ([12], [-1, 4]):  # left to the numpy path, which refuses them
+        with pytest.raises((IndexError, ValueError)):
+            events.batch(bad)
 
 
 @pytest.mark.parametrize("density", [0.0, 0.2, 1.0])

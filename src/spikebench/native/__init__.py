@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("kernels.c")
-SOURCES = (SOURCE, SOURCE.with_name("lif.inc"))  # what the build's name hashes
+SOURCES = (SOURCE, SOURCE.with_name("lif.inc"), SOURCE.with_name("events.inc"))  # hashed
 # -ffp-contract=off: no fused multiply-adds, so element-wise steps round as the reference's
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC",
          "-pthread", "-std=c11", "-lm"]
@@ -103,6 +103,9 @@ def _declare(lib: ctypes.CDLL) -> None:
             [p] * 5 + [i64] * 3 + [f64] * 5 + [c_int] * 4)
         getattr(lib, "lif_forward" + suffix).restype = None
         getattr(lib, "lif_backward" + suffix).restype = c_int
+    lib.event_rows.argtypes = [p] * 5 + [i64] * 3 + [p] * 4
+    lib.event_transpose.argtypes = [p] * 3 + [i64] * 2 + [p] * 4
+    lib.event_rows.restype, lib.event_transpose.restype = c_int, None
 
 
 @contextlib.contextmanager
@@ -240,6 +243,38 @@ def _backward_steps(grad_s, u_all, s_all, deriv, p, rec, kind: int) -> torch.Ten
              _ptr(gi), ptrs["c"][t], _ptr(nxt), batch * n, p.alpha, p.beta, p.gain,
              p.threshold, p.slope, subtract, detach, kind, int(t == steps - 1))
     return out
+
+
+def event_batch(offsets, t, f, v, index, steps: int, features: int):
+    """SampleEvents.batch's arrays by counting (events.inc): (crow, col, val) of the
+    time-major CSR [T B, F] and (crow_t, row_t, val_t) of its transpose, numpy arrays;
+    None where an index, step or feature is out of range (the numpy path then says how)."""
+    import numpy as np
+
+    def arr(a, dtype):
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    def ptr(a):
+        return ctypes.c_void_p(a.ctypes.data)
+
+    offsets, t, f = arr(offsets, np.int64), arr(t, np.int32), arr(f, np.int32)
+    v, index = arr(v, np.float32), arr(index, np.int64)
+    batch = len(index)
+    if batch and (index.min() < 0 or index.max() >= len(offsets) - 1):
+        return None
+    rows = steps * batch
+    nnz = int((offsets[index + 1] - offsets[index]).sum())
+    crow, col = np.empty(rows + 1, np.int64), np.empty(nnz, np.int64)
+    val = np.empty(nnz, np.float32)
+    fill = np.empty(max(rows, features), np.int64)
+    if library().event_rows(ptr(offsets), ptr(t), ptr(f), ptr(v), ptr(index), batch, steps,
+                            features, ptr(crow), ptr(col), ptr(val), ptr(fill)):
+        return None
+    crow_t, row_t = np.empty(features + 1, np.int64), np.empty(nnz, np.int64)
+    val_t = np.empty(nnz, np.float32)
+    library().event_transpose(ptr(crow), ptr(col), ptr(val), rows, features, ptr(crow_t),
+                              ptr(row_t), ptr(val_t), ptr(fill))
+    return (crow, col, val), (crow_t, row_t, val_t)
 
 
 def main() -> int:

@@ -8,7 +8,8 @@
  * - recurrent layers: one step at a time, the caller forming V s[t-1] (forward) and
  *   gI[t+1] V (backward) between the steps with the reference's own BLAS products, so
  *   these too give the reference's float32 bits.
- * Work can be split over samples between `threads` POSIX threads.
+ * Work can be split over samples between `threads` POSIX threads. And the event batch's
+ * assembly (events.inc), by counting.
  */
 #include <math.h>
 #include <pthread.h>
@@ -68,4 +69,6 @@ static void parallel(void (*fn)(void *, int64_t, int64_t), void *args, int64_t n
 #define EXP exp
 #include "lif.inc"
 
-int spikebench_native_version(void) { return 2; }
+#include "events.inc"
+
+int spikebench_native_version(void) { return 3; }
