@@ -94,6 +94,11 @@ class SampleEvents:
         return EventBatch(rows, steps, batch, rows_t)
 
 
+def _row_ids(crow: torch.Tensor) -> torch.Tensor:
+    """The row of every entry of a CSR with row pointers ``crow``."""
+    return torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device), crow.diff())
+
+
 def _csr(crow: np.ndarray, col: np.ndarray, val: np.ndarray, size) -> torch.Tensor:
     return torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(col),
                                    torch.from_numpy(np.ascontiguousarray(val)), size=size,
@@ -109,6 +114,7 @@ class EventBatch:
         self._rows_t = rows_t
         self._before_t: torch.Tensor | None = None  # [n, T + 1] (steps_slice)
         self._entries: tuple[torch.Tensor, torch.Tensor] | None = None  # step, sample
+        self._parent: tuple[EventBatch, int, int] | None = None  # (batch, start, stop)
 
     @classmethod
     def from_dense(cls, x: torch.Tensor) -> EventBatch:
@@ -137,7 +143,12 @@ class EventBatch:
         return self.rows.to_dense().view(self.shape)
 
     def transposed(self) -> torch.Tensor:
-        """CSR [n, T B] (for dL/dW), built once per batch."""
+        """CSR [n, T B] (for dL/dW), built once per batch; for a ``steps_slice`` of a batch
+        whose transpose is built, cut from that one (``_cut_transpose``: no sort)."""
+        if self._rows_t is None and self._parent is not None \
+                and self._parent[0]._rows_t is not None:
+            parent, start, stop = self._parent
+            self._rows_t = parent._cut_transpose(start, stop)
         if self._rows_t is None:
             step, sample, col, _ = self.entries()
             row = step * self.batch + sample
@@ -152,49 +163,46 @@ class EventBatch:
         return self._rows_t
 
     def steps_slice(self, start: int, stop: int) -> EventBatch:
-        """Steps start:stop (a view of the same entries: rows are time-major), with the
-        slice of the transpose where this batch has one built: within each of its rows the
-        columns t B + b ascend, so the slice keeps a contiguous run of every row, in the
-        order ``transposed()`` would build (no sort; where each run starts comes from
-        every row's entry count per step, counted once per batch)."""
+        """Steps start:stop (a view of the same entries: rows are time-major); its
+        transpose, when asked for, is cut from this batch's (``transposed``)."""
         crow = self.rows.crow_indices()
         lo, hi = start * self.batch, stop * self.batch
         a, b = int(crow[lo]), int(crow[hi])
         rows = torch.sparse_csr_tensor(
             crow[lo:hi + 1] - a, self.rows.col_indices()[a:b], self.rows.values()[a:b],
             size=(hi - lo, self.rows.shape[1]), device=crow.device, check_invariants=False)
-        rows_t = None
-        if self._rows_t is not None:
-            crow_t, col_t = self._rows_t.crow_indices(), self._rows_t.col_indices()
-            if self._before_t is None:  # per input row: its entries before each step
-                step = col_t // self.batch
-                row = torch.repeat_interleave(
-                    torch.arange(len(crow_t) - 1, device=col_t.device), crow_t.diff())
-                counts = torch.bincount(row * self.steps + step,
-                                        minlength=(len(crow_t) - 1) * self.steps)
-                self._before_t = torch.zeros(len(crow_t) - 1, self.steps + 1,
-                                             dtype=torch.int64, device=col_t.device)
-                torch.cumsum(counts.view(-1, self.steps), 1, out=self._before_t[:, 1:])
-            first = crow_t[:-1] + self._before_t[:, start]
-            counts = self._before_t[:, stop] - self._before_t[:, start]
-            crow_s = torch.zeros_like(crow_t)
-            torch.cumsum(counts, 0, out=crow_s[1:])
-            take = (torch.repeat_interleave(first - crow_s[:-1], counts)
-                    + torch.arange(int(crow_s[-1]), device=col_t.device))
-            rows_t = torch.sparse_csr_tensor(  # index_select: a fraction of [take]'s time
-                crow_s, col_t.index_select(0, take) - lo,
-                self._rows_t.values().index_select(0, take),
-                size=(self._rows_t.shape[0], hi - lo), device=crow_t.device,
-                check_invariants=False)
-        return EventBatch(rows, stop - start, self.batch, rows_t)
+        part = EventBatch(rows, stop - start, self.batch)
+        part._parent = (self, start, stop)
+        return part
+
+    def _cut_transpose(self, start: int, stop: int) -> torch.Tensor:
+        """The transpose of steps start:stop from this batch's: within each of its rows the
+        columns t B + b ascend, so the slice keeps a contiguous run of every row, in the
+        order ``transposed()`` would build (no sort; where each run starts comes from
+        every row's entry count per step, counted once per batch)."""
+        crow_t, col_t = self._rows_t.crow_indices(), self._rows_t.col_indices()
+        lo, hi = start * self.batch, stop * self.batch
+        if self._before_t is None:  # per input row: its entries before each step
+            counts = torch.bincount(_row_ids(crow_t) * self.steps + col_t // self.batch,
+                                    minlength=(len(crow_t) - 1) * self.steps)
+            self._before_t = torch.zeros(len(crow_t) - 1, self.steps + 1,
+                                         dtype=torch.int64, device=col_t.device)
+            torch.cumsum(counts.view(-1, self.steps), 1, out=self._before_t[:, 1:])
+        first = crow_t[:-1] + self._before_t[:, start]
+        counts = self._before_t[:, stop] - self._before_t[:, start]
+        crow_s = torch.zeros_like(crow_t)
+        torch.cumsum(counts, 0, out=crow_s[1:])
+        take = (torch.repeat_interleave(first - crow_s[:-1], counts)
+                + torch.arange(int(crow_s[-1]), device=col_t.device))
+        return torch.sparse_csr_tensor(  # index_select: a fraction of [take]'s time
+            crow_s, col_t.index_select(0, take) - lo, self._rows_t.values().index_select(0, take),
+            size=(self._rows_t.shape[0], hi - lo), device=crow_t.device, check_invariants=False)
 
     def entries(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(step, sample, feature, value) of every entry (computed once per batch: the
         online rules' traces ask for them several times a chunk)."""
         if self._entries is None:
-            crow = self.rows.crow_indices()
-            row = torch.repeat_interleave(torch.arange(len(crow) - 1, device=crow.device),
-                                          crow.diff())
+            row = _row_ids(self.rows.crow_indices())
             self._entries = (row // self.batch, row % self.batch)
         return (*self._entries, self.rows.col_indices(), self.rows.values())
 

@@ -169,10 +169,10 @@ def lif_forward(current: torch.Tensor, p, rec_t: torch.Tensor | None, state):
     current = current.contiguous()
     steps, batch, n = current.shape
     u_all, s_all = torch.empty_like(current), torch.empty_like(current)
-    i_last, u_last = torch.empty_like(current[0]), torch.empty_like(current[0])
     i0, u0, s0 = ((t.contiguous() for t in state) if state is not None else (None,) * 3)
     if rec_t is not None:
         return _forward_steps(current, p, rec_t, (i0, u0, s0), u_all, s_all)
+    i_last, u_last = torch.empty_like(current[0]), torch.empty_like(current[0])
     _fn("lif_forward", current.dtype)(
         _ptr(current), _ptr(i0), _ptr(u0), _ptr(s0), _ptr(u_all), _ptr(s_all), _ptr(i_last),
         _ptr(u_last), steps, batch, n, p.alpha, p.beta, p.gain, p.threshold,

@@ -109,26 +109,25 @@ def lif_adjoint(grad_s: torch.Tensor, u_all: torch.Tensor, s_all: torch.Tensor, 
 
 class _LIFScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p, state=None,
-                compiled: bool = True):
-        u_all, s_all, last = lif_run(current, p, rec, state, compiled)
+    def forward(ctx, current: torch.Tensor, rec: torch.Tensor | None, p, state=None):
+        u_all, s_all, last = lif_run(current, p, rec, state)
         s0 = state[2] if state is not None else None
         ctx.save_for_backward(u_all, s_all, rec, s0)
-        ctx.p, ctx.compiled = p, compiled
+        ctx.p = p
         ctx.mark_non_differentiable(last[0], last[1])
         return s_all, last[0], last[1]
 
     @staticmethod
     def backward(ctx, grad_s: torch.Tensor, _grad_i, _grad_u):
         u_all, s_all, rec, s0 = ctx.saved_tensors
-        grad_cur = lif_adjoint(grad_s, u_all, s_all, ctx.p, rec, ctx.compiled)
+        grad_cur = lif_adjoint(grad_s, u_all, s_all, ctx.p, rec)
         grad_rec = None
         if rec is not None and ctx.needs_input_grad[1]:
             n = rec.shape[0]
             grad_rec = grad_cur[1:].reshape(-1, n).t() @ s_all[:-1].reshape(-1, n)
             if s0 is not None:  # a carried state: s[-1] drove I[0]
                 grad_rec = grad_rec.addmm_(grad_cur[0].t(), s0)
-        return grad_cur, grad_rec, None, None, None
+        return grad_cur, grad_rec, None, None
 
 
 def lif_scan(current: torch.Tensor, p, rec: torch.Tensor | None = None) -> torch.Tensor:
