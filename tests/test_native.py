@@ -156,3 +156,17 @@ def test_a_surrogate_the_kernels_do_not_know_passes_its_derivatives(monkeypatch)
         torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="not compiled"):
         native.lif_backward(grad_s, u, s, None, p)
+
+
+def test_a_bad_thread_count_is_a_config_error_naming_the_variable(monkeypatch):
+    from spikebench.errors import ConfigError
+    for bad in ("two", "0", "-1", ""):
+        monkeypatch.setenv("SPIKEBENCH_NATIVE_THREADS", bad)
+        with pytest.raises(ConfigError, match="SPIKEBENCH_NATIVE_THREADS"):
+            native.threads()
+    monkeypatch.setenv("SPIKEBENCH_NATIVE_THREADS", "2")
+    assert native.threads() == 2
+    current, _, grad_s, *_ = inputs(torch.float64)  # and two threads give the same numbers
+    (u, s, _), (u_ref, s_ref, _) = both(lif_run, current, LIFParams())
+    assert torch.equal(s, s_ref)
+    torch.testing.assert_close(u, u_ref, rtol=1e-12, atol=1e-12)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from spikebench.errors import ConfigError
+
 SOURCE = Path(__file__).with_name("kernels.c")
 SOURCES = (SOURCE, SOURCE.with_name("lif.inc"), SOURCE.with_name("events.inc"))  # hashed
 # -ffp-contract=off: no fused multiply-adds, so element-wise steps round as the reference's
@@ -158,7 +160,11 @@ def threads() -> int:
     workers keep spinning between its operations on the same cores, so a kernel split over
     more threads competes with them: on 2 cores the BPTT step was slower with 2 (54 against
     43 ms, FF) than with 1."""
-    return max(1, int(os.environ.get("SPIKEBENCH_NATIVE_THREADS", "1")))
+    value = os.environ.get("SPIKEBENCH_NATIVE_THREADS", "1")
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ConfigError(f"SPIKEBENCH_NATIVE_THREADS={value!r}: give a whole number >= 1 "
+                          "(threads per compiled-loop call; 1 is the default)")
+    return int(value)
 
 
 def lif_forward(current: torch.Tensor, p, rec_t: torch.Tensor | None, state):
