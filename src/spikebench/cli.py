@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="learning rate (Adam for the SNN suites, SGD for the hybrids)")
     run.add_argument("--steps", type=int, default=None, dest="n_steps",
                      help="time steps T per sample (event bins of 10 ms by default)")
+    run.add_argument("--rate-steps", type=int, default=None,
+                     help="compress-robust: T of the rate-coded baseline (default 100)")
     run.add_argument("--rules", type=_csv, default=None,
                      help="comma-separated learning rules (default: the suite's)")
     run.add_argument("--archs", type=_csv, default=None,
@@ -303,6 +305,7 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser,
         batch_size=args.batch_size,
         lr=args.lr,
         n_steps=args.n_steps,
+        rate_steps=args.rate_steps,
         rules=args.rules,
         archs=args.archs,
         rule_options=dict(args.rule_option),

@@ -4,7 +4,9 @@ would orphan users' trained runs fails here. The ids were written by spikebench 
 ``--paper``, without the data identity (which depends on the machine's data folders);
 suites added since (``robust-ablation``, ``robust-baselines``, 2026-12-03;
 ``locality-spectrum``, ``locality-shd``, ``locality-ssc``, ``locality-dvsgesture``,
-2026-12-04) are pinned as they were added.
+2026-12-04) are pinned as they were added. On 2026-12-04 ``compress-robust`` became the
+papers' hybrid regime (new runs, pinned as added); its earlier grid is
+``compress-robust-scratch``, under the ids it had.
 
 Deliberate changes since then are salts in the identity, each named in ``SALTS`` with
 why: the id without the salt must still be the pinned one, and the salted id differs
@@ -44,7 +46,7 @@ CHANGED = {"robust/paper": ({"arch": "vgg11", "augment": False, "eps_train": 4 /
                             "--paper's net: the references' VGG-11 (vgg11-ref), not "
                             "torchvision's, and their crop-and-flip augmentation; the "
                             "conversion's own eps 2/255 and cutout (issue 26)"),
-           "compress-robust/paper": ({"arch": "vgg11", "augment": False}, "the same")}
+           "compress-robust-scratch/paper": ({"arch": "vgg11", "augment": False}, "the same")}
 
 
 def unsalted_id(spec) -> str:

@@ -86,30 +86,52 @@ class Residual(nn.Module):
     where the shape changes. ``forward`` is the ANN's; a spiking ``ConvNet`` runs the
     parts itself (its neurons need the time axis)."""
 
-    def __init__(self, channels: int, width: int, stride: int, dropout: float, act) -> None:
+    def __init__(self, channels: int, width: int, stride: int, dropout: float, act,
+                 batchnorm: bool = True) -> None:
         super().__init__()
+
+        def norm(c: int) -> list[nn.Module]:
+            return [nn.BatchNorm2d(c)] if batchnorm else []
+
         main = [nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(width), act()]
+                *norm(width), act()]
         if dropout:
-            main.append(nn.Dropout(dropout))
+            main.append(nn.Dropout(dropout) if batchnorm else StepDropout(dropout))
         self.main = nn.Sequential(*main, nn.Conv2d(width, width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(width))
+                                  *norm(width))
         self.shortcut = nn.Sequential() if stride == 1 and channels == width else \
             nn.Sequential(nn.Conv2d(channels, width, 1, stride=stride, bias=False),
-                          nn.BatchNorm2d(width))
+                          *norm(width))
         self.act = act()  # registered last: modules() lists the neurons in running order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.main(x) + self.shortcut(x))
 
 
+class StepDropout(nn.Dropout):
+    """Dropout whose mask is drawn once per sample and kept over the SNN's T steps
+    (DIET-SNN's): ``forward(h, steps)`` on time-folded h [steps B, ...]; an ANN's
+    (``steps`` 1) is plain dropout."""
+
+    def forward(self, h: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return h
+        one = h.reshape(steps, -1, *h.shape[1:])[0]
+        mask = torch.empty_like(one).bernoulli_(1 - self.p) / (1 - self.p)
+        return (h.reshape(steps, *one.shape) * mask).reshape(h.shape)
+
+
 class ConvNet(nn.Module):
     """An ANN (``neuron=None``: ReLU) or an SNN (``neuron``: the parameters of a registered
     neuron, e.g. ``DLIFParams``, ``LIFParams``; per-neuron parameters are per channel) of
-    one architecture; images [B, C, H, W] in [0, 1] -> logits [B, classes]."""
+    one architecture; images [B, C, H, W] in [0, 1] -> logits [B, classes].
+    ``batchnorm=False``: the layout of hybrid (DIET-SNN) training, where the ANN is
+    converted: no BatchNorm, no biases (readout included), dropout masks fixed over T
+    (``StepDropout``)."""
 
     def __init__(self, arch: str, in_channels: int, image_size: int, classes: int,
-                 neuron=None, steps: int = 4, coding: str = "direct") -> None:
+                 neuron=None, steps: int = 4, coding: str = "direct",
+                 batchnorm: bool = True) -> None:
         super().__init__()
         convs, hidden, dropout = CONV_ARCHS.get(arch)
         INPUT_CODINGS.get(coding)
@@ -118,7 +140,9 @@ class ConvNet(nn.Module):
             raise ConfigError(f"DLIF's a[t] has {neuron.steps} steps, the network runs {steps}")
         self.arch, self.neuron, self.steps, self.coding = arch, neuron, steps, coding
         self.in_channels, self.image_size, self.classes = in_channels, image_size, classes
-        self.spiking = neuron is not None
+        self.spiking, self.batchnorm = neuron is not None, batchnorm
+        norm = (lambda c: [nn.BatchNorm2d(c)]) if batchnorm else (lambda c: [])
+        drop = nn.Dropout if batchnorm else StepDropout
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
         for c in convs:
@@ -127,7 +151,7 @@ class ConvNet(nn.Module):
                 if size < stride:
                     raise ConfigError(f"{arch} strides {image_size}-px images below 1 px")
                 layers.append(Residual(channels, width, stride, dropout,
-                                       lambda w=width: self._act(w)))
+                                       lambda w=width: self._act(w), batchnorm))
                 channels, size = width, (size - 1) // stride + 1
             elif c == "G":
                 layers.append(nn.AdaptiveAvgPool2d(1))
@@ -140,18 +164,18 @@ class ConvNet(nn.Module):
                 layers.append(nn.AvgPool2d(2))
                 size //= 2
             else:
-                layers += [nn.Conv2d(channels, c, 3, padding=1, bias=False),
-                           nn.BatchNorm2d(c), self._act(c)]
+                layers += [nn.Conv2d(channels, c, 3, padding=1, bias=False), *norm(c),
+                           self._act(c)]
                 channels = c
         layers.append(nn.Flatten())
         width = channels * size * size
         for h in hidden:
-            layers += [nn.Linear(width, h), self._act(h)]
+            layers += [nn.Linear(width, h, bias=batchnorm), self._act(h)]
             if dropout:
-                layers.append(nn.Dropout(dropout))
+                layers.append(drop(dropout))
             width = h
         self.body = nn.Sequential(*layers)
-        self.readout = nn.Linear(width, classes)
+        self.readout = nn.Linear(width, classes, bias=batchnorm)
 
     def _act(self, n: int) -> nn.Module:
         """The activation after a layer of n channels (features)."""
@@ -174,6 +198,8 @@ class ConvNet(nn.Module):
                     h = spike(m, h.reshape(steps, batch, *h.shape[1:])).flatten(0, 1)
                 elif isinstance(m, Residual):
                     h = through([m.act], through(m.main, h) + through(m.shortcut, h))
+                elif isinstance(m, StepDropout):
+                    h = m(h, steps)
                 else:
                     h = m(h)
             return h

@@ -11,7 +11,10 @@ No synaptic filter; for the input current I[t] of a layer:
 ``a[t]`` (DLIF, Ding et al.): one learnable scalar per layer and time step, shared by all
 neurons of the layer, initialised to 1; ``dynamic=False`` fixes a = 1 (plain LIF;
 lambda = 1: IF). ``learn_threshold`` makes theta one learnable scalar per layer (the
-conversion's robust fine-tuning; clamped at ``min_threshold``).
+conversion's robust fine-tuning; clamped at ``min_threshold``), ``learn_leak`` lambda one
+learnable scalar per layer (hybrid DIET-SNN training, Rathi & Roy 2021; clamped to
+[0, 1]); ``relative`` evaluates the surrogate at U / theta - 1 (DIET-SNN's form: the
+same spikes, a derivative that scales with the threshold) instead of U - theta.
 
 Two forms share ``dlif_scan`` (the pure dynamics over [T, B, ...]):
 
@@ -58,6 +61,8 @@ class DLIFParams:
     dynamic: bool = True  # learnable a[t] (DLIF); False: a = 1 (LIF / IF)
     learn_threshold: bool = False
     min_threshold: float = 0.03
+    learn_leak: bool = False
+    relative: bool = False  # the surrogate on U / theta - 1 (DIET-SNN's), not U - theta
 
     def __post_init__(self) -> None:
         check_field_types(self)  # NaN, infinity or a string: an error naming the field
@@ -74,28 +79,32 @@ class DLIFParams:
 
 
 def dlif_step(u_prev: torch.Tensor, current: torch.Tensor, p: DLIFParams, threshold,
-              gain=None, surrogate: tuple[str, float] | None = None):
-    """One step from the previous step's membrane after reset V[t-1]: (s[t], U[t], V[t])."""
-    u = p.leak * u_prev + (current if gain is None else gain * current)
+              gain=None, surrogate: tuple[str, float] | None = None, leak=None):
+    """One step from the previous step's membrane after reset V[t-1]: (s[t], U[t], V[t]);
+    ``leak``: a learnt lambda (None: ``p.leak``)."""
+    u = (p.leak if leak is None else leak) * u_prev + (
+        current if gain is None else gain * current)
     name, slope = surrogate or (p.surrogate, p.slope)
-    s = spike(u - threshold, name, slope)
+    s = spike(u / threshold - 1.0 if p.relative else u - threshold, name, slope)
     v = u * (1.0 - s) if p.reset == "zero" else u - threshold * s
     return s, u, v
 
 
 def dlif_scan(current: torch.Tensor, p: DLIFParams, threshold, gain=None,
               surrogate: tuple[str, float] | None = None, membranes: bool = False,
-              v0: torch.Tensor | None = None, t0: int = 0, final: bool = False):
+              v0: torch.Tensor | None = None, t0: int = 0, final: bool = False,
+              leak=None):
     """Spikes [T, B, ...] of currents [T, B, ...] (and U[t] if ``membranes``, the last
     V[t] if ``final``), from rest or from the membranes ``v0`` after step ``t0 - 1``;
-    ``gain``: a[t] of length >= t0 + T, or None."""
+    ``gain``: a[t] of length >= t0 + T, or None; ``leak``: a learnt lambda, or None."""
     if gain is not None and t0 + len(current) > len(gain):
         raise ConfigError(f"the DLIF layer has a[t] for {len(gain)} steps, the input reaches "
                           f"step {t0 + len(current)}; build it with that many steps or more")
     v = torch.zeros_like(current[0]) if v0 is None else v0
     spikes, us = [], []
     for t, c in enumerate(current, start=t0):
-        s, u, v = dlif_step(v, c, p, threshold, None if gain is None else gain[t], surrogate)
+        s, u, v = dlif_step(v, c, p, threshold, None if gain is None else gain[t], surrogate,
+                            leak)
         spikes.append(s)
         us.append(u)
     out = (torch.stack(spikes), torch.stack(us)) if membranes else torch.stack(spikes)
@@ -113,6 +122,11 @@ class _Neuron(nn.Module):
             self.theta = nn.Parameter(theta)
         else:  # a buffer: set by conversion's threshold balancing, saved with the model
             self.register_buffer("theta", theta)
+        self.leak = nn.Parameter(torch.tensor(float(p.leak))) if p.learn_leak else None
+
+    def lam(self):
+        """lambda: the learnt one clamped to [0, 1], else the params' own."""
+        return self.params.leak if self.leak is None else self.leak.clamp(0.0, 1.0)
 
     def threshold(self) -> torch.Tensor:
         if isinstance(self.theta, nn.Parameter):
@@ -150,12 +164,12 @@ class SpikingActivation(NeuronDynamics, _Neuron):
             return (gain * current / theta).clamp(0.0, 1.0)
         if self.route == "bptr":  # through the time-averaged effective input a[t] I[t]
             with torch.no_grad():
-                s = dlif_scan(current, self.params, theta, self.gain)
+                s = dlif_scan(current, self.params, theta, self.gain, leak=self.lam())
             fires = (s.mean(0) > 0).to(current.dtype)
             smooth = fires * (gain * current).mean(0) / theta
             return s + (smooth - smooth.detach()).unsqueeze(0)
         return dlif_scan(current, self.params, theta, self.gain,
-                         None if self.route is None else self.route)
+                         None if self.route is None else self.route, leak=self.lam())
 
     def initial_state(self, like: torch.Tensor) -> DLIFState:
         z = torch.zeros_like(like)
@@ -163,18 +177,20 @@ class SpikingActivation(NeuronDynamics, _Neuron):
 
     def step(self, current: torch.Tensor, state: DLIFState):
         gain = None if self.gain is None else self.gain[state.t]
-        s, u, v = dlif_step(state.v, current, self.params, self.threshold(), gain)
+        s, u, v = dlif_step(state.v, current, self.params, self.threshold(), gain,
+                            leak=self.lam())
         return s, DLIFState(v, s, u, state.t + 1)
 
     def window(self, current: torch.Tensor, v0: torch.Tensor | None, t0: int):
         """Steps t0 ... t0 + len(current) - 1 from the membranes ``v0`` (None: rest) with
         the neuron's own surrogate: (spikes, V after the last step)."""
         return dlif_scan(current, self.params, self.threshold(), self.gain, v0=v0, t0=t0,
-                         final=True)
+                         final=True, leak=self.lam())
 
     def extra_repr(self) -> str:
         p = self.params
-        return (f"leak={p.leak}, threshold={self.threshold():.4g}, reset={p.reset}, "
+        leak = p.leak if self.leak is None else f"{float(self.lam()):.4g} (learnt)"
+        return (f"leak={leak}, threshold={self.threshold():.4g}, reset={p.reset}, "
                 f"dynamic={p.dynamic}")
 
 
@@ -213,5 +229,6 @@ class DLIFLayer(SpikingLayer, _Neuron):
             raise ConfigError(f"the DLIF layer has a[t] for {len(self.gain)} steps; build it "
                               f"with steps >= the input's T (--neuron-option steps=T)")
         gain = None if self.gain is None else self.gain[state.t]
-        s, u, v = dlif_step(state.v, current, self.params, self.threshold(), gain)
+        s, u, v = dlif_step(state.v, current, self.params, self.threshold(), gain,
+                            leak=self.lam())
         return s, DLIFState(v, s, u, state.t + 1)

@@ -47,6 +47,7 @@ class SuiteOptions:
     batch_size: int | None = None
     lr: float | None = None
     n_steps: int | None = None
+    rate_steps: int | None = None  # compress-robust: T of the rate-coded baseline
     rules: list[str] | None = None
     archs: list[str] | None = None
     rule_options: dict | None = None
@@ -87,7 +88,8 @@ class SuiteOptions:
             if a not in ARCHS and a not in CONV_ARCHS:
                 raise ConfigError(f"unknown arch {a!r}; known archs: {', '.join(ARCHS)} (SNN "
                                   f"suites), {', '.join(CONV_ARCHS)} (robust suites)")
-        for name in ("epochs", "n_train", "n_test", "batch_size", "n_steps", "n_eval"):
+        for name in ("epochs", "n_train", "n_test", "batch_size", "n_steps", "n_eval",
+                     "rate_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
@@ -247,7 +249,8 @@ OPTION_FLAGS = {"data_dir": "--data-dir", "dataset": "--dataset", "epochs": "--e
                 "rules": "--rules", "archs": "--archs", "rule_options": "--rule-option",
                 "neuron": "--neuron", "neuron_options": "--neuron-option", "paper": "--paper",
                 "encoders": "--encoders", "weights": "--weights", "n_eval": "--n-eval",
-                "studies": "--studies", "device": "--device"}
+                "studies": "--studies", "device": "--device",
+                "rate_steps": "--rate-steps"}
 COMMON_OPTIONS = frozenset({"data_dir", "dataset", "epochs", "seeds", "n_train", "n_test",
                             "batch_size", "lr", "paper", "device"})
 SNN_OPTIONS = COMMON_OPTIONS | {"n_steps", "rules", "archs", "rule_options", "neuron",

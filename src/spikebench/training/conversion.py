@@ -82,7 +82,8 @@ def _bn_batch_stats(model: nn.Module, train: bool) -> None:
 
 @torch.no_grad()
 def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: float = 99.7,
-                 scale: float = 1.0, batch_size: int = 128, calib_steps: int | None = None):
+                 scale: float = 1.0, batch_size: int = 128, calib_steps: int | None = None,
+                 coding: str = "direct"):
     """The SNN of a trained ``models.ConvNet`` ANN (``params``: its neurons' ``DLIFParams``,
     IF with hard reset in the paper), by threshold balancing on calibration images:
 
@@ -96,6 +97,10 @@ def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: flo
        (scaling inside the loop would calibrate later layers on denser spikes); the
        folded weights keep theta_l, which changes only the readout's scale, not a spike;
     4. BatchNorm's running statistics re-estimated on the SNN's own currents (T = ``steps``).
+
+    An ANN without BatchNorm (``batchnorm=False``, hybrid training's) skips steps 2's batch
+    statistics and 4; its SNN has the same layout. ``coding``: the SNN's input coding (a
+    rate code is calibrated on its own random spikes).
     """
     from spikebench.errors import ConfigError
     from spikebench.models.conv import ConvNet, is_residual
@@ -110,9 +115,11 @@ def convert_conv(ann, x_calib: torch.Tensor, params, steps: int, percentile: flo
     device = device_of(ann)  # the SNN is made and calibrated where the ANN is (its weights
     with device:  # are the ANN's, its thresholds constants: nothing drawn at random)
         snn = ConvNet(ann.arch, ann.in_channels, ann.image_size, ann.classes, neuron=params,
-                      steps=calib_steps or steps, coding="direct").to(x_calib.dtype)
+                      steps=calib_steps or steps, coding=coding,
+                      batchnorm=ann.batchnorm).to(x_calib.dtype)
     missing, unexpected = snn.load_state_dict(ann.state_dict(), strict=False)
-    assert not unexpected and all(k.endswith(("theta", "gain")) for k in missing), missing
+    assert not unexpected and all(k.endswith(("theta", "gain", "leak")) for k in missing), \
+        missing
     batches = x_calib.to(device).split(batch_size)
     layers = list(snn.body) + [snn.readout]
     peaks = []

@@ -99,14 +99,18 @@ def guided_loss(student, teacher, x, y, beta: float) -> tuple[torch.Tensor, torc
 
 class Guided(Procedure):
     """AGC fine-tuning as a procedure: one step on CE + L_AT (``guided_loss``) against the
-    fixed ``teacher``, then ``after_step()`` (the ``Pruner``'s masks)."""
+    fixed ``teacher`` (None: on CE alone, the unguided ablation and sparse SNN training),
+    then ``after_step()`` (the ``Pruner``'s masks)."""
 
     name = "agc"
 
-    def __init__(self, teacher: nn.Module, beta: float, after_step=None) -> None:
+    def __init__(self, teacher: nn.Module | None, beta: float, after_step=None) -> None:
         self.teacher, self.beta, self.after_step = teacher, beta, after_step
 
     def loss(self, model, x, y):
+        if self.teacher is None:
+            logits = model(x)
+            return F.cross_entropy(logits, y), logits
         return guided_loss(model, self.teacher, x, y, self.beta)
 
     def backward(self, model, x, y, update=None) -> StepOutput:
@@ -168,14 +172,20 @@ class Pruner:
     """Masks fixed once; ``apply()`` zeroes the pruned weights (call it after each
     optimizer step); gradients of pruned weights are zeroed by hooks."""
 
-    def __init__(self, model: nn.Module, densities: list[float]) -> None:
+    def __init__(self, model: nn.Module, densities: list[float] | None) -> None:
+        """Each layer keeps its largest-magnitude fraction d_l of ``densities``; None:
+        the weights that are nonzero now (a pruned network's masks, kept through its
+        conversion: ``0 * theta`` stays 0)."""
         self.layers = prunable(model)
-        if len(densities) != len(self.layers):
+        if densities is not None and len(densities) != len(self.layers):
             raise ConfigError(f"{len(densities)} densities for {len(self.layers)} layers")
         self.masks = []
-        for m, d in zip(self.layers, densities, strict=True):
+        for k, m in enumerate(self.layers):
+            if densities is None:
+                self.masks.append(m.weight.detach() != 0)
+                continue
             w = m.weight.detach().abs().flatten()
-            keep = max(1, round(d * w.numel()))
+            keep = max(1, round(densities[k] * w.numel()))
             mask = torch.zeros_like(w, dtype=torch.bool)
             mask[torch.topk(w, keep).indices] = True
             self.masks.append(mask.view_as(m.weight))

@@ -182,7 +182,7 @@ def objective_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, obj: Obje
         loss = (obj.chi * F.cross_entropy(logits, y)
                 + (1 - obj.chi) * F.cross_entropy(pert_logits, y))
         if neuron is not None:
-            loss = loss + obj.rho * mppd_loss(clean, neuron.last_current, neuron.params.leak)
+            loss = loss + obj.rho * mppd_loss(clean, neuron.last_current, neuron.lam())
     finally:
         if neuron is not None:
             neuron.record, neuron.last_current = False, None
