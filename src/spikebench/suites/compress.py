@@ -177,12 +177,12 @@ class CompressSpec:
             keep += ["hire_periods", "hire_eps", "hire_craft"]
         if self.regime != "scratch":  # added later: the scratch runs keep their ids
             keep += ["regime", "ann_epochs", "percentile", "threshold_scale", "n_calib",
-                     "calibration_steps"] + ([] if "agc" in self.method else ["finetune_lr"])
+                     "calibration_steps", "finetune_lr"]
         if "agc" in self.method:  # hybrid: the SNN stage takes epochs and lr as any other
             keep += ["density", "agc_beta", "finetune_epochs", "finetune_lr", "n_importance"]
             unused = ({"agc_beta"} if self.method not in GUIDED else set()) | (
                 {"finetune_epochs"} if self.regime != "scratch" else set())
-            keep = [k for k in keep if k not in unused]
+            keep = list(dict.fromkeys(k for k in keep if k not in unused))
             return {**identity_core(self, keep), "agc_version": AGC_VERSION}
         return identity_core(self, keep)
 

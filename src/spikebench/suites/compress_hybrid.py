@@ -1,6 +1,8 @@
 """``compress-robust``'s hybrid regime: the papers' own pipelines on the one executor
 (``training.hybrid``; docs/suites/robust.md, *The papers' regime*).
 
+Learning rates: ``lr`` trains the ANNs, ``finetune_lr`` the SNNs.
+
 - ``standard`` / ``hire``: the BatchNorm-free ANN (one run folder per data, arch, seed and
   ANN settings, shared by every T, coding and method: ``ann-...`` in the runs folder) ->
   thresholds (``hybrid_snn``) -> SNN fine-tuning on CE, or by HIRE-SNN's periods;
@@ -105,7 +107,7 @@ def train_hybrid(spec, run_dir: Path, runs_dir: Path, train, test, progress: boo
             procedure = Hire(spec.schedule(), None, after)
         else:
             procedure = Guided(None, 0.0, after) if pruned else Objective()
-        return training(spec, snn, procedure, spec.epochs, spec.lr, test, batches,
+        return training(spec, snn, procedure, spec.epochs, spec.finetune_lr, test, batches,
                         label(spec, " SNN"))
 
     result = fit(run_dir, spec, {**asdict(spec), "stage": spec.method}, make_snn, progress)
@@ -127,6 +129,7 @@ HYBRID_STEPS = (2, 4, 8)  # direct input, the CPU default
 PAPER_STEPS = (6, 8, 10)  # direct input at T=5-10 (HIRE-SNN's periods need an even T)
 RATE_STEPS = 100  # the rate-coded baseline's latency (HIRE-SNN: up to 25x the direct T)
 RATE_ATTACK = 50  # the CPU default's attacked images for it
+HYBRID_FINETUNE_LR = 0.05  # the SNN fine-tuning's SGD rate at the CPU default (ours)
 SWEEP = (1 / 2.5, 1 / 5, 1 / 30)  # AGC's other densities (besides the spec's 1/10)
 # --paper (CIFAR, on a GPU): the references' nets in DIET-SNN's layout, the crafting with
 # the updated weights (HIRE-SNN's Figure 6), DIET-SNN's 0.2 threshold scale at low T
@@ -147,6 +150,7 @@ def hybrid_specs(name: str, opts):
     from spikebench.suites.compress import base_spec
 
     base, notes = base_spec(name, opts, "hybrid")
+    base = replace(base, finetune_lr=HYBRID_FINETUNE_LR)  # the SNN stage's (ours)
     if opts.paper:
         base = replace(base, **HYBRID_PAPER)
     if is_residual(base.arch):
