@@ -13,7 +13,14 @@ from spikebench.engine.results import COLUMNS, tidy_rows, to_frame
 from spikebench.engine.spec import ExperimentSpec
 from spikebench.errors import ConfigError
 from spikebench.report.compare import compare_figure, compare_table, read_results
-from spikebench.suites import compress, hybrid, hybrid_report, robust, robust_report
+from spikebench.suites import (
+    compress,
+    compress_report,
+    hybrid,
+    hybrid_report,
+    robust,
+    robust_report,
+)
 
 
 def _metrics(acc: float, epochs: int = 2) -> list[dict]:
@@ -38,7 +45,7 @@ def _tables() -> dict[str, pd.DataFrame]:
     rob = robust_report._tables("robust", [RunResult(rspec, "done", [], sizes=sizes, details={
         "stages": rstages, "evaluation": {"converted": {"clean": 0.4, "ensemble": 0.1}}})])
     cspec = compress.CompressSpec(method="agc", suite="compress-robust")
-    comp = compress._tables("compress-robust", [RunResult(cspec, "done", _metrics(0.3),
+    comp = compress_report._tables("compress-robust", [RunResult(cspec, "done", _metrics(0.3),
                                                           sizes=sizes)])
     return {"mlp": to_frame([r for rows in mlp for r in rows]), "hybrid": hyb["tidy"],
             "robust": rob["tidy"], "compress": comp["tidy"]}

@@ -156,8 +156,11 @@ def findings(df: pd.DataFrame) -> list[str]:
                        f"{d.epoch_time_s:.1f} s ({h.epoch_time_s / d.epoch_time_s:.2f}x).")
     direct = set(df[df.coding == "direct"].steps) or set(df.steps)
     steps = 4 if 4 in direct else min(direct)
-    g, u = cell("agc", "direct", steps), cell("agc-unguided", "direct", steps)
-    if g is not None and u is not None:
+    u = cell("agc-unguided", "direct", steps)
+    g = df[(df.method == "agc") & (df.coding == "direct") & (df.steps == steps)]
+    g = g[(g.density - u.density).abs() < 1e-12].mean(numeric_only=True) if u is not None \
+        else None  # the same density as the ablation, not the sweep's
+    if g is not None and u is not None and not math.isnan(g.test_acc):
         out.append(_guidance(g, u, steps))
     sweep = df[(df.method == "agc") & (df.coding == "direct") & (df.steps == steps)]
     sweep = sweep.sort_values("compression")
