@@ -16,6 +16,10 @@ from spikebench.suites.compress import CompressSpec, compress_specs
 from spikebench.suites.compress_report import pareto_figure, pareto_front
 
 
+def _recomputed(*a, **k):
+    raise AssertionError("recomputed")
+
+
 def test_compress_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     opts = SuiteOptions(n_train=128, n_test=32, epochs=2, n_eval=8, n_steps=2, progress=False)
     result = run_suite("compress-robust-scratch", tmp_path / "out", opts,
@@ -44,11 +48,8 @@ def test_compress_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
         assert needle in report, needle
     assert (tmp_path / "out" / "pareto.png").stat().st_size > 0
 
-    def boom(*a, **k):
-        raise AssertionError("recomputed")
-
-    monkeypatch.setattr(compress_mod, "evaluate_protocol", boom)
-    monkeypatch.setattr(compress_mod, "Hire", boom)
+    monkeypatch.setattr(compress_mod, "evaluate_protocol", _recomputed)
+    monkeypatch.setattr(compress_mod, "Hire", _recomputed)
     again = run_suite("compress-robust-scratch", tmp_path / "out", opts,
                       runs_dir=tmp_path / "runs")
     assert all(r.skipped for r in again.runs)
@@ -83,10 +84,7 @@ def test_hybrid_suite_end_to_end_and_resumes(tmp_path, monkeypatch):
     for png in ("pareto.png", "pareto_latency.png"):
         assert (tmp_path / "out" / png).stat().st_size > 0
 
-    def boom(*a, **k):
-        raise AssertionError("recomputed")
-
-    monkeypatch.setattr(compress_mod, "evaluate_protocol", boom)
+    monkeypatch.setattr(compress_mod, "evaluate_protocol", _recomputed)
     again = run_suite("compress-robust", tmp_path / "out", opts, runs_dir=tmp_path / "runs")
     assert all(r.skipped for r in again.runs)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "compress.csv"), df)

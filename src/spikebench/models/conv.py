@@ -89,19 +89,15 @@ class Residual(nn.Module):
     def __init__(self, channels: int, width: int, stride: int, dropout: float, act,
                  batchnorm: bool = True) -> None:
         super().__init__()
-
-        def norm(c: int) -> list[nn.Module]:
-            return [nn.BatchNorm2d(c)] if batchnorm else []
-
         main = [nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
-                *norm(width), act()]
+                *_norm(width, batchnorm), act()]
         if dropout:
-            main.append(nn.Dropout(dropout) if batchnorm else StepDropout(dropout))
+            main.append(_dropout(dropout, batchnorm))
         self.main = nn.Sequential(*main, nn.Conv2d(width, width, 3, padding=1, bias=False),
-                                  *norm(width))
+                                  *_norm(width, batchnorm))
         self.shortcut = nn.Sequential() if stride == 1 and channels == width else \
             nn.Sequential(nn.Conv2d(channels, width, 1, stride=stride, bias=False),
-                          *norm(width))
+                          *_norm(width, batchnorm))
         self.act = act()  # registered last: modules() lists the neurons in running order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,6 +115,16 @@ class StepDropout(nn.Dropout):
         one = h.reshape(steps, -1, *h.shape[1:])[0]
         mask = torch.empty_like(one).bernoulli_(1 - self.p) / (1 - self.p)
         return (h.reshape(steps, *one.shape) * mask).reshape(h.shape)
+
+
+def _norm(channels: int, batchnorm: bool) -> list[nn.Module]:
+    """What follows a conv: BatchNorm, or nothing in the BatchNorm-free layout."""
+    return [nn.BatchNorm2d(channels)] if batchnorm else []
+
+
+def _dropout(p: float, batchnorm: bool) -> nn.Module:
+    """Dropout, or in the BatchNorm-free (hybrid) layout one mask over T."""
+    return nn.Dropout(p) if batchnorm else StepDropout(p)
 
 
 class ConvNet(nn.Module):
@@ -141,8 +147,6 @@ class ConvNet(nn.Module):
         self.arch, self.neuron, self.steps, self.coding = arch, neuron, steps, coding
         self.in_channels, self.image_size, self.classes = in_channels, image_size, classes
         self.spiking, self.batchnorm = neuron is not None, batchnorm
-        norm = (lambda c: [nn.BatchNorm2d(c)]) if batchnorm else (lambda c: [])
-        drop = nn.Dropout if batchnorm else StepDropout
         layers: list[nn.Module] = []
         channels, size = in_channels, image_size
         for c in convs:
@@ -164,15 +168,15 @@ class ConvNet(nn.Module):
                 layers.append(nn.AvgPool2d(2))
                 size //= 2
             else:
-                layers += [nn.Conv2d(channels, c, 3, padding=1, bias=False), *norm(c),
-                           self._act(c)]
+                layers += [nn.Conv2d(channels, c, 3, padding=1, bias=False),
+                           *_norm(c, batchnorm), self._act(c)]
                 channels = c
         layers.append(nn.Flatten())
         width = channels * size * size
         for h in hidden:
             layers += [nn.Linear(width, h, bias=batchnorm), self._act(h)]
             if dropout:
-                layers.append(drop(dropout))
+                layers.append(_dropout(dropout, batchnorm))
             width = h
         self.body = nn.Sequential(*layers)
         self.readout = nn.Linear(width, classes, bias=batchnorm)

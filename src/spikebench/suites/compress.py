@@ -247,11 +247,7 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
                             build(spec, shape, classes))
             student = build(spec, shape, classes)
             student.load_state_dict(teacher.state_dict())
-            seed_everything(spec.seed)
-            n = spec.n_importance
-            importance = layer_importance(student, [(x[:n], y[:n])])
-            sizes = [m.weight.numel() for m in prunable(student)]
-            pruner = Pruner(student, layer_densities(importance, sizes, spec.density))
+            pruner = agc_pruner(spec, student, x, y)
             if "hire" in spec.method:
                 extra = attention_guidance(teacher, spec.agc_beta)
                 procedure = Hire(spec.schedule(), extra, pruner.apply)
@@ -272,6 +268,16 @@ def train_spec(spec: CompressSpec, run_dir: Path, runs_dir: Path, train, test,
                         epoch_batches(spec, x, y), label(spec))
 
     return fit(run_dir, spec, stage, make, progress)
+
+
+def agc_pruner(spec: CompressSpec, student, x, y) -> Pruner:
+    """AGC's one-shot pruning of ``student`` (its teacher's copy) to ``spec.density``, the
+    layer densities from its CE saliency on the first ``n_importance`` training images."""
+    seed_everything(spec.seed)
+    n = spec.n_importance
+    importance = layer_importance(student, [(x[:n], y[:n])])
+    sizes = [m.weight.numel() for m in prunable(student)]
+    return Pruner(student, layer_densities(importance, sizes, spec.density))
 
 
 def label(spec: CompressSpec, stage: str = "") -> str:

@@ -20,23 +20,19 @@ and the report read a hybrid run as any other.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from spikebench.engine.data import epoch_batches, image_shape
 from spikebench.engine.executor import CHECKPOINT, RunResult, Training, fit, load_trained
 from spikebench.engine.spec import identity_core
 from spikebench.engine.train import seed_everything
+from spikebench.errors import ConfigError
 from spikebench.io import digest
+from spikebench.models import is_residual
 from spikebench.training.hire import Hire
 from spikebench.training.hybrid import hybrid_snn
-from spikebench.training.prune import (
-    Guided,
-    Pruner,
-    layer_densities,
-    layer_importance,
-    prunable,
-)
+from spikebench.training.prune import Guided, Pruner
 from spikebench.training.robust import Objective
 
 # what the shared ANN's training reads (its folder's id)
@@ -53,7 +49,7 @@ def ann_dir(spec, runs_dir: Path) -> Path:
 def train_hybrid(spec, run_dir: Path, runs_dir: Path, train, test, progress: bool
                  ) -> RunResult:
     """Train one hybrid-regime run: its ANN stage(s), then the SNN's fine-tuning."""
-    from spikebench.suites.compress import GUIDED, build, label, training
+    from spikebench.suites.compress import GUIDED, agc_pruner, build, label, training
 
     shape, classes = image_shape(train), train[2]
     x, y, _ = train
@@ -70,21 +66,15 @@ def train_hybrid(spec, run_dir: Path, runs_dir: Path, train, test, progress: boo
     if meta.status != "done":
         return _failed(spec, run_dir, meta, "its ANN")
 
-    def meta_ann():
-        return load_trained(meta_dir / CHECKPOINT, "ANN", build(spec, shape, classes, ann=True))
-
     source_dir, pruned = meta_dir, "agc" in spec.method
     if pruned:
         source_dir = run_dir / "ann"
 
         def make_compressed() -> Training:
-            teacher = meta_ann()
+            teacher = load_trained(meta_dir / CHECKPOINT, "ANN",
+                                   build(spec, shape, classes, ann=True))
             student = copy.deepcopy(teacher)
-            seed_everything(spec.seed)
-            n = spec.n_importance
-            importance = layer_importance(student, [(x[:n], y[:n])])
-            sizes = [m.weight.numel() for m in prunable(student)]
-            pruner = Pruner(student, layer_densities(importance, sizes, spec.density))
+            pruner = agc_pruner(spec, student, x, y)
             procedure = Guided(teacher if spec.method in GUIDED else None, spec.agc_beta,
                                pruner.apply)
             return training(spec, student, procedure, spec.ann_epochs, spec.lr, test,
@@ -143,11 +133,7 @@ def hybrid_specs(name: str, opts):
     standard SNN with rate input at ``RATE_STEPS`` (its thresholds scaled by 1: at long T
     no lowering is needed; ours), fine-tuned one epoch and attacked on ``RATE_ATTACK``
     images at the CPU default."""
-    from dataclasses import replace
-
-    from spikebench.errors import ConfigError
-    from spikebench.models import is_residual
-    from spikebench.suites.compress import base_spec
+    from spikebench.suites.compress import base_spec  # compress imports this module
 
     base, notes = base_spec(name, opts, "hybrid")
     base = replace(base, finetune_lr=HYBRID_FINETUNE_LR)  # the SNN stage's (ours)

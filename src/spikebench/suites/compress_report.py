@@ -70,47 +70,37 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def pareto_figure(df: pd.DataFrame):
-    """Clean and robust accuracy vs SynOps, a marker and colour per method (filled: direct
-    input, open: rate code), with each panel's Pareto front."""
-    fig, axes = subplots(1, 2, figsize=(11, 4.2), sharex=True)
-    markers = MARKERS
+def _panel(ax, df: pd.DataFrame, cost, col: str, xlabel: str, title: str) -> None:
+    """One panel: accuracy ``col`` against ``cost(rows)``, a marker and colour per method
+    (filled: direct input, open: rate code), with the panel's Pareto front."""
     colours = {m: f"C{i}" for i, m in enumerate(METHODS)}
+    for (method, coding), g in df.groupby(["method", "coding"], sort=False):
+        colour = colours.get(method, "k")
+        ax.scatter(cost(g), 100 * g[col], marker=MARKERS.get(method, "x"),
+                   facecolors=colour if coding == "direct" else "none", edgecolors=colour,
+                   label=f"{method} ({coding})")
+    front = pareto_front(list(zip(cost(df), 100 * df[col], strict=True)))
+    ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=0.8, label="Pareto front")
+    ax.set(xscale="log", xlabel=xlabel, ylabel=f"{title} %", title=title)
+    ax.grid(alpha=0.3)
+
+
+def pareto_figure(df: pd.DataFrame):
+    """Clean and robust accuracy vs SynOps (``_panel``)."""
+    fig, axes = subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for ax, col, title in ((axes[0], "clean", "clean accuracy"),
                            (axes[1], "ensemble", "robust accuracy (ensemble)")):
-        for (method, coding), g in df.groupby(["method", "coding"], sort=False):
-            colour = colours.get(method, "k")
-            ax.scatter(_synops(g), 100 * g[col], marker=markers.get(method, "x"),
-                       facecolors=colour if coding == "direct" else "none",
-                       edgecolors=colour,
-                       label=f"{method} ({coding})")
-        front = pareto_front(list(zip(_synops(df), 100 * df[col], strict=True)))
-        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=0.8,
-                label="Pareto front")
-        ax.set(xscale="log", xlabel="SynOps per image (ACs + MACs)", ylabel=f"{title} %",
-               title=title)
-        ax.grid(alpha=0.3)
+        _panel(ax, df, _synops, col, "SynOps per image (ACs + MACs)", title)
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def latency_figure(df: pd.DataFrame):
-    """Robust accuracy (ensemble) against latency T, a marker per method (filled: direct,
-    open: rate code), with the Pareto front (lower T, higher accuracy)."""
+    """Robust accuracy (ensemble) against latency T (``_panel``)."""
     fig, ax = subplots(1, 1, figsize=(6.5, 4.2))
-    markers = MARKERS
-    colours = {m: f"C{i}" for i, m in enumerate(METHODS)}
-    for (method, coding), g in df.groupby(["method", "coding"], sort=False):
-        colour = colours.get(method, "k")
-        ax.scatter(g.steps, 100 * g.ensemble, marker=markers.get(method, "x"),
-                   facecolors=colour if coding == "direct" else "none", edgecolors=colour,
-                   label=f"{method} ({coding})")
-    front = pareto_front(list(zip(df.steps, 100 * df.ensemble, strict=True)))
-    ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=0.8, label="Pareto front")
-    ax.set(xscale="log", xlabel="latency T (time steps)", ylabel="robust accuracy (ensemble) %",
-           title="robust accuracy vs latency")
-    ax.grid(alpha=0.3)
+    _panel(ax, df, lambda g: g.steps, "ensemble", "latency T (time steps)",
+           "robust accuracy (ensemble)")
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8)
     fig.tight_layout()
     return fig
